@@ -1,0 +1,174 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ConnConfig says how to reach NATS. The zero value connects to
+// nats://127.0.0.1:4222 with no credentials.
+type ConnConfig struct {
+	// URLs lists servers of one cluster; nats.go picks among them and learns
+	// the rest of the cluster from the server. Empty means nats.DefaultURL.
+	URLs []string
+	// Name identifies the connection in server monitoring.
+	Name string
+
+	// Credentials: at most one of CredsFile, NKeySeedFile, User/Password
+	// and Token is normally set.
+	CredsFile    string // a .creds file holding a user JWT and nkey seed
+	NKeySeedFile string // a file holding an nkey seed (SU...)
+	User         string
+	Password     string
+	Token        string
+
+	// TLS: a CA to trust, and a client certificate and key for mutual TLS.
+	CAFile   string
+	CertFile string
+	KeyFile  string
+
+	// InProcess, when set, connects to this embedded server without a
+	// socket; URLs are ignored.
+	InProcess nats.InProcessConnProvider
+
+	// ReconnectBufSize is how many bytes of publishes are kept while
+	// disconnected; default 8 MiB. Publishes beyond it fail.
+	ReconnectBufSize int
+
+	// OnEvent, when set, hears about every change of the connection's
+	// state and every asynchronous error, once each.
+	OnEvent func(ConnEvent)
+}
+
+// ConnEvent is a change in a connection's state, or an asynchronous error.
+type ConnEvent struct {
+	Kind ConnEventKind
+	URL  string // the server concerned, when known
+	Err  error  // the cause, when there is one
+}
+
+// ConnEventKind names what happened to a connection.
+type ConnEventKind string
+
+// Kinds of [ConnEvent].
+const (
+	Connected    ConnEventKind = "connected"
+	Disconnected ConnEventKind = "disconnected"
+	Reconnected  ConnEventKind = "reconnected"
+	Closed       ConnEventKind = "closed"
+	AsyncError   ConnEventKind = "error"
+)
+
+// Connect dials NATS. A first connect that fails is retried in the
+// background like a reconnect (the returned connection buffers publishes
+// meanwhile), and reconnects go on forever with jitter, so a plugin outlives
+// any NATS outage. Connect fails only for settings that can never work (a
+// missing credentials file, a bad certificate) or when ctx ends before the
+// first connect succeeds.
+func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
+	opts, err := cfg.options()
+	if err != nil {
+		return nil, err
+	}
+	connected := make(chan struct{}, 1)
+	notify := func(kind ConnEventKind, nc *nats.Conn, err error) {
+		if cfg.OnEvent != nil {
+			cfg.OnEvent(ConnEvent{Kind: kind, URL: nc.ConnectedUrlRedacted(), Err: err})
+		}
+	}
+	opts = append(opts,
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			notify(Connected, nc, nil)
+			select {
+			case connected <- struct{}{}:
+			default:
+			}
+		}),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) { notify(Disconnected, nc, err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { notify(Reconnected, nc, nil) }),
+		nats.ClosedHandler(func(nc *nats.Conn) { notify(Closed, nc, nc.LastError()) }),
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				err = fmt.Errorf("subscription %q: %w", sub.Subject, err)
+			}
+			notify(AsyncError, nc, err)
+		}),
+	)
+	url := strings.Join(cfg.URLs, ",")
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect to %s: %w", url, err)
+	}
+	if nc.IsConnected() {
+		return nc, nil
+	}
+	// The first connect failed and is being retried in the background.
+	select {
+	case <-connected:
+		return nc, nil
+	case <-ctx.Done():
+		nc.Close()
+		return nil, fmt.Errorf("bus: connect to %s: %w (last error: %v)", url, ctx.Err(), nc.LastError())
+	}
+}
+
+func (cfg ConnConfig) options() ([]nats.Option, error) {
+	buf := cfg.ReconnectBufSize
+	if buf == 0 {
+		buf = 8 << 20
+	}
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.ReconnectBufSize(buf),
+	}
+	for what, path := range map[string]string{"credentials file": cfg.CredsFile, "nkey seed file": cfg.NKeySeedFile, "TLS CA file": cfg.CAFile, "TLS certificate file": cfg.CertFile, "TLS key file": cfg.KeyFile} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("bus: %s: %w", what, err)
+		}
+	}
+	if cfg.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(cfg.InProcess))
+	}
+	switch {
+	case cfg.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	case cfg.NKeySeedFile != "":
+		o, err := nats.NkeyOptionFromSeed(cfg.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("bus: nkey seed file %q: %w", cfg.NKeySeedFile, err)
+		}
+		opts = append(opts, o)
+	}
+	if cfg.User != "" {
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	}
+	if cfg.Token != "" {
+		opts = append(opts, nats.Token(cfg.Token))
+	}
+	if cfg.CAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.CAFile))
+	}
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+		return nil, errors.New("bus: TLS client certificate needs both a certificate file and a key file")
+	}
+	if cfg.CertFile != "" {
+		opts = append(opts, nats.ClientCert(cfg.CertFile, cfg.KeyFile))
+	}
+	return opts, nil
+}

@@ -1,0 +1,126 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// Extension names Plugbus sets on events.
+const (
+	// ExtDeadline holds the absolute deadline (RFC 3339) of a request, so a
+	// handler that invokes another plugin passes on what is left of its own
+	// budget.
+	ExtDeadline = "deadline"
+	// ExtCauseID holds the id of the event that caused a result event.
+	ExtCauseID = "causeid"
+	// ExtTraceParent is the W3C trace context of the CloudEvents distributed
+	// tracing extension.
+	ExtTraceParent = "traceparent"
+)
+
+// Error codes carried in the Nats-Service-Error-Code header of a failed
+// reply. They follow HTTP status codes so gateways can pass them on.
+const (
+	CodeBadEvent    = "400" // the request was not a valid CloudEvent
+	CodePermanent   = "422" // the handler rejected the event for good
+	CodeFailed      = "500" // the handler failed; retrying may help
+	CodeUnavailable = "503" // the plugin is shutting down
+	CodeTimeout     = "504" // the handler ran past the request's deadline
+)
+
+// DefaultRequestTimeout bounds [Request] when ctx has no deadline.
+const DefaultRequestTimeout = 5 * time.Second
+
+// ServiceError is a failed reply: the NATS micro error headers
+// Nats-Service-Error-Code and Nats-Service-Error.
+type ServiceError struct {
+	Code        string
+	Description string
+}
+
+func (e *ServiceError) Error() string {
+	return fmt.Sprintf("bus: plugin replied with error %s: %s", e.Code, e.Description)
+}
+
+// Publish sends e as an event from producer on
+// <prefix>.events.<producer>.<e.Type()>.
+func Publish(nc *nats.Conn, prefix, producer string, e *event.Event) error {
+	subject, err := EventSubject(prefix, producer, e.Type())
+	if err != nil {
+		return err
+	}
+	msg := nats.Msg{Subject: subject}
+	if err := Encode(e, &msg); err != nil {
+		return err
+	}
+	return nc.PublishMsg(&msg)
+}
+
+// Request sends e as a request from producer and waits for the reply event
+// until ctx ends (or [DefaultRequestTimeout] when ctx has no deadline). The
+// deadline travels with the event in the [ExtDeadline] extension. A handler
+// that returned no event gives a nil event and nil error. A failed handler
+// gives a [*ServiceError]; nobody handling the type gives [ErrNoResponders];
+// no reply in time gives [ErrTimeout].
+func Request(ctx context.Context, nc *nats.Conn, prefix, producer string, e *event.Event) (*event.Event, error) {
+	subject, err := EventSubject(prefix, producer, e.Type())
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
+		defer cancel()
+	}
+	deadline, _ := ctx.Deadline()
+	withDeadline := *e
+	withDeadline.Context = e.Context.Clone()
+	withDeadline.SetExtension(ExtDeadline, types.Timestamp{Time: deadline.UTC()})
+	msg := nats.Msg{Subject: subject}
+	if err := Encode(&withDeadline, &msg); err != nil {
+		return nil, err
+	}
+	reply, err := nc.RequestMsgWithContext(ctx, &msg)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, fmt.Errorf("%w: type %q (subject %s)", ErrNoResponders, e.Type(), subject)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return nil, fmt.Errorf("%w: type %q", ErrTimeout, e.Type())
+	case err != nil:
+		return nil, fmt.Errorf("bus: request %s: %w", subject, err)
+	}
+	return DecodeReply(reply)
+}
+
+// DecodeReply reads a reply to a request: a [*ServiceError] when the micro
+// error headers are set, nil when the reply is empty (the handler returned
+// no event), and the event otherwise.
+func DecodeReply(reply *nats.Msg) (*event.Event, error) {
+	if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" {
+		return nil, &ServiceError{Code: code, Description: reply.Header.Get(micro.ErrorHeader)}
+	}
+	if len(reply.Header) == 0 && len(reply.Data) == 0 {
+		return nil, nil
+	}
+	return Decode(reply)
+}
+
+// Deadline reads the [ExtDeadline] extension of a request event.
+func Deadline(e *event.Event) (time.Time, bool) {
+	v, ok := e.Extensions()[ExtDeadline]
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := types.ToTime(v)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t, true
+}

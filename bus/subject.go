@@ -1,0 +1,154 @@
+package bus
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultPrefix is the subject prefix used when none is configured.
+const DefaultPrefix = "plugbus"
+
+// EventSubject returns the subject on which producer publishes events of type
+// typ: <prefix>.events.<producer>.<typ>.
+func EventSubject(prefix, producer, typ string) (string, error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return "", err
+	}
+	if err := ValidateProducer(producer); err != nil {
+		return "", err
+	}
+	if err := ValidateType(typ); err != nil {
+		return "", err
+	}
+	return prefix + ".events." + producer + "." + typ, nil
+}
+
+// TypeSubject returns the subject a handler subscribes to for events whose
+// type matches pattern, from any producer: <prefix>.events.*.<pattern>.
+// The pattern may use the NATS wildcards * and > on whole tokens.
+func TypeSubject(prefix, pattern string) (string, error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return "", err
+	}
+	if err := ValidateTypePattern(pattern); err != nil {
+		return "", err
+	}
+	return prefix + ".events.*." + pattern, nil
+}
+
+// AllEventsSubject returns the subject that matches every event under prefix.
+func AllEventsSubject(prefix string) string { return prefix + ".events.>" }
+
+// DeadLetterSubject returns the subject of plugin's dead letters.
+func DeadLetterSubject(prefix, plugin string) (string, error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return "", err
+	}
+	if err := ValidateProducer(plugin); err != nil {
+		return "", err
+	}
+	return prefix + ".deadletter." + plugin, nil
+}
+
+// ParseEventSubject splits an event subject into its producer and type.
+func ParseEventSubject(prefix, subject string) (producer, typ string, err error) {
+	head := prefix + ".events."
+	if !strings.HasPrefix(subject, head) {
+		return "", "", fmt.Errorf("%w: subject %q does not start with %q", ErrInvalidSubject, subject, head)
+	}
+	rest := subject[len(head):]
+	dot := strings.IndexByte(rest, '.')
+	if dot < 0 {
+		return "", "", fmt.Errorf("%w: subject %q has no type after the producer; want %s<producer>.<type>", ErrInvalidSubject, subject, head)
+	}
+	producer, typ = rest[:dot], rest[dot+1:]
+	if err := ValidateProducer(producer); err != nil {
+		return "", "", err
+	}
+	if err := ValidateType(typ); err != nil {
+		return "", "", err
+	}
+	return producer, typ, nil
+}
+
+// ValidatePrefix reports whether prefix can start Plugbus subjects: one or
+// more dot-separated tokens of letters, digits, '_' and '-'.
+func ValidatePrefix(prefix string) error {
+	if prefix == "" {
+		return fmt.Errorf("%w: subject prefix is empty; use %q or another name", ErrInvalidSubject, DefaultPrefix)
+	}
+	for _, tok := range strings.Split(prefix, ".") {
+		if tok == "" || !isNameToken(tok) {
+			return fmt.Errorf("%w: subject prefix %q: each dot-separated part must be non-empty and use only A-Z, a-z, 0-9, '_' and '-'", ErrInvalidSubject, prefix)
+		}
+	}
+	return nil
+}
+
+// ValidateProducer reports whether name can be a producer (or plugin) name:
+// one NATS token of A-Z, a-z, 0-9, '_' and '-'.
+func ValidateProducer(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: producer name is empty; use letters, digits, '_' or '-'", ErrInvalidName)
+	}
+	if !isNameToken(name) {
+		return fmt.Errorf("%w: producer name %q: use only A-Z, a-z, 0-9, '_' and '-' (no dots, spaces or wildcards)", ErrInvalidName, name)
+	}
+	return nil
+}
+
+// ValidateType reports whether typ can route an event: non-empty, no
+// whitespace, no '*' or '>', and no empty dot-separated token.
+func ValidateType(typ string) error {
+	return validateType(typ, false)
+}
+
+// ValidateTypePattern is [ValidateType] for subscriptions: a token may also
+// be the wildcard '*', and the last token may be '>'.
+func ValidateTypePattern(pattern string) error {
+	return validateType(pattern, true)
+}
+
+func validateType(typ string, wildcards bool) error {
+	what := "event type"
+	if wildcards {
+		what = "event type pattern"
+	}
+	if typ == "" {
+		return fmt.Errorf("%w: %s is empty", ErrInvalidType, what)
+	}
+	start := 0
+	for i := 0; i <= len(typ); i++ {
+		if i < len(typ) && typ[i] != '.' {
+			c := typ[i]
+			if c <= ' ' || c == 0x7f {
+				return fmt.Errorf("%w: %s %q contains whitespace or a control character at byte %d", ErrInvalidType, what, typ, i)
+			}
+			if (c == '*' || c == '>') && !wildcards {
+				return fmt.Errorf("%w: %s %q contains %q; wildcards are only allowed when subscribing", ErrInvalidType, what, typ, c)
+			}
+			continue
+		}
+		tok := typ[start:i]
+		switch {
+		case tok == "":
+			return fmt.Errorf("%w: %s %q has an empty dot-separated part", ErrInvalidType, what, typ)
+		case tok == ">" && i != len(typ):
+			return fmt.Errorf("%w: %s %q: '>' may only be the last part", ErrInvalidType, what, typ)
+		case len(tok) > 1 && strings.ContainsAny(tok, "*>"):
+			return fmt.Errorf("%w: %s %q: a wildcard must be a whole dot-separated part", ErrInvalidType, what, typ)
+		}
+		start = i + 1
+	}
+	return nil
+}
+
+func isNameToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return len(s) > 0
+}
