@@ -118,7 +118,10 @@ type Message struct {
 	encoding binding.Encoding
 }
 
-var _ binding.Message = (*Message)(nil)
+var (
+	_ binding.Message               = (*Message)(nil)
+	_ binding.MessageMetadataReader = (*Message)(nil)
+)
 
 var specV1 = spec.WithPrefix(HeaderPrefix).Version(event.CloudEventsVersionV1)
 
@@ -154,9 +157,6 @@ func (m *Message) ReadStructured(ctx context.Context, w binding.StructuredWriter
 func (m *Message) ReadBinary(ctx context.Context, w binding.BinaryWriter) error {
 	if m.encoding != binding.EncodingBinary {
 		return binding.ErrNotBinary
-	}
-	if err := w.Start(ctx); err != nil {
-		return err
 	}
 	sv, _ := lookup(m.header, HeaderSpecVersion)
 	if sv != event.CloudEventsVersionV1 {
@@ -201,11 +201,27 @@ func (m *Message) ReadBinary(ctx context.Context, w binding.BinaryWriter) error 
 		}
 	}
 	if len(m.data) > 0 {
-		if err := w.SetData(bytes.NewBuffer(m.data)); err != nil {
-			return err
-		}
+		return w.SetData(bytes.NewBuffer(m.data))
 	}
-	return w.End(ctx)
+	return nil
+}
+
+// GetAttribute returns the attribute of kind k and its raw header value, or
+// the attribute and nil when the message does not carry it.
+func (m *Message) GetAttribute(k spec.Kind) (spec.Attribute, interface{}) {
+	attr := specV1.AttributeFromKind(k)
+	if v, ok := lookup(m.header, attr.PrefixedName()); ok {
+		return attr, v
+	}
+	return attr, nil
+}
+
+// GetExtension returns the raw header value of extension name, or nil.
+func (m *Message) GetExtension(name string) interface{} {
+	if v, ok := lookup(m.header, HeaderPrefix+name); ok {
+		return v
+	}
+	return nil
 }
 
 // Finish does nothing: a NATS message needs no acknowledgement here.

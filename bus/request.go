@@ -49,12 +49,20 @@ func (e *ServiceError) Error() string {
 	return fmt.Sprintf("bus: plugin replied with error %s: %s", e.Code, e.Description)
 }
 
+// Source returns the source Plugbus gives events from producer when they
+// have none: urn:plugbus:<producer>.
+func Source(producer string) string { return "urn:plugbus:" + producer }
+
 // Publish sends e as an event from producer on
-// <prefix>.events.<producer>.<e.Type()>.
+// <prefix>.events.<producer>.<e.Type()>, after setting its source to
+// [Source](producer) when it has none. It does not validate e.
 func Publish(nc *nats.Conn, prefix, producer string, e *event.Event) error {
 	subject, err := EventSubject(prefix, producer, e.Type())
 	if err != nil {
 		return err
+	}
+	if e.Source() == "" {
+		e.SetSource(Source(producer))
 	}
 	msg := nats.Msg{Subject: subject}
 	if err := Encode(e, &msg); err != nil {
@@ -63,7 +71,8 @@ func Publish(nc *nats.Conn, prefix, producer string, e *event.Event) error {
 	return nc.PublishMsg(&msg)
 }
 
-// Request sends e as a request from producer and waits for the reply event
+// Request sends e as a request from producer (setting a missing source as
+// [Publish] does) and waits for the reply event
 // until ctx ends (or [DefaultRequestTimeout] when ctx has no deadline). The
 // deadline travels with the event in the [ExtDeadline] extension. A handler
 // that returned no event gives a nil event and nil error. A failed handler
@@ -73,6 +82,9 @@ func Request(ctx context.Context, nc *nats.Conn, prefix, producer string, e *eve
 	subject, err := EventSubject(prefix, producer, e.Type())
 	if err != nil {
 		return nil, err
+	}
+	if e.Source() == "" {
+		e.SetSource(Source(producer))
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

@@ -1,0 +1,40 @@
+package bus
+
+// ProtocolVersion is the version of the Plugbus wire protocol this package
+// speaks, "major.minor". Peers with another major version are incompatible.
+const ProtocolVersion = "1.0"
+
+// Lifecycle event types. Plugins publish started and stopped about
+// themselves; the coordinator publishes the rest.
+const (
+	TypePluginStarted      = "io.plugbus.plugin.started"
+	TypePluginStopped      = "io.plugbus.plugin.stopped"
+	TypePluginUnhealthy    = "io.plugbus.plugin.unhealthy"
+	TypePluginRecovered    = "io.plugbus.plugin.recovered"
+	TypePluginCrashlooping = "io.plugbus.plugin.crashlooping"
+	TypeCoordinatorStarted = "io.plugbus.coordinator.started"
+)
+
+// Metadata keys of a plugin instance's NATS micro service: its manifest.
+const (
+	MetaProtocol = "plugbus.protocol" // wire protocol version, e.g. "1.0"
+	MetaEmits    = "plugbus.emits"    // comma-separated types the plugin emits
+	MetaHost     = "plugbus.host"     // host name the instance runs on
+	MetaPID      = "plugbus.pid"      // process id of the instance
+	MetaType     = "plugbus.type"     // endpoint metadata: the type pattern handled
+	MetaSchema   = "plugbus.schema"   // endpoint metadata: JSON Schema (or its URL) of the data
+)
+
+// Instance describes one running plugin instance; it is the data of the
+// lifecycle events a plugin publishes about itself.
+type Instance struct {
+	Plugin   string   `json:"plugin"`
+	Version  string   `json:"version"`
+	ID       string   `json:"instance"`
+	Host     string   `json:"host"`
+	PID      int      `json:"pid"`
+	Protocol string   `json:"protocol"`
+	Handles  []string `json:"handles"`
+	Emits    []string `json:"emits,omitempty"`
+	Reason   string   `json:"reason,omitempty"`
+}

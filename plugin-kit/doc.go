@@ -1,0 +1,42 @@
+// Package pluginkit is what a Plugbus plugin author imports.
+//
+// A plugin is a program that handles CloudEvents arriving on NATS subjects and
+// may return or emit events of its own. The whole program is usually:
+//
+//	func main() {
+//		p := pluginkit.New("hello", "0.1.0")
+//		p.HandleFunc("com.example.greet.requested", func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
+//			var req struct{ Name string }
+//			if err := e.DataAs(&req); err != nil {
+//				return nil, pluginkit.Permanent(err)
+//			}
+//			return pluginkit.NewEvent("com.example.greet.sent", map[string]string{"text": "hello, " + req.Name}), nil
+//		})
+//		pluginkit.Main(p)
+//	}
+//
+// # Delivery
+//
+// Every plugin whose handled types match an event gets it (fan-out), and the
+// instances of one plugin share a queue group named after the plugin, so each
+// event reaches one instance of each plugin (load balancing). [Broadcast]
+// asks for every instance to get every event instead.
+//
+// A handler's returned event is published as a result, with the plugin as its
+// source, a fresh id, the trigger's id in the causeid extension and the
+// trigger's traceparent. When the trigger was a request, the result is also
+// the reply. An error is the reply to a request (NATS micro error headers);
+// [Permanent] marks an error that retrying cannot fix.
+//
+// Core NATS delivers at most once: an event published while no instance of a
+// plugin runs is not delivered to it.
+//
+// # Running
+//
+// [Main] reads settings from flags and the environment (PLUGBUS_URL,
+// PLUGBUS_CREDS, PLUGBUS_PREFIX...), connects, registers the instance as a
+// NATS micro service, runs until SIGTERM or SIGINT, and drains. [Plugin.Run]
+// and [Plugin.Serve] do the same under the caller's control, for tests and
+// programs that embed a plugin. Package kittest runs a plugin against a real
+// in-process NATS server in a unit test.
+package pluginkit

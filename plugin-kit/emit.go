@@ -1,0 +1,77 @@
+package pluginkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/plugbus/plugbus/bus"
+)
+
+// ErrNotRunning is returned when publishing through a plugin that is not
+// running, or through a context that does not come from a handler.
+var ErrNotRunning = errors.New("pluginkit: plugin is not running")
+
+// Producer returns who sent the event being handled: the producer token of
+// its subject, which NATS permissions vouch for, never a header. It returns
+// "" outside a handler.
+func Producer(ctx context.Context) string {
+	if d, ok := ctx.Value(deliveryKey{}).(*delivery); ok {
+		return d.producer
+	}
+	return ""
+}
+
+// Emit publishes e from inside a handler, as one more result of the event
+// being handled: its source is the plugin and it is linked to the trigger,
+// as a returned event is. Use it when a handler has more than one result.
+func Emit(ctx context.Context, e *Event) error {
+	d, ok := ctx.Value(deliveryKey{}).(*delivery)
+	if !ok {
+		return fmt.Errorf("%w: Emit needs the context passed to a handler; use Plugin.Publish elsewhere", ErrNotRunning)
+	}
+	return d.plugin.publish(e, d.trigger)
+}
+
+// Invoke sends e as a request from inside a handler and returns the reply
+// event. It passes on what is left of the handler's own deadline instead of
+// starting a fresh timeout. See [bus.Request] for the errors.
+func Invoke(ctx context.Context, e *Event) (*Event, error) {
+	d, ok := ctx.Value(deliveryKey{}).(*delivery)
+	if !ok {
+		return nil, fmt.Errorf("%w: Invoke needs the context passed to a handler; use Plugin.Invoke elsewhere", ErrNotRunning)
+	}
+	return d.plugin.invoke(ctx, e, d.trigger)
+}
+
+// Publish sends e as an event from the plugin, outside any handler (a timer,
+// a file watcher...). The plugin must be running.
+func (p *Plugin) Publish(e *Event) error { return p.publish(e, nil) }
+
+// Invoke sends e as a request from the plugin, outside any handler, and
+// returns the reply event. ctx bounds the wait.
+func (p *Plugin) Invoke(ctx context.Context, e *Event) (*Event, error) {
+	return p.invoke(ctx, e, nil)
+}
+
+func (p *Plugin) publish(e, trigger *Event) error {
+	if !p.started.Load() || p.nc == nil {
+		return ErrNotRunning
+	}
+	msg, err := p.encodeResult(e, trigger)
+	if err != nil {
+		return err
+	}
+	return p.nc.PublishMsg(msg)
+}
+
+func (p *Plugin) invoke(ctx context.Context, e, trigger *Event) (*Event, error) {
+	if !p.started.Load() || p.nc == nil {
+		return nil, ErrNotRunning
+	}
+	p.stamp(e, trigger)
+	if err := bus.Validate(e); err != nil {
+		return nil, err
+	}
+	return bus.Request(ctx, p.nc, p.prefix, p.name, e)
+}

@@ -1,0 +1,56 @@
+package pluginkit
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/plugbus/plugbus/bus"
+)
+
+// An Option configures a [Plugin] in [New].
+type Option func(*Plugin)
+
+// WithDescription sets the description shown by discovery tools.
+func WithDescription(text string) Option { return func(p *Plugin) { p.description = text } }
+
+// WithEmits declares the event types the plugin emits, for its manifest.
+func WithEmits(types ...string) Option {
+	return func(p *Plugin) { p.emits = append(p.emits, types...) }
+}
+
+// WithLogger sets the logger; the default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(p *Plugin) { p.logger = l } }
+
+// WithPrefix sets the subject prefix; the default is [bus.DefaultPrefix].
+func WithPrefix(prefix string) Option { return func(p *Plugin) { p.prefix = prefix } }
+
+// WithConnConfig sets how [Plugin.Run] connects to NATS.
+func WithConnConfig(cfg bus.ConnConfig) Option { return func(p *Plugin) { p.connCfg = cfg } }
+
+// WithConcurrency sets how many events each handler may handle at once,
+// unless the handler sets its own with [Concurrency]; the default is
+// [DefaultConcurrency].
+func WithConcurrency(n int) Option { return func(p *Plugin) { p.concurrency = n } }
+
+// WithDrainTimeout sets how long a stopping plugin waits for handlers still
+// running before it cancels their context; the default is 10s.
+func WithDrainTimeout(d time.Duration) Option { return func(p *Plugin) { p.drainTimeout = d } }
+
+// DefaultConcurrency is how many events a handler handles at once by default.
+const DefaultConcurrency = 16
+
+// A HandleOption configures one handler in [Plugin.Handle].
+type HandleOption func(*route)
+
+// Concurrency sets how many events this handler may handle at once. With 1,
+// events are handled one at a time in arrival order.
+func Concurrency(n int) HandleOption { return func(r *route) { r.concurrency = n } }
+
+// Broadcast makes every instance of the plugin get every event of this
+// handler's types, instead of the instances sharing them: for cache
+// invalidation, configuration reloads and the like.
+func Broadcast() HandleOption { return func(r *route) { r.broadcast = true } }
+
+// Schema attaches a JSON Schema (the document, or its URL) for the data of
+// the events this handler takes, published in the plugin's manifest.
+func Schema(schema string) HandleOption { return func(r *route) { r.schema = schema } }

@@ -1,0 +1,559 @@
+package pluginkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/plugbus/plugbus/bus"
+)
+
+// A Plugin is a set of handlers with a name and a version. Register handlers
+// with [Plugin.Handle] before running it with [Main], [Plugin.Run] or
+// [Plugin.Serve].
+type Plugin struct {
+	name, version string
+	description   string
+	emits         []string
+	logger        *slog.Logger
+	prefix        string
+	connCfg       bus.ConnConfig
+	concurrency   int
+	drainTimeout  time.Duration
+	middleware    []Middleware
+	routes        []*route
+
+	// Set once Serve starts.
+	started  atomic.Bool
+	nc       *nats.Conn
+	id       string
+	source   string
+	log      *slog.Logger
+	handlers context.Context // handlers' base context, cancelled when draining ends
+	cancel   context.CancelFunc
+
+	mu       sync.RWMutex // guards stopping against inflight.Add
+	stopping bool
+	inflight sync.WaitGroup
+}
+
+type route struct {
+	pattern     string
+	subject     string
+	handler     Handler
+	concurrency int
+	broadcast   bool
+	schema      string
+	sem         chan struct{}
+	stats       routeStats
+}
+
+// routeStats is reported as the data of the endpoint's NATS micro STATS.
+type routeStats struct {
+	Received atomic.Uint64 `json:"received"`
+	Handled  atomic.Uint64 `json:"handled"`
+	Failed   atomic.Uint64 `json:"failed"`
+	Invalid  atomic.Uint64 `json:"invalid"`
+}
+
+// New returns a plugin named name at version version (semantic versioning,
+// such as "1.2.0"). The name is one NATS token of letters, digits, '_' and
+// '-'; it names the plugin's queue group, micro service and the producer of
+// its events. New panics on an invalid name, as it is fixed in the program.
+func New(name, version string, opts ...Option) *Plugin {
+	if err := bus.ValidateProducer(name); err != nil {
+		panic(fmt.Sprintf("pluginkit: New: plugin %v", err))
+	}
+	p := &Plugin{
+		name:         name,
+		version:      version,
+		prefix:       bus.DefaultPrefix,
+		concurrency:  DefaultConcurrency,
+		drainTimeout: 10 * time.Second,
+	}
+	for _, opt := range opts {
+		opt(p)
+	}
+	return p
+}
+
+// Name returns the plugin's name.
+func (p *Plugin) Name() string { return p.name }
+
+// Version returns the plugin's version.
+func (p *Plugin) Version() string { return p.version }
+
+// ID returns the instance id, set once the plugin is running.
+func (p *Plugin) ID() string { return p.id }
+
+// Handle registers h for events whose type matches pattern: an exact type
+// such as "com.example.user.created", or one with NATS wildcards on whole
+// dot-separated parts ("com.example.*.created", "com.example.>"). It panics
+// on an invalid or duplicate pattern and when the plugin is already running,
+// as net/http's ServeMux does.
+func (p *Plugin) Handle(pattern string, h Handler, opts ...HandleOption) {
+	if p.started.Load() {
+		panic(fmt.Sprintf("pluginkit: Handle(%q) called after the plugin started", pattern))
+	}
+	if err := bus.ValidateTypePattern(pattern); err != nil {
+		panic(fmt.Sprintf("pluginkit: Handle: %v", err))
+	}
+	if h == nil {
+		panic(fmt.Sprintf("pluginkit: Handle(%q): nil handler", pattern))
+	}
+	for _, r := range p.routes {
+		if r.pattern == pattern {
+			panic(fmt.Sprintf("pluginkit: Handle(%q): a handler for this pattern is already registered", pattern))
+		}
+	}
+	r := &route{pattern: pattern, handler: h}
+	for _, opt := range opts {
+		opt(r)
+	}
+	p.routes = append(p.routes, r)
+}
+
+// HandleFunc registers a function as the handler for pattern; see
+// [Plugin.Handle].
+func (p *Plugin) HandleFunc(pattern string, f func(ctx context.Context, e Event) (*Event, error), opts ...HandleOption) {
+	p.Handle(pattern, HandlerFunc(f), opts...)
+}
+
+// Use adds middleware around every handler. The first one added is the
+// outermost.
+func (p *Plugin) Use(mw ...Middleware) { p.middleware = append(p.middleware, mw...) }
+
+// Run connects to NATS with the plugin's connection settings, serves until
+// ctx ends, drains and closes the connection. The connection retries and
+// reconnects forever; after a reconnect the plugin announces itself again.
+func (p *Plugin) Run(ctx context.Context) error {
+	if p.logger == nil {
+		p.logger = slog.Default()
+	}
+	cfg := p.connCfg
+	if cfg.Name == "" {
+		cfg.Name = p.name
+	}
+	log := p.logger.With("plugin", p.name)
+	closed := make(chan struct{})
+	var closeOnce sync.Once
+	reconnected := make(chan struct{}, 1)
+	cfg.OnEvent = func(ev bus.ConnEvent) {
+		switch ev.Kind {
+		case bus.Connected:
+			log.Info("connected to NATS", "url", ev.URL)
+		case bus.Disconnected:
+			log.Warn("disconnected from NATS; reconnecting", "url", ev.URL, "err", ev.Err)
+		case bus.Reconnected:
+			log.Info("reconnected to NATS", "url", ev.URL)
+			select {
+			case reconnected <- struct{}{}:
+			default:
+			}
+		case bus.Closed:
+			closeOnce.Do(func() { close(closed) })
+		case bus.AsyncError:
+			log.Error("NATS error", "err", ev.Err)
+		}
+	}
+	nc, err := bus.Connect(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("pluginkit: plugin %q: %w", p.name, err)
+	}
+	err = p.serve(ctx, nc, reconnected)
+	if derr := nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+		nc.Close()
+	}
+	select {
+	case <-closed:
+	case <-time.After(p.drainTimeout):
+		nc.Close()
+	}
+	return err
+}
+
+// Serve runs the plugin on an existing connection until ctx ends, then
+// stops taking events, waits for running handlers (up to the drain
+// timeout), publishes the stopped event and returns. It leaves nc open.
+func (p *Plugin) Serve(ctx context.Context, nc *nats.Conn) error {
+	return p.serve(ctx, nc, nil)
+}
+
+func (p *Plugin) serve(ctx context.Context, nc *nats.Conn, reconnected <-chan struct{}) error {
+	if !p.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("pluginkit: plugin %q is already running; create another with New to run a second instance", p.name)
+	}
+	if err := bus.ValidatePrefix(p.prefix); err != nil {
+		return fmt.Errorf("pluginkit: plugin %q: %w", p.name, err)
+	}
+	if len(p.routes) == 0 {
+		return fmt.Errorf("pluginkit: plugin %q has no handlers; register one with Handle or HandleFunc before running it", p.name)
+	}
+	for _, t := range p.emits {
+		if err := bus.ValidateType(t); err != nil {
+			return fmt.Errorf("pluginkit: plugin %q: WithEmits: %w", p.name, err)
+		}
+	}
+	if p.logger == nil {
+		p.logger = slog.Default()
+	}
+	p.nc = nc
+	p.source = bus.Source(p.name)
+	p.handlers, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer p.cancel()
+
+	host, _ := os.Hostname()
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        p.name,
+		Version:     p.version,
+		Description: p.description,
+		QueueGroup:  p.name,
+		Metadata: map[string]string{
+			bus.MetaProtocol: bus.ProtocolVersion,
+			bus.MetaEmits:    strings.Join(p.emits, ","),
+			bus.MetaHost:     host,
+			bus.MetaPID:      strconv.Itoa(os.Getpid()),
+		},
+		StatsHandler: p.endpointStats,
+	})
+	if err != nil {
+		if errors.Is(err, micro.ErrConfigValidation) && strings.Contains(err.Error(), "version") {
+			return fmt.Errorf("pluginkit: plugin %q version %q: must be a semantic version such as 1.2.0", p.name, p.version)
+		}
+		return fmt.Errorf("pluginkit: plugin %q: register micro service: %w", p.name, err)
+	}
+	p.id = svc.Info().ID
+	p.log = p.logger.With("plugin", p.name, "instance", p.id)
+	names := map[string]bool{}
+	for _, r := range p.routes {
+		if err := p.addEndpoint(svc, r, names); err != nil {
+			_ = svc.Stop()
+			return err
+		}
+	}
+	p.announce(bus.TypePluginStarted, "")
+	p.log.Info("plugin started", "version", p.version, "handles", p.patterns())
+
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-reconnected:
+			p.announce(bus.TypePluginStarted, "reconnected")
+		}
+	}
+	return p.shutdown(svc)
+}
+
+func (p *Plugin) addEndpoint(svc micro.Service, r *route, names map[string]bool) error {
+	subject, err := bus.TypeSubject(p.prefix, r.pattern)
+	if err != nil {
+		return fmt.Errorf("pluginkit: plugin %q: %w", p.name, err)
+	}
+	r.subject = subject
+	if r.concurrency <= 0 {
+		r.concurrency = p.concurrency
+	}
+	if r.concurrency <= 0 {
+		r.concurrency = 1
+	}
+	r.sem = make(chan struct{}, r.concurrency)
+	h := r.handler
+	for i := len(p.middleware) - 1; i >= 0; i-- {
+		h = p.middleware[i](h)
+	}
+	r.handler = h
+
+	meta := map[string]string{bus.MetaType: r.pattern}
+	if r.schema != "" {
+		meta[bus.MetaSchema] = r.schema
+	}
+	opts := []micro.EndpointOpt{micro.WithEndpointSubject(subject), micro.WithEndpointMetadata(meta)}
+	if r.broadcast {
+		opts = append(opts, micro.WithEndpointQueueGroupDisabled())
+	}
+	name := endpointName(r.pattern)
+	for n := 2; names[name]; n++ {
+		name = endpointName(r.pattern) + "-" + strconv.Itoa(n)
+	}
+	names[name] = true
+	if err := svc.AddEndpoint(name, micro.HandlerFunc(func(req micro.Request) { p.receive(r, req) }), opts...); err != nil {
+		return fmt.Errorf("pluginkit: plugin %q: handler for %q: %w", p.name, r.pattern, err)
+	}
+	return nil
+}
+
+// endpointName turns a type pattern into a micro endpoint name, which allows
+// only letters, digits, '_' and '-'.
+func endpointName(pattern string) string {
+	b := []byte(pattern)
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		switch {
+		case c == '.':
+			out = append(out, '_')
+		case c == '*':
+			out = append(out, "any"...)
+		case c == '>':
+			out = append(out, "all"...)
+		default:
+			out = append(out, c)
+		}
+	}
+	return string(out)
+}
+
+func (p *Plugin) patterns() []string {
+	out := make([]string, len(p.routes))
+	for i, r := range p.routes {
+		out[i] = r.pattern
+	}
+	return out
+}
+
+// receive takes a message from the endpoint's subscription. With a
+// concurrency of one, or while draining, it handles the message right here;
+// otherwise it hands it to a goroutine, waiting while the handler is at its
+// concurrency limit.
+func (p *Plugin) receive(r *route, req micro.Request) {
+	msg := &nats.Msg{Subject: req.Subject(), Reply: req.Reply(), Header: nats.Header(req.Headers()), Data: req.Data()}
+	if r.concurrency == 1 {
+		p.handle(r, msg)
+		return
+	}
+	r.sem <- struct{}{}
+	p.mu.RLock()
+	if p.stopping {
+		p.mu.RUnlock()
+		p.handle(r, msg)
+		<-r.sem
+		return
+	}
+	p.inflight.Add(1)
+	p.mu.RUnlock()
+	go func() {
+		defer p.inflight.Done()
+		defer func() { <-r.sem }()
+		p.handle(r, msg)
+	}()
+}
+
+// delivery is what a handler's context knows about the event being handled.
+type delivery struct {
+	plugin   *Plugin
+	trigger  *Event
+	producer string
+}
+
+type deliveryKey struct{}
+
+func (p *Plugin) handle(r *route, msg *nats.Msg) {
+	r.stats.Received.Add(1)
+	e, producer, err := p.decode(msg)
+	if err != nil {
+		r.stats.Invalid.Add(1)
+		p.log.Warn("rejected a message that is not a valid event", "subject", msg.Subject, "reason", err)
+		if msg.Reply != "" {
+			p.respondError(msg.Reply, bus.CodeBadEvent, err.Error())
+		}
+		return
+	}
+	ctx := p.handlers
+	if dl, ok := bus.Deadline(e); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl)
+		defer cancel()
+	}
+	ctx = context.WithValue(ctx, deliveryKey{}, &delivery{plugin: p, trigger: e, producer: producer})
+	res, err := p.call(ctx, r, e)
+	if err != nil {
+		r.stats.Failed.Add(1)
+		code := bus.CodeFailed
+		switch {
+		case IsPermanent(err):
+			code = bus.CodePermanent
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			code = bus.CodeTimeout
+		}
+		p.log.Warn("handler failed", "type", e.Type(), "id", e.ID(), "producer", producer, "code", code, "err", err)
+		if msg.Reply != "" {
+			p.respondError(msg.Reply, code, err.Error())
+		}
+		return
+	}
+	r.stats.Handled.Add(1)
+	if res == nil {
+		if msg.Reply != "" {
+			if err := p.nc.Publish(msg.Reply, nil); err != nil {
+				p.log.Warn("could not send the empty reply", "type", e.Type(), "err", err)
+			}
+		}
+		return
+	}
+	out, err := p.encodeResult(res, e)
+	if err == nil {
+		err = p.nc.PublishMsg(out)
+	}
+	if err != nil {
+		p.log.Error("could not publish the handler's result", "type", e.Type(), "result_type", res.Type(), "err", err)
+		if msg.Reply != "" {
+			p.respondError(msg.Reply, bus.CodeFailed, "result not sent: "+err.Error())
+		}
+		return
+	}
+	if msg.Reply != "" {
+		out.Subject = msg.Reply
+		if err := p.nc.PublishMsg(out); err != nil {
+			p.log.Warn("could not send the reply", "type", e.Type(), "err", err)
+		}
+	}
+}
+
+// decode reads the event and its producer, and checks that the type in the
+// subject is the event's type.
+func (p *Plugin) decode(msg *nats.Msg) (*Event, string, error) {
+	producer, typ, err := bus.ParseEventSubject(p.prefix, msg.Subject)
+	if err != nil {
+		return nil, "", err
+	}
+	e, err := bus.Decode(msg)
+	if err != nil {
+		return nil, "", err
+	}
+	if e.Type() != typ {
+		return nil, "", &bus.FieldError{Field: "type", Value: e.Type(), Rule: "must equal the type in the subject, " + typ}
+	}
+	return e, producer, nil
+}
+
+// call runs the handler, turning a panic into an error.
+func (p *Plugin) call(ctx context.Context, r *route, e *Event) (res *Event, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("pluginkit: handler for %q panicked: %v", r.pattern, v)
+			p.log.Error("handler panicked", "type", e.Type(), "id", e.ID(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	}()
+	return r.handler.HandleEvent(ctx, *e)
+}
+
+// encodeResult fills in what a result event needs (source, id, time, the
+// link to its trigger), validates it and encodes it for its event subject.
+func (p *Plugin) encodeResult(res, trigger *Event) (*nats.Msg, error) {
+	p.stamp(res, trigger)
+	if err := bus.Validate(res); err != nil {
+		return nil, err
+	}
+	subject, err := bus.EventSubject(p.prefix, p.name, res.Type())
+	if err != nil {
+		return nil, err
+	}
+	msg := &nats.Msg{Subject: subject}
+	return msg, bus.Encode(res, msg)
+}
+
+// stamp sets the plugin as the event's source, fills in a missing id and
+// time, and links the event to trigger when there is one.
+func (p *Plugin) stamp(e, trigger *Event) {
+	e.SetSource(p.source)
+	if e.ID() == "" {
+		e.SetID(NewID())
+	}
+	if e.Time().IsZero() {
+		e.SetTime(time.Now())
+	}
+	if trigger == nil {
+		return
+	}
+	e.SetExtension(bus.ExtCauseID, trigger.ID())
+	if tp, ok := trigger.Extensions()[bus.ExtTraceParent]; ok {
+		if _, set := e.Extensions()[bus.ExtTraceParent]; !set {
+			e.SetExtension(bus.ExtTraceParent, tp)
+		}
+	}
+}
+
+func (p *Plugin) respondError(reply, code, description string) {
+	// Header values cannot hold line breaks.
+	description = strings.NewReplacer("\r", " ", "\n", " ").Replace(description)
+	msg := &nats.Msg{Subject: reply, Header: nats.Header{
+		micro.ErrorCodeHeader: []string{code},
+		micro.ErrorHeader:     []string{description},
+	}}
+	if err := p.nc.PublishMsg(msg); err != nil {
+		p.log.Warn("could not send the error reply", "err", err)
+	}
+}
+
+func (p *Plugin) endpointStats(ep *micro.Endpoint) any {
+	for _, r := range p.routes {
+		if r.subject == ep.Subject {
+			return map[string]uint64{
+				"received": r.stats.Received.Load(),
+				"handled":  r.stats.Handled.Load(),
+				"failed":   r.stats.Failed.Load(),
+				"invalid":  r.stats.Invalid.Load(),
+			}
+		}
+	}
+	return nil
+}
+
+// announce publishes a lifecycle event about this instance.
+func (p *Plugin) announce(typ, reason string) {
+	host, _ := os.Hostname()
+	e := NewEvent(typ, bus.Instance{
+		Plugin: p.name, Version: p.version, ID: p.id, Host: host, PID: os.Getpid(),
+		Protocol: bus.ProtocolVersion, Handles: p.patterns(), Emits: p.emits, Reason: reason,
+	})
+	if err := p.publish(e, nil); err != nil {
+		p.log.Warn("could not announce", "type", typ, "err", err)
+	}
+}
+
+// shutdown stops taking events, waits for running handlers up to the drain
+// timeout, cancels the ones still running, and announces the stop.
+func (p *Plugin) shutdown(svc micro.Service) error {
+	p.mu.Lock()
+	p.stopping = true
+	p.mu.Unlock()
+	p.log.Info("plugin stopping: no new events; waiting for running handlers", "timeout", p.drainTimeout)
+	if err := svc.Stop(); err != nil {
+		p.log.Warn("stopping the micro service", "err", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		p.inflight.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-time.After(p.drainTimeout):
+		p.log.Warn("drain timeout: cancelling handlers still running")
+		p.cancel()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			err = fmt.Errorf("pluginkit: plugin %q: handlers still running after the drain timeout and cancellation", p.name)
+		}
+	}
+	p.cancel()
+	p.announce(bus.TypePluginStopped, "shutdown")
+	if ferr := p.nc.FlushTimeout(2 * time.Second); ferr != nil && err == nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
+		p.log.Warn("flush on stop", "err", ferr)
+	}
+	p.log.Info("plugin stopped")
+	return err
+}

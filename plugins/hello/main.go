@@ -1,0 +1,20 @@
+// Command hello answers com.example.greet.requested events with a greeting.
+package main
+
+import (
+	"context"
+
+	pluginkit "github.com/plugbus/plugbus/plugin-kit"
+)
+
+func main() {
+	p := pluginkit.New("hello", "0.1.0", pluginkit.WithEmits("com.example.greet.sent"))
+	p.HandleFunc("com.example.greet.requested", func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
+		var req struct{ Name string } // json matches "name" case-insensitively
+		if err := e.DataAs(&req); err != nil {
+			return nil, pluginkit.Permanent(err) // bad data: never retried
+		}
+		return pluginkit.NewEvent("com.example.greet.sent", map[string]string{"text": "hello, " + req.Name}), nil
+	})
+	pluginkit.Main(p) // settings from PLUGBUS_URL and flags; runs until SIGTERM
+}
