@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/plugbus/plugbus/bus"
+	pluginkit "github.com/plugbus/plugbus/plugin-kit"
+)
+
+// clientFlags are the connection settings of the commands that talk to a
+// running deployment.
+type clientFlags struct {
+	natsURL, prefix, token, api, httpToken string
+	asJSON                                 bool
+}
+
+func addClientFlags(cmd *cobra.Command, f *clientFlags, nats, http bool) {
+	fl := cmd.Flags()
+	if nats {
+		fl.StringVar(&f.natsURL, "nats-url", envOr("PLUGBUS_URL", "nats://127.0.0.1:4222"), "NATS server URL(s) [PLUGBUS_URL]")
+		fl.StringVar(&f.prefix, "prefix", envOr("PLUGBUS_PREFIX", bus.DefaultPrefix), "subject prefix [PLUGBUS_PREFIX]")
+		fl.StringVar(&f.token, "nats-token", os.Getenv("PLUGBUS_TOKEN"), "NATS token [PLUGBUS_TOKEN]")
+	}
+	if http {
+		fl.StringVar(&f.api, "api", envOr("PLUGBUS_API", "http://127.0.0.1:8090"), "coordinator HTTP API [PLUGBUS_API]")
+		fl.StringVar(&f.httpToken, "http-token", os.Getenv("PLUGBUS_HTTP_TOKEN"), "HTTP API bearer token [PLUGBUS_HTTP_TOKEN]")
+	}
+	fl.BoolVar(&f.asJSON, "json", false, "print JSON instead of text")
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+// connect dials NATS once, failing fast: a command-line user wants an
+// error, not a retry loop.
+func (f *clientFlags) connect() (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("plugbus-cli"), nats.Timeout(3 * time.Second)}
+	if f.token != "" {
+		opts = append(opts, nats.Token(f.token))
+	}
+	nc, err := nats.Connect(f.natsURL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w (is the coordinator running? set --nats-url or PLUGBUS_URL)", f.natsURL, err)
+	}
+	return nc, nil
+}
+
+const cliProducer = "cli"
+
+func newPluginsCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "plugins",
+		Short: "List plugins, their instances and health (from the coordinator's HTTP API)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, strings.TrimSuffix(f.api, "/")+"/v1/plugins", nil)
+			if err != nil {
+				return fmt.Errorf("--api %q: %w", f.api, err)
+			}
+			if f.httpToken != "" {
+				req.Header.Set("Authorization", "Bearer "+f.httpToken)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("reach the coordinator at %s: %w (is it running? set --api or PLUGBUS_API)", f.api, err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+			}
+			if f.asJSON {
+				_, err := cmd.OutOrStdout().Write(body)
+				return err
+			}
+			var plugins []struct {
+				Name      string   `json:"name"`
+				State     string   `json:"state"`
+				Versions  []string `json:"versions"`
+				Handles   []string `json:"handles"`
+				Running   int      `json:"running"`
+				Instances []struct {
+					ID, Host, State, Reason string
+				} `json:"instances"`
+			}
+			if err := json.Unmarshal(body, &plugins); err != nil {
+				return fmt.Errorf("unexpected answer from %s: %w", f.api, err)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "PLUGIN\tSTATE\tINSTANCES\tVERSION\tHANDLES")
+			for _, p := range plugins {
+				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\n", p.Name, p.State, p.Running, len(p.Instances), strings.Join(p.Versions, ","), strings.Join(p.Handles, ","))
+			}
+			if len(plugins) == 0 {
+				fmt.Fprintln(w, "(no plugins)")
+			}
+			return w.Flush()
+		},
+	}
+	addClientFlags(cmd, &f, false, true)
+	return cmd
+}
+
+// eventFlags describe an event given on the command line.
+type eventFlags struct {
+	data, source, contentType string
+}
+
+func addEventFlags(cmd *cobra.Command, e *eventFlags) {
+	cmd.Flags().StringVar(&e.data, "data", "", "event data: JSON text, or @FILE to read it from a file (@- for stdin)")
+	cmd.Flags().StringVar(&e.source, "source", "", "event source (default urn:plugbus:cli)")
+	cmd.Flags().StringVar(&e.contentType, "content-type", "application/json", "data content type")
+}
+
+func (ef *eventFlags) event(typ string) (*event.Event, error) {
+	if err := bus.ValidateType(typ); err != nil {
+		return nil, err
+	}
+	data := []byte(ef.data)
+	if strings.HasPrefix(ef.data, "@") {
+		var err error
+		if ef.data == "@-" {
+			data, err = io.ReadAll(os.Stdin)
+		} else {
+			data, err = os.ReadFile(ef.data[1:])
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--data %s: %w", ef.data, err)
+		}
+	}
+	if ef.contentType == "application/json" && len(data) > 0 && !json.Valid(data) {
+		return nil, fmt.Errorf("--data is not valid JSON; quote it for your shell ('{\"name\":\"Ada\"}') or set --content-type")
+	}
+	e := pluginkit.NewEvent(typ, nil)
+	if len(data) > 0 {
+		e.DataEncoded = data
+		e.SetDataContentType(ef.contentType)
+	}
+	if ef.source != "" {
+		e.SetSource(ef.source)
+	}
+	return e, nil
+}
+
+func newPublishCmd() *cobra.Command {
+	var f clientFlags
+	var ef eventFlags
+	cmd := &cobra.Command{
+		Use:     "publish TYPE",
+		Short:   "Publish an event (from producer \"cli\", over NATS)",
+		Example: `  coordinator publish com.example.greet.requested --data '{"name":"Ada"}'`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := ef.event(args[0])
+			if err != nil {
+				return err
+			}
+			nc, err := f.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			if err := bus.Publish(nc, f.prefix, cliProducer, e); err != nil {
+				return err
+			}
+			if err := nc.FlushTimeout(3 * time.Second); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			if f.asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"id": e.ID(), "type": e.Type()})
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "published", e.Type(), e.ID())
+			return nil
+		},
+	}
+	addClientFlags(cmd, &f, true, false)
+	addEventFlags(cmd, &ef)
+	return cmd
+}
+
+func newInvokeCmd() *cobra.Command {
+	var f clientFlags
+	var ef eventFlags
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "invoke TYPE",
+		Short: "Send a request and print the reply event's data (over NATS)",
+		Long: `Send an event as a request and wait for the first plugin's reply. The reply's
+data is printed; --json prints the whole reply event. Exit status 3 when no plugin
+handles the type, 4 on timeout, 5 when the plugin replied with an error.`,
+		Example: `  coordinator invoke com.example.greet.requested --data '{"name":"Ada"}'`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := ef.event(args[0])
+			if err != nil {
+				return err
+			}
+			nc, err := f.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			reply, err := bus.Request(ctx, nc, f.prefix, cliProducer, e)
+			var se *bus.ServiceError
+			switch {
+			case errors.Is(err, bus.ErrNoResponders):
+				fmt.Fprintln(cmd.ErrOrStderr(), "coordinator:", err)
+				return exitError(3)
+			case errors.Is(err, bus.ErrTimeout):
+				fmt.Fprintf(cmd.ErrOrStderr(), "coordinator: %v after %v (raise it with --timeout)\n", err, timeout)
+				return exitError(4)
+			case errors.As(err, &se):
+				fmt.Fprintln(cmd.ErrOrStderr(), "coordinator:", err)
+				return exitError(5)
+			case err != nil:
+				return err
+			case reply == nil:
+				fmt.Fprintln(cmd.ErrOrStderr(), "(the plugin handled it and returned no event)")
+				return nil
+			}
+			out := cmd.OutOrStdout()
+			if f.asJSON {
+				return json.NewEncoder(out).Encode(reply)
+			}
+			fmt.Fprintln(out, string(reply.Data()))
+			return nil
+		},
+	}
+	addClientFlags(cmd, &f, true, false)
+	addEventFlags(cmd, &ef)
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for the reply")
+	return cmd
+}
+
+func newTailCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "tail [TYPE-PATTERN]",
+		Short: "Follow live events, one line each (over NATS)",
+		Long: `Print every event whose type matches the pattern as it passes, one line each:
+time, producer, type, id and data. Patterns use NATS wildcards on whole
+dot-separated parts: com.example.*.created, com.example.>. Default: every event.
+--json prints each event as a structured-mode JSON line.`,
+		Example: `  coordinator tail
+  coordinator tail 'com.example.>' --json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			subject := bus.AllEventsSubject(f.prefix)
+			if len(args) == 1 && args[0] != ">" {
+				var err error
+				if subject, err = bus.TypeSubject(f.prefix, args[0]); err != nil {
+					return err
+				}
+			}
+			nc, err := f.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			out := cmd.OutOrStdout()
+			enc := json.NewEncoder(out)
+			msgs := make(chan *nats.Msg, 1024)
+			sub, err := nc.ChanSubscribe(subject, msgs)
+			if err != nil {
+				return err
+			}
+			defer sub.Unsubscribe()
+			if err := nc.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "following %s (Ctrl-C to stop)\n", subject)
+			for {
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case msg := <-msgs:
+					producer, _, _ := bus.ParseEventSubject(f.prefix, msg.Subject)
+					e, err := bus.Decode(msg)
+					if err != nil {
+						fmt.Fprintf(out, "%s  %-12s  (not a valid event on %s: %v)\n", time.Now().Format(time.TimeOnly), producer, msg.Subject, err)
+						continue
+					}
+					if f.asJSON {
+						if err := enc.Encode(e); err != nil {
+							return err
+						}
+						continue
+					}
+					fmt.Fprintf(out, "%s  %-12s  %s  %s  %s\n", e.Time().Local().Format("15:04:05.000"), producer, e.Type(), e.ID(), shorten(string(e.Data()), 120))
+				}
+			}
+		},
+	}
+	addClientFlags(cmd, &f, true, false)
+	return cmd
+}
+
+func shorten(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

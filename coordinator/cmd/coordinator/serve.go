@@ -1,0 +1,171 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/plugbus/plugbus/coordinator"
+)
+
+// serveFlags are the serve command's settings. Each may also come from an
+// environment variable; a flag given on the command line wins over the
+// environment, which wins over the configuration file.
+type serveFlags struct {
+	configFile, natsListen, httpListen, dataDir, natsURL, prefix string
+	natsToken, natsUser, httpToken                           string
+	goneAfter                                                time.Duration
+	logFormat, logLevel                                      string
+}
+
+var serveEnv = map[string]string{
+	"nats-listen": "PLUGBUS_NATS_LISTEN",
+	"http-listen": "PLUGBUS_HTTP_LISTEN",
+	"data-dir":    "PLUGBUS_DATA_DIR",
+	"nats-url":    "PLUGBUS_NATS_URL",
+	"config":      "PLUGBUS_CONFIG",
+	"prefix":      "PLUGBUS_PREFIX",
+	"nats-token":  "PLUGBUS_NATS_TOKEN",
+	"nats-user":   "PLUGBUS_NATS_USER",
+	"http-token":  "PLUGBUS_HTTP_TOKEN",
+	"gone-after":  "PLUGBUS_GONE_AFTER",
+	"log-format":  "PLUGBUS_LOG_FORMAT",
+	"log-level":   "PLUGBUS_LOG_LEVEL",
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the coordinator (the default command)",
+		Long: `Run the coordinator: the NATS bus (embedded, or external with --nats-url), the
+registry of plugins, the HTTP API and dashboard, and the plugins listed in --config.
+
+It listens on loopback only unless authentication is configured: a NATS token
+(or user and password) to listen beyond loopback for NATS, an HTTP token for HTTP.
+Every flag can also be set from the environment variable shown in brackets.
+The NATS password comes from PLUGBUS_NATS_PASSWORD only.`,
+		Example: `  coordinator serve
+  coordinator serve --config examples/demo.yaml
+  coordinator serve --nats-url nats://nats1:4222,nats://nats2:4222
+  PLUGBUS_HTTP_LISTEN=127.0.0.1:9090 coordinator serve --nats-listen 127.0.0.1:4333 --data-dir /tmp/pb2`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(f.logFormat, f.logLevel)
+			if err != nil {
+				return err
+			}
+			cfg, err := f.resolve(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			c, err := coordinator.New(cfg, logger)
+			if err != nil {
+				return err
+			}
+			return c.Run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.configFile, "config", "", "YAML configuration file (settings and plugins to run)")
+	fl.StringVar(&f.natsListen, "nats-listen", coordinator.DefaultNATSListen, "address of the embedded NATS server")
+	fl.StringVar(&f.httpListen, "http-listen", coordinator.DefaultHTTPListen, "address of the HTTP API and dashboard")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the embedded server's data (default $TMPDIR/plugbus)")
+	fl.StringVar(&f.natsURL, "nats-url", "", "use this external NATS server or cluster (comma-separated URLs) instead of the embedded one")
+	fl.StringVar(&f.prefix, "prefix", "plugbus", "subject prefix")
+	fl.StringVar(&f.natsToken, "nats-token", "", "token NATS clients must present (and the coordinator presents to external NATS)")
+	fl.StringVar(&f.natsUser, "nats-user", "", "NATS user name; the password comes from PLUGBUS_NATS_PASSWORD")
+	fl.StringVar(&f.httpToken, "http-token", "", "bearer token the HTTP API requires on /v1/")
+	fl.DurationVar(&f.goneAfter, "gone-after", 5*time.Second, "mark an instance gone after this long without answering discovery")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.VisitAll(func(fl *pflag.Flag) {
+		if env := serveEnv[fl.Name]; env != "" {
+			fl.Usage += " [" + env + "]"
+		}
+	})
+	return cmd
+}
+
+// config merges the configuration file, the environment and the flags.
+func (f *serveFlags) resolve(fl *pflag.FlagSet) (coordinator.Config, error) {
+	// Environment variables fill flags not given on the command line.
+	var envErr error
+	fl.VisitAll(func(flag *pflag.Flag) {
+		env := serveEnv[flag.Name]
+		if v, ok := os.LookupEnv(env); ok && env != "" && !flag.Changed {
+			if err := fl.Set(flag.Name, v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %v", env, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return coordinator.Config{}, envErr
+	}
+	var cfg coordinator.Config
+	if f.configFile != "" {
+		var err error
+		if cfg, err = coordinator.LoadConfig(f.configFile); err != nil {
+			return cfg, err
+		}
+	}
+	// A setting given as a flag or in the environment wins over the file;
+	// the file wins over a flag's default.
+	set := func(name string) bool { return fl.Changed(name) || f.configFile == "" }
+	if set("nats-listen") {
+		cfg.NATSListen = f.natsListen
+	}
+	if set("http-listen") {
+		cfg.HTTPListen = f.httpListen
+	}
+	if set("data-dir") && f.dataDir != "" {
+		cfg.DataDir = f.dataDir
+	}
+	if f.natsURL != "" {
+		cfg.NATSURLs = strings.Split(f.natsURL, ",")
+	}
+	if set("prefix") {
+		cfg.Prefix = f.prefix
+	}
+	if f.natsToken != "" {
+		cfg.NATSToken = f.natsToken
+	}
+	if f.natsUser != "" {
+		cfg.NATSUser = f.natsUser
+	}
+	if pw := os.Getenv("PLUGBUS_NATS_PASSWORD"); pw != "" {
+		cfg.NATSPassword = pw
+	}
+	if f.httpToken != "" {
+		cfg.HTTPToken = f.httpToken
+	}
+	if set("gone-after") {
+		cfg.GoneAfter = coordinator.Duration(f.goneAfter)
+	}
+	return cfg, nil
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	var h slog.Handler
+	switch format {
+	case "text":
+		h = slog.NewTextHandler(os.Stderr, opts)
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+	logger := slog.New(h)
+	slog.SetDefault(logger)
+	return logger, nil
+}

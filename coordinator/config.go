@@ -1,0 +1,243 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/plugbus/plugbus/bus"
+)
+
+// Config is everything the coordinator needs to run. The zero value, after
+// [Config.SetDefaults], runs an embedded NATS server and the HTTP API on
+// loopback.
+type Config struct {
+	// NATSListen is where the embedded NATS server listens; "" turns the
+	// TCP listener off (plugins in other processes then cannot connect).
+	// Ignored with NATSURLs.
+	NATSListen string `json:"nats_listen"`
+	// NATSURLs connects to an external NATS server or cluster instead of
+	// embedding one.
+	NATSURLs []string `json:"nats_urls,omitempty"`
+	// HTTPListen is where the HTTP API and dashboard listen.
+	HTTPListen string `json:"http_listen"`
+	// DataDir holds the embedded server's JetStream data.
+	DataDir string `json:"data_dir"`
+	// Prefix is the subject prefix.
+	Prefix string `json:"prefix"`
+
+	// NATSToken, or NATSUser and NATSPassword, is what clients of the
+	// embedded server must present, and what the coordinator presents to
+	// an external server. Needed to listen beyond loopback.
+	NATSToken    string `json:"nats_token,omitempty"`
+	NATSUser     string `json:"nats_user,omitempty"`
+	NATSPassword string `json:"nats_password,omitempty"`
+	// NATSCreds is a credentials file for an external server.
+	NATSCreds string `json:"nats_creds,omitempty"`
+	// HTTPToken, when set, is the bearer token every /v1/ HTTP endpoint
+	// requires. Needed to listen beyond loopback.
+	HTTPToken string `json:"http_token,omitempty"`
+
+	// GoneAfter is how long an instance may stay silent before it is
+	// marked gone.
+	GoneAfter Duration `json:"gone_after"`
+	// InvokeTimeout is the default wait for a reply to an invoke.
+	InvokeTimeout Duration `json:"invoke_timeout"`
+	// MaxBodyBytes limits HTTP request bodies.
+	MaxBodyBytes int64 `json:"max_body_bytes"`
+
+	// Plugins are run and supervised by the coordinator.
+	Plugins []PluginSpec `json:"plugins,omitempty"`
+}
+
+// PluginSpec is a plugin the coordinator runs and restarts.
+type PluginSpec struct {
+	// Name labels the plugin's logs and instances; usually its plugin name.
+	Name string `json:"name"`
+	// Exec is the executable; a relative path is taken from the directory
+	// of the configuration file.
+	Exec string   `json:"exec"`
+	Args []string `json:"args,omitempty"`
+	// Env holds extra environment variables, KEY=VALUE.
+	Env []string `json:"env,omitempty"`
+	// Replicas is how many instances to run; default 1.
+	Replicas int `json:"replicas,omitempty"`
+	// SHA256, when set, must match the executable before each start.
+	SHA256 string `json:"sha256,omitempty"`
+	// Dir is the plugin's working directory; default: the directory of the
+	// configuration file, so relative paths in args work from there.
+	Dir string `json:"dir,omitempty"`
+}
+
+// Duration is a time.Duration written as "10s" or "1m30s" in configuration.
+type Duration time.Duration
+
+// UnmarshalJSON reads a duration string such as "10s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"10s\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %v; write it as \"10s\" or \"1m30s\"", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string such as "10s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Defaults for [Config].
+const (
+	DefaultNATSListen = "127.0.0.1:4222"
+	DefaultHTTPListen = "127.0.0.1:8090"
+)
+
+// SetDefaults fills every unset field with its default.
+func (c *Config) SetDefaults() {
+	if c.NATSListen == "" && len(c.NATSURLs) == 0 {
+		c.NATSListen = DefaultNATSListen
+	}
+	if c.HTTPListen == "" {
+		c.HTTPListen = DefaultHTTPListen
+	}
+	if c.DataDir == "" {
+		c.DataDir = filepath.Join(os.TempDir(), "plugbus")
+	}
+	if c.Prefix == "" {
+		c.Prefix = bus.DefaultPrefix
+	}
+	if c.GoneAfter == 0 {
+		c.GoneAfter = Duration(5 * time.Second)
+	}
+	if c.InvokeTimeout == 0 {
+		c.InvokeTimeout = Duration(10 * time.Second)
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	for i := range c.Plugins {
+		if c.Plugins[i].Replicas == 0 {
+			c.Plugins[i].Replicas = 1
+		}
+	}
+}
+
+// Validate reports every problem in the configuration, each naming the
+// setting and how to fix it.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := bus.ValidatePrefix(c.Prefix); err != nil {
+		bad("prefix: %v", err)
+	}
+	natsAuth := c.NATSToken != "" || c.NATSUser != ""
+	if len(c.NATSURLs) == 0 && c.NATSListen != "" {
+		if err := checkAddr(c.NATSListen); err != nil {
+			bad("nats_listen: %v", err)
+		} else if !isLoopback(c.NATSListen) && !natsAuth {
+			bad("nats_listen %q is not a loopback address and NATS has no authentication: set --nats-token (PLUGBUS_NATS_TOKEN) or --nats-user and PLUGBUS_NATS_PASSWORD, or listen on 127.0.0.1", c.NATSListen)
+		}
+	}
+	if err := checkAddr(c.HTTPListen); err != nil {
+		bad("http_listen: %v", err)
+	} else if !isLoopback(c.HTTPListen) && c.HTTPToken == "" {
+		bad("http_listen %q is not a loopback address and the HTTP API has no authentication: set --http-token (PLUGBUS_HTTP_TOKEN), or listen on 127.0.0.1", c.HTTPListen)
+	}
+	if c.NATSUser != "" && c.NATSPassword == "" {
+		bad("nats_user %q needs a nats_password (PLUGBUS_NATS_PASSWORD)", c.NATSUser)
+	}
+	if c.GoneAfter < Duration(time.Second) {
+		bad("gone_after %v is too short; use at least 1s", time.Duration(c.GoneAfter))
+	}
+	if c.MaxBodyBytes < 1024 {
+		bad("max_body_bytes %d is too small; use at least 1024", c.MaxBodyBytes)
+	}
+	names := map[string]bool{}
+	for i, p := range c.Plugins {
+		where := fmt.Sprintf("plugins[%d]", i)
+		if err := bus.ValidateProducer(p.Name); err != nil {
+			bad("%s.name: %v", where, err)
+		} else if names[p.Name] {
+			bad("%s.name %q: listed twice; use replicas for more instances", where, p.Name)
+		}
+		names[p.Name] = true
+		if p.Exec == "" {
+			bad("%s (%s).exec: the plugin's executable is required", where, p.Name)
+		}
+		if p.Replicas < 0 {
+			bad("%s (%s).replicas %d: must be 1 or more", where, p.Name, p.Replicas)
+		}
+		for _, kv := range p.Env {
+			if !strings.Contains(kv, "=") {
+				bad("%s (%s).env %q: write it as KEY=VALUE", where, p.Name, kv)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// LoadConfig reads a YAML (or JSON) configuration file. Unknown fields are
+// errors. Relative paths in it (data_dir, a plugin's exec and dir) are taken
+// from the file's directory, which is also the plugins' default working
+// directory.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	resolve := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	c.DataDir = resolve(c.DataDir)
+	for i, p := range c.Plugins {
+		if strings.ContainsRune(p.Exec, filepath.Separator) {
+			c.Plugins[i].Exec = resolve(p.Exec)
+		}
+		c.Plugins[i].Dir = resolve(p.Dir)
+		if p.Dir == "" {
+			c.Plugins[i].Dir = dir
+		}
+	}
+	return c, nil
+}
+
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: %v; write it as host:port, such as 127.0.0.1:4222", addr, err)
+	}
+	if port == "" {
+		return fmt.Errorf("%q: the port is missing; write it as host:port", addr)
+	}
+	return nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

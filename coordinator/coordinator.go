@@ -1,0 +1,226 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/bus/embedded"
+	"github.com/plugbus/plugbus/coordinator/internal/api"
+	"github.com/plugbus/plugbus/coordinator/internal/registry"
+	"github.com/plugbus/plugbus/coordinator/internal/supervise"
+	pluginkit "github.com/plugbus/plugbus/plugin-kit"
+)
+
+// Producer is the producer name of the events the coordinator publishes.
+const Producer = "coordinator"
+
+// Coordinator is a configured core, ready to [Coordinator.Run].
+type Coordinator struct {
+	cfg    Config
+	log    *slog.Logger
+	ready  chan struct{}
+	server *embedded.Server
+	nc     *nats.Conn
+	reg    *registry.Registry
+	sup    *supervise.Supervisor
+	http   net.Listener
+}
+
+// New checks cfg (after filling in defaults) and returns a coordinator.
+// logger may be nil for slog.Default().
+func New(cfg Config, logger *slog.Logger) (*Coordinator, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("coordinator: configuration:\n%w", err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Coordinator{cfg: cfg, log: logger, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the coordinator serves: NATS is up, the HTTP API
+// listens, supervised plugins are starting.
+func (c *Coordinator) Ready() <-chan struct{} { return c.ready }
+
+// NATSURL returns the URL plugins use to reach the bus.
+func (c *Coordinator) NATSURL() string {
+	if len(c.cfg.NATSURLs) > 0 {
+		return strings.Join(c.cfg.NATSURLs, ",")
+	}
+	if c.server != nil && c.server.Addr() != nil {
+		return "nats://" + c.server.Addr().String()
+	}
+	return ""
+}
+
+// HTTPAddr returns the address the HTTP API listens on, once ready.
+func (c *Coordinator) HTTPAddr() string {
+	if c.http == nil {
+		return ""
+	}
+	return c.http.Addr().String()
+}
+
+// Plugins returns the registry's view of plugins and instances.
+func (c *Coordinator) Plugins() []registry.Plugin { return c.reg.Plugins() }
+
+// Run starts everything and serves until ctx ends, then stops supervised
+// plugins first (so they drain while the bus is still up), the HTTP API,
+// and the bus.
+func (c *Coordinator) Run(ctx context.Context) error {
+	if err := c.startBus(ctx); err != nil {
+		return err
+	}
+	defer c.stopBus()
+
+	c.reg = registry.New(registry.Config{
+		Conn: c.nc, Prefix: c.cfg.Prefix, GoneAfter: time.Duration(c.cfg.GoneAfter), Logger: c.log,
+		OnChange: func(ch registry.Change) {
+			c.log.Warn("plugin instance "+strings.TrimPrefix(ch.Type, "io.plugbus.plugin."), "plugin", ch.Instance.Plugin, "instance", ch.Instance.ID, "reason", ch.Instance.Reason)
+			c.publish(ch.Type, ch.Instance)
+		},
+	})
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newRegistryCollector(c.reg))
+	handler, err := api.New(api.Config{
+		Conn: c.nc, Prefix: c.cfg.Prefix, Token: c.cfg.HTTPToken,
+		MaxBodyBytes: c.cfg.MaxBodyBytes, InvokeTimeout: time.Duration(c.cfg.InvokeTimeout),
+		Plugins: func() any { return c.reg.Plugins() },
+		Ready: func() error {
+			if !c.nc.IsConnected() {
+				return errors.New("not connected to NATS")
+			}
+			return nil
+		},
+		Registerer: metrics, Gatherer: metrics, Logger: c.log,
+	})
+	if err != nil {
+		return err
+	}
+	c.http, err = net.Listen("tcp", c.cfg.HTTPListen)
+	if err != nil {
+		return fmt.Errorf("coordinator: HTTP listen on %s: %w; pick another address with --http-listen", c.cfg.HTTPListen, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	c.sup, err = supervise.New(supervise.Config{
+		Specs:   c.specs(),
+		BaseEnv: c.pluginEnv(),
+		Logger:  c.log,
+		OnEvent: c.onSupervisorEvent,
+	})
+	if err != nil {
+		return fmt.Errorf("coordinator: plugins: %w", err)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.reg.Run(gctx) })
+	g.Go(func() error {
+		if err := srv.Serve(c.http); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("coordinator: HTTP: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
+	})
+	g.Go(func() error { return c.sup.Run(gctx) })
+
+	c.publish(bus.TypeCoordinatorStarted, map[string]any{"nats_url": c.NATSURL(), "http": c.HTTPAddr(), "pid": os.Getpid()})
+	c.log.Info("coordinator ready", "nats", c.NATSURL(), "http", "http://"+c.HTTPAddr(), "data_dir", c.cfg.DataDir, "plugins", len(c.cfg.Plugins))
+	close(c.ready)
+	return g.Wait()
+}
+
+// startBus starts the embedded server (unless NATS is external) and
+// connects the coordinator to it.
+func (c *Coordinator) startBus(ctx context.Context) error {
+	conn := bus.ConnConfig{Name: "plugbus-coordinator", Token: c.cfg.NATSToken, User: c.cfg.NATSUser, Password: c.cfg.NATSPassword, CredsFile: c.cfg.NATSCreds}
+	conn.OnEvent = func(ev bus.ConnEvent) {
+		switch ev.Kind {
+		case bus.Disconnected:
+			c.log.Warn("disconnected from NATS; reconnecting", "url", ev.URL, "err", ev.Err)
+		case bus.Reconnected:
+			c.log.Info("reconnected to NATS", "url", ev.URL)
+		case bus.AsyncError:
+			c.log.Error("NATS error", "err", ev.Err)
+		}
+	}
+	if len(c.cfg.NATSURLs) > 0 {
+		conn.URLs = c.cfg.NATSURLs
+	} else {
+		storeDir := filepath.Join(c.cfg.DataDir, "jetstream")
+		if err := os.MkdirAll(storeDir, 0o700); err != nil {
+			return fmt.Errorf("coordinator: data directory: %w; pick another with --data-dir", err)
+		}
+		opts := &server.Options{ServerName: "plugbus", Authorization: c.cfg.NATSToken, Username: c.cfg.NATSUser, Password: c.cfg.NATSPassword}
+		s, err := embedded.Start(embedded.Config{Listen: c.cfg.NATSListen, StoreDir: storeDir, Options: opts})
+		if err != nil {
+			return fmt.Errorf("coordinator: %w; pick another address with --nats-listen", err)
+		}
+		c.server = s
+		conn.InProcess = s
+		c.log.Info("embedded NATS server started", "url", c.NATSURL(), "data_dir", c.cfg.DataDir)
+	}
+	nc, err := bus.Connect(ctx, conn)
+	if err != nil {
+		c.stopBus()
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	c.nc = nc
+	return nil
+}
+
+func (c *Coordinator) stopBus() {
+	if c.nc != nil {
+		_ = c.nc.Drain()
+		for i := 0; i < 50 && !c.nc.IsClosed(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		c.nc.Close()
+	}
+	if c.server != nil {
+		c.server.Close()
+	}
+}
+
+// publish sends a lifecycle event from the coordinator.
+func (c *Coordinator) publish(typ string, data any) {
+	e := pluginkit.NewEvent(typ, data)
+	if err := bus.Publish(c.nc, c.cfg.Prefix, Producer, e); err != nil {
+		c.log.Warn("could not publish a lifecycle event", "type", typ, "err", err)
+	}
+}
+
+// pluginEnv is the connection settings every supervised plugin gets.
+func (c *Coordinator) pluginEnv() []string {
+	env := []string{"PLUGBUS_URL=" + c.NATSURL(), "PLUGBUS_PREFIX=" + c.cfg.Prefix}
+	if c.cfg.NATSToken != "" {
+		env = append(env, "PLUGBUS_TOKEN="+c.cfg.NATSToken)
+	}
+	if c.cfg.NATSUser != "" {
+		env = append(env, "PLUGBUS_USER="+c.cfg.NATSUser, "PLUGBUS_PASSWORD="+c.cfg.NATSPassword)
+	}
+	if c.cfg.NATSCreds != "" {
+		env = append(env, "PLUGBUS_CREDS="+c.cfg.NATSCreds)
+	}
+	return env
+}

@@ -1,0 +1,422 @@
+// Package registry keeps the coordinator's view of plugins and their
+// instances. It learns them from NATS micro discovery ($SRV.STATS and
+// $SRV.INFO, polled) and from the lifecycle events plugins publish, so a
+// restarted coordinator rebuilds it from the running plugins alone.
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/plugbus/plugbus/bus"
+)
+
+// State is an instance's state as the coordinator sees it.
+type State string
+
+// Instance states.
+const (
+	Running      State = "running"      // answers discovery
+	Gone         State = "gone"         // stopped answering without saying goodbye
+	Stopped      State = "stopped"      // said it stopped
+	Incompatible State = "incompatible" // speaks another major version of the wire protocol
+)
+
+// Instance is one running copy of a plugin.
+type Instance struct {
+	Plugin      string            `json:"plugin"`
+	ID          string            `json:"id"`
+	Version     string            `json:"version"`
+	Host        string            `json:"host,omitempty"`
+	PID         int               `json:"pid,omitempty"`
+	Protocol    string            `json:"protocol"`
+	Description string            `json:"description,omitempty"`
+	Handles     []string          `json:"handles"`
+	Emits       []string          `json:"emits,omitempty"`
+	Schemas     map[string]string `json:"schemas,omitempty"`
+	Started     time.Time         `json:"started"`
+	LastSeen    time.Time         `json:"last_seen"`
+	State       State             `json:"state"`
+	Reason      string            `json:"reason,omitempty"`
+	Stats       Counters          `json:"stats"`
+}
+
+// Counters sum what an instance's handlers report in their micro STATS.
+type Counters struct {
+	Received uint64 `json:"received"`
+	Handled  uint64 `json:"handled"`
+	Failed   uint64 `json:"failed"`
+	Invalid  uint64 `json:"invalid"`
+}
+
+// Plugin groups the instances of one plugin.
+type Plugin struct {
+	Name      string     `json:"name"`
+	State     State      `json:"state"` // running when any instance runs
+	Versions  []string   `json:"versions"`
+	Handles   []string   `json:"handles"`
+	Emits     []string   `json:"emits,omitempty"`
+	Running   int        `json:"running"`
+	Instances []Instance `json:"instances"`
+}
+
+// Change is a state change the coordinator announces as a lifecycle event.
+type Change struct {
+	Type     string // bus.TypePluginUnhealthy or bus.TypePluginRecovered
+	Instance Instance
+}
+
+// Config configures a [Registry].
+type Config struct {
+	Conn   *nats.Conn
+	Prefix string
+	// PollInterval is how often instances are asked for their STATS;
+	// default 1s.
+	PollInterval time.Duration
+	// GoneAfter is how long an instance may stay silent before it is
+	// marked gone; default 5s.
+	GoneAfter time.Duration
+	// ForgetAfter is how long stopped and gone instances stay listed;
+	// default 5m.
+	ForgetAfter time.Duration
+	// OnChange hears of instances turning unhealthy (gone) or recovering.
+	OnChange func(Change)
+	Logger   *slog.Logger
+}
+
+// Registry is the coordinator's list of plugins and instances. It is safe
+// for concurrent use.
+type Registry struct {
+	cfg Config
+
+	mu        sync.Mutex
+	instances map[string]*Instance // by instance id
+}
+
+// New returns a registry; call [Registry.Run] to fill it.
+func New(cfg Config) *Registry {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.GoneAfter <= 0 {
+		cfg.GoneAfter = 5 * time.Second
+	}
+	if cfg.ForgetAfter <= 0 {
+		cfg.ForgetAfter = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.OnChange == nil {
+		cfg.OnChange = func(Change) {}
+	}
+	return &Registry{cfg: cfg, instances: map[string]*Instance{}}
+}
+
+// Run listens to lifecycle events and polls discovery until ctx ends.
+func (r *Registry) Run(ctx context.Context) error {
+	var subs []*nats.Subscription
+	defer func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}()
+	for typ, handle := range map[string]func(*nats.Msg){
+		bus.TypePluginStarted: r.onStarted,
+		bus.TypePluginStopped: r.onStopped,
+	} {
+		subject, err := bus.TypeSubject(r.cfg.Prefix, typ)
+		if err != nil {
+			return err
+		}
+		s, err := r.cfg.Conn.Subscribe(subject, handle)
+		if err != nil {
+			return fmt.Errorf("registry: subscribe %s: %w", subject, err)
+		}
+		subs = append(subs, s)
+	}
+	ticker := time.NewTicker(r.cfg.PollInterval)
+	defer ticker.Stop()
+	for {
+		r.poll(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// Plugins returns the plugins, sorted by name, each with its instances.
+func (r *Registry) Plugins() []Plugin {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	byName := map[string]*Plugin{}
+	for _, in := range r.instances {
+		p := byName[in.Plugin]
+		if p == nil {
+			p = &Plugin{Name: in.Plugin, State: in.State}
+			byName[in.Plugin] = p
+		}
+		p.Instances = append(p.Instances, clone(in))
+		if in.State == Running {
+			p.Running++
+			p.State = Running
+		}
+		p.Versions = addAll(p.Versions, in.Version)
+		p.Handles = addAll(p.Handles, in.Handles...)
+		p.Emits = addAll(p.Emits, in.Emits...)
+	}
+	out := make([]Plugin, 0, len(byName))
+	for _, p := range byName {
+		slices.SortFunc(p.Instances, func(a, b Instance) int { return strings.Compare(a.ID, b.ID) })
+		out = append(out, *p)
+	}
+	slices.SortFunc(out, func(a, b Plugin) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func addAll(list []string, items ...string) []string {
+	for _, s := range items {
+		if s != "" && !slices.Contains(list, s) {
+			list = append(list, s)
+		}
+	}
+	slices.Sort(list)
+	return list
+}
+
+func clone(in *Instance) Instance {
+	c := *in
+	c.Handles = slices.Clone(in.Handles)
+	c.Emits = slices.Clone(in.Emits)
+	return c
+}
+
+// onStarted records an instance as soon as it announces itself, before the
+// next poll finds it.
+func (r *Registry) onStarted(msg *nats.Msg) {
+	in, ok := r.lifecycle(msg)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	r.mu.Lock()
+	cur := r.instances[in.ID]
+	if cur == nil {
+		cur = &Instance{ID: in.ID, Started: now}
+		r.instances[in.ID] = cur
+	}
+	cur.Plugin, cur.Version, cur.Host, cur.PID = in.Plugin, in.Version, in.Host, in.PID
+	cur.Protocol, cur.Handles, cur.Emits = in.Protocol, in.Handles, in.Emits
+	cur.LastSeen = now
+	state, reason := r.compatibility(in.Protocol)
+	r.setState(cur, state, reason)
+	r.mu.Unlock()
+}
+
+func (r *Registry) onStopped(msg *nats.Msg) {
+	in, ok := r.lifecycle(msg)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	if cur := r.instances[in.ID]; cur != nil {
+		cur.State, cur.Reason, cur.LastSeen = Stopped, in.Reason, time.Now()
+	}
+	r.mu.Unlock()
+}
+
+// lifecycle decodes a lifecycle event, trusting only events whose producer
+// (from the subject) is the plugin they speak of.
+func (r *Registry) lifecycle(msg *nats.Msg) (bus.Instance, bool) {
+	var in bus.Instance
+	producer, _, err := bus.ParseEventSubject(r.cfg.Prefix, msg.Subject)
+	if err != nil {
+		return in, false
+	}
+	e, err := bus.Decode(msg)
+	if err == nil {
+		err = e.DataAs(&in)
+	}
+	if err != nil {
+		r.cfg.Logger.Warn("ignored a malformed lifecycle event", "subject", msg.Subject, "err", err)
+		return in, false
+	}
+	if in.Plugin != producer || in.ID == "" {
+		r.cfg.Logger.Warn("ignored a lifecycle event about another plugin", "subject", msg.Subject, "producer", producer, "plugin", in.Plugin)
+		return in, false
+	}
+	return in, true
+}
+
+// compatibility returns Running, or Incompatible with the reason, for an
+// instance speaking protocol version v.
+func (r *Registry) compatibility(v string) (State, string) {
+	major := func(s string) string { m, _, _ := strings.Cut(s, "."); return m }
+	if major(v) != major(bus.ProtocolVersion) {
+		return Incompatible, fmt.Sprintf("plugin speaks wire protocol %s; this coordinator speaks %s", v, bus.ProtocolVersion)
+	}
+	return Running, ""
+}
+
+// setState moves an instance to state, announcing unhealthy and recovered
+// changes. r.mu is held.
+func (r *Registry) setState(in *Instance, state State, reason string) {
+	prev := in.State
+	in.State, in.Reason = state, reason
+	switch {
+	case prev == Running && state == Gone:
+		r.cfg.OnChange(Change{Type: bus.TypePluginUnhealthy, Instance: clone(in)})
+	case prev == Gone && state == Running:
+		r.cfg.OnChange(Change{Type: bus.TypePluginRecovered, Instance: clone(in)})
+	}
+}
+
+// poll asks every micro service for its STATS, updates the instances that
+// answer, fetches INFO for new ones, and marks silent ones gone.
+func (r *Registry) poll(ctx context.Context) {
+	replies, err := r.gather(ctx, micro.StatsVerb, "", "")
+	if err != nil {
+		r.cfg.Logger.Warn("discovery poll failed", "err", err)
+		return
+	}
+	now := time.Now()
+	var fresh []string
+	for _, data := range replies {
+		var st micro.Stats
+		if err := json.Unmarshal(data, &st); err != nil || st.ID == "" {
+			continue
+		}
+		protocol, ok := st.Metadata[bus.MetaProtocol]
+		if !ok {
+			continue // a micro service that is not a Plugbus plugin
+		}
+		r.mu.Lock()
+		in := r.instances[st.ID]
+		if in == nil {
+			in = &Instance{ID: st.ID}
+			r.instances[st.ID] = in
+			fresh = append(fresh, st.Name+"."+st.ID)
+		}
+		in.Plugin, in.Version, in.Protocol = st.Name, st.Version, protocol
+		in.Started, in.LastSeen = st.Started, now
+		in.Host = st.Metadata[bus.MetaHost]
+		in.PID, _ = strconv.Atoi(st.Metadata[bus.MetaPID])
+		in.Emits = splitList(st.Metadata[bus.MetaEmits])
+		in.Handles, in.Stats = in.Handles[:0], Counters{}
+		for _, ep := range st.Endpoints {
+			if _, typ, ok := strings.Cut(ep.Subject, ".events.*."); ok {
+				in.Handles = append(in.Handles, typ)
+			}
+			var c Counters
+			if json.Unmarshal(ep.Data, &c) == nil {
+				in.Stats.Received += c.Received
+				in.Stats.Handled += c.Handled
+				in.Stats.Failed += c.Failed
+				in.Stats.Invalid += c.Invalid
+			}
+		}
+		if in.State != Stopped {
+			state, reason := r.compatibility(protocol)
+			r.setState(in, state, reason)
+		}
+		r.mu.Unlock()
+	}
+	for _, key := range fresh {
+		r.fetchInfo(ctx, key)
+	}
+	r.mu.Lock()
+	for id, in := range r.instances {
+		silent := now.Sub(in.LastSeen)
+		switch {
+		case (in.State == Running || in.State == Incompatible) && silent > r.cfg.GoneAfter:
+			r.setState(in, Gone, fmt.Sprintf("no answer to discovery for %v", silent.Round(time.Second)))
+		case (in.State == Gone || in.State == Stopped) && silent > r.cfg.ForgetAfter:
+			delete(r.instances, id)
+		}
+	}
+	r.mu.Unlock()
+}
+
+// fetchInfo reads the description and per-type schemas of a new instance.
+func (r *Registry) fetchInfo(ctx context.Context, key string) {
+	name, id, _ := strings.Cut(key, ".")
+	replies, err := r.gather(ctx, micro.InfoVerb, name, id)
+	if err != nil || len(replies) == 0 {
+		return
+	}
+	var info micro.Info
+	if json.Unmarshal(replies[0], &info) != nil {
+		return
+	}
+	schemas := map[string]string{}
+	for _, ep := range info.Endpoints {
+		if s := ep.Metadata[bus.MetaSchema]; s != "" {
+			schemas[ep.Metadata[bus.MetaType]] = s
+		}
+	}
+	r.mu.Lock()
+	if in := r.instances[id]; in != nil {
+		in.Description = info.Description
+		if len(schemas) > 0 {
+			in.Schemas = schemas
+		}
+	}
+	r.mu.Unlock()
+}
+
+// gather sends one discovery request and collects the replies until none
+// has come for a short while. nats.go's request API takes the first reply
+// only, and discovery needs all of them.
+func (r *Registry) gather(ctx context.Context, verb micro.Verb, name, id string) ([][]byte, error) {
+	subject, err := micro.ControlSubject(verb, name, id)
+	if err != nil {
+		return nil, err
+	}
+	inbox := r.cfg.Conn.NewRespInbox()
+	ch := make(chan *nats.Msg, 4096)
+	sub, err := r.cfg.Conn.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	if err := r.cfg.Conn.PublishRequest(subject, inbox, nil); err != nil {
+		return nil, err
+	}
+	const quiet, most = 200 * time.Millisecond, 2 * time.Second
+	var out [][]byte
+	deadline := time.After(most)
+	idle := time.NewTimer(quiet)
+	defer idle.Stop()
+	for {
+		select {
+		case msg := <-ch:
+			out = append(out, msg.Data)
+			idle.Reset(quiet)
+		case <-idle.C:
+			return out, nil
+		case <-deadline:
+			return out, nil
+		case <-ctx.Done():
+			return out, nil
+		}
+	}
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}

@@ -1,0 +1,45 @@
+package coordinator
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/plugbus/plugbus/coordinator/internal/registry"
+)
+
+// registryCollector exports the registry's counts as gauges, read at scrape
+// time so they are never stale.
+type registryCollector struct {
+	reg       *registry.Registry
+	plugins   *prometheus.Desc
+	instances *prometheus.Desc
+}
+
+func newRegistryCollector(reg *registry.Registry) *registryCollector {
+	return &registryCollector{
+		reg:       reg,
+		plugins:   prometheus.NewDesc("plugbus_plugins", "Plugins known to the coordinator, by state.", []string{"state"}, nil),
+		instances: prometheus.NewDesc("plugbus_instances", "Plugin instances known to the coordinator, by plugin and state.", []string{"plugin", "state"}, nil),
+	}
+}
+
+func (c *registryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.plugins
+	ch <- c.instances
+}
+
+func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
+	plugins := map[registry.State]int{registry.Running: 0, registry.Gone: 0, registry.Stopped: 0, registry.Incompatible: 0}
+	for _, p := range c.reg.Plugins() {
+		plugins[p.State]++
+		instances := map[registry.State]int{}
+		for _, in := range p.Instances {
+			instances[in.State]++
+		}
+		for state, n := range instances {
+			ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(n), p.Name, string(state))
+		}
+	}
+	for state, n := range plugins {
+		ch <- prometheus.MustNewConstMetric(c.plugins, prometheus.GaugeValue, float64(n), string(state))
+	}
+}

@@ -1,0 +1,32 @@
+package coordinator
+
+import (
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/supervise"
+)
+
+// specs turns the configured plugins into supervisor specs.
+func (c *Coordinator) specs() []supervise.Spec {
+	specs := make([]supervise.Spec, len(c.cfg.Plugins))
+	for i, p := range c.cfg.Plugins {
+		specs[i] = supervise.Spec{Name: p.Name, Executable: p.Exec, Args: p.Args, Env: p.Env, Replicas: p.Replicas, SHA256: p.SHA256, Dir: p.Dir}
+	}
+	return specs
+}
+
+// onSupervisorEvent announces a crash-looping plugin on the bus; the other
+// supervisor events are already in the log, and the plugins announce their
+// own starts and stops.
+func (c *Coordinator) onSupervisorEvent(ev supervise.Event) {
+	if ev.Kind != supervise.EventCrashLooping {
+		return
+	}
+	reason := ""
+	if ev.Err != nil {
+		reason = ev.Err.Error()
+	}
+	c.publish(bus.TypePluginCrashlooping, map[string]any{
+		"plugin": ev.Plugin, "instance": ev.Instance, "restarts": ev.Restarts,
+		"exit_code": ev.ExitCode, "reason": reason, "next_restart_in": ev.NextRestartIn.String(),
+	})
+}
