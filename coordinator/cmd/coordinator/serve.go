@@ -18,9 +18,9 @@ import (
 // environment, which wins over the configuration file.
 type serveFlags struct {
 	configFile, natsListen, httpListen, dataDir, natsURL, prefix string
-	natsToken, natsUser, httpToken                           string
-	goneAfter                                                time.Duration
-	logFormat, logLevel                                      string
+	natsToken, natsUser, httpToken                               string
+	goneAfter                                                    time.Duration
+	logFormat, logLevel                                          string
 }
 
 var serveEnv = map[string]string{
