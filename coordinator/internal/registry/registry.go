@@ -101,6 +101,7 @@ type Registry struct {
 
 	mu        sync.Mutex
 	instances map[string]*Instance // by instance id
+	described map[string]bool      // instance ids whose INFO was read
 }
 
 // New returns a registry; call [Registry.Run] to fill it.
@@ -120,7 +121,7 @@ func New(cfg Config) *Registry {
 	if cfg.OnChange == nil {
 		cfg.OnChange = func(Change) {}
 	}
-	return &Registry{cfg: cfg, instances: map[string]*Instance{}}
+	return &Registry{cfg: cfg, instances: map[string]*Instance{}, described: map[string]bool{}}
 }
 
 // Run listens to lifecycle events and polls discovery until ctx ends.
@@ -307,6 +308,8 @@ func (r *Registry) poll(ctx context.Context) {
 		if in == nil {
 			in = &Instance{ID: st.ID}
 			r.instances[st.ID] = in
+		}
+		if !r.described[st.ID] {
 			fresh = append(fresh, st.Name+"."+st.ID)
 		}
 		in.Plugin, in.Version, in.Protocol = st.Name, st.Version, protocol
@@ -344,6 +347,7 @@ func (r *Registry) poll(ctx context.Context) {
 			r.setState(in, Gone, fmt.Sprintf("no answer to discovery for %v", silent.Round(time.Second)))
 		case (in.State == Gone || in.State == Stopped) && silent > r.cfg.ForgetAfter:
 			delete(r.instances, id)
+			delete(r.described, id)
 		}
 	}
 	r.mu.Unlock()
@@ -367,6 +371,7 @@ func (r *Registry) fetchInfo(ctx context.Context, key string) {
 		}
 	}
 	r.mu.Lock()
+	r.described[id] = true
 	if in := r.instances[id]; in != nil {
 		in.Description = info.Description
 		if len(schemas) > 0 {

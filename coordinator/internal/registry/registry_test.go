@@ -1,0 +1,231 @@
+package registry_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/bus/bustest"
+	"github.com/plugbus/plugbus/coordinator/internal/registry"
+	pluginkit "github.com/plugbus/plugbus/plugin-kit"
+)
+
+type changes struct {
+	mu   sync.Mutex
+	list []registry.Change
+}
+
+func (c *changes) add(ch registry.Change) {
+	c.mu.Lock()
+	c.list = append(c.list, ch)
+	c.mu.Unlock()
+}
+
+func (c *changes) types() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, ch := range c.list {
+		out = append(out, ch.Type+" "+ch.Instance.Plugin)
+	}
+	return out
+}
+
+func startRegistry(t *testing.T, nc *nats.Conn, seen *changes) *registry.Registry {
+	t.Helper()
+	r := registry.New(registry.Config{Conn: nc, Prefix: bus.DefaultPrefix, PollInterval: 100 * time.Millisecond, GoneAfter: 500 * time.Millisecond, OnChange: seen.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("registry.Run: %v", err)
+		}
+	})
+	return r
+}
+
+// servePlugin runs a plugin on its own connection until the test ends or
+// stop is called.
+func servePlugin(t *testing.T, nc *nats.Conn, p *pluginkit.Plugin) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, nc) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("plugin %s: %v", p.Name(), err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func waitFor(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("waited 5s for %s: %v", what, err)
+}
+
+func find(r *registry.Registry, name string) (registry.Plugin, bool) {
+	for _, p := range r.Plugins() {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return registry.Plugin{}, false
+}
+
+func noop(context.Context, pluginkit.Event) (*pluginkit.Event, error) { return nil, nil }
+
+func TestRegistryListsPluginsWithTheirManifest(t *testing.T) {
+	s := bustest.NewServer(t)
+	seen := &changes{}
+	r := startRegistry(t, bustest.Connect(t, s), seen)
+	p := pluginkit.New("greeter", "1.2.3", pluginkit.WithDescription("greets"), pluginkit.WithEmits("com.example.greet.sent"))
+	p.HandleFunc("com.example.greet.requested", noop, pluginkit.Schema(`{"type":"object"}`))
+	p.HandleFunc("com.example.user.>", noop)
+	servePlugin(t, bustest.Connect(t, s), p)
+
+	waitFor(t, "greeter with its description", func() error {
+		got, ok := find(r, "greeter")
+		if !ok || len(got.Instances) != 1 || got.Instances[0].Description == "" {
+			return fmt.Errorf("got %+v", got)
+		}
+		return nil
+	})
+	got, _ := find(r, "greeter")
+	in := got.Instances[0]
+	checks := []struct{ field, got, want string }{
+		{"state", string(got.State), "running"},
+		{"version", in.Version, "1.2.3"},
+		{"id", in.ID, p.ID()},
+		{"protocol", in.Protocol, bus.ProtocolVersion},
+		{"description", in.Description, "greets"},
+		{"handles", strings.Join(in.Handles, ","), "com.example.greet.requested,com.example.user.>"},
+		{"emits", strings.Join(in.Emits, ","), "com.example.greet.sent"},
+		{"schema", in.Schemas["com.example.greet.requested"], `{"type":"object"}`},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %q, want %q", c.field, c.got, c.want)
+		}
+	}
+	if in.PID == 0 || in.Host == "" {
+		t.Errorf("pid %d host %q: want both set", in.PID, in.Host)
+	}
+	if len(seen.types()) != 0 {
+		t.Errorf("changes %v for a healthy plugin, want none", seen.types())
+	}
+}
+
+func TestRegistryMarksStoppedAndGoneInstances(t *testing.T) {
+	s := bustest.NewServer(t)
+	seen := &changes{}
+	r := startRegistry(t, bustest.Connect(t, s), seen)
+
+	polite := pluginkit.New("polite", "1.0.0")
+	polite.HandleFunc("com.example.a", noop)
+	stopPolite := servePlugin(t, bustest.Connect(t, s), polite)
+
+	// rude's connection closes under it: no stopped event, no answers.
+	rude := pluginkit.New("rude", "1.0.0")
+	rude.HandleFunc("com.example.b", noop)
+	rudeConn := bustest.Connect(t, s)
+	servePlugin(t, rudeConn, rude)
+
+	waitFor(t, "both plugins running", func() error {
+		for _, name := range []string{"polite", "rude"} {
+			if p, _ := find(r, name); p.Running != 1 {
+				return fmt.Errorf("%s: %+v", name, p)
+			}
+		}
+		return nil
+	})
+	stopPolite()
+	rudeConn.Close()
+	waitFor(t, "polite stopped and rude gone", func() error {
+		p, _ := find(r, "polite")
+		q, _ := find(r, "rude")
+		if p.State != registry.Stopped || q.State != registry.Gone {
+			return fmt.Errorf("polite %s, rude %s", p.State, q.State)
+		}
+		return nil
+	})
+	if got := seen.types(); len(got) != 1 || got[0] != bus.TypePluginUnhealthy+" rude" {
+		t.Errorf("changes %v, want one unhealthy for rude", got)
+	}
+}
+
+func TestRegistryReportsIncompatibleProtocol(t *testing.T) {
+	s := bustest.NewServer(t)
+	r := startRegistry(t, bustest.Connect(t, s), &changes{})
+	svc, err := micro.AddService(bustest.Connect(t, s), micro.Config{
+		Name: "future", Version: "9.0.0",
+		Metadata: map[string]string{bus.MetaProtocol: "2.0"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	waitFor(t, "future listed as incompatible", func() error {
+		p, _ := find(r, "future")
+		if len(p.Instances) != 1 || p.Instances[0].State != registry.Incompatible {
+			return fmt.Errorf("got %+v", p)
+		}
+		if reason := p.Instances[0].Reason; !strings.Contains(reason, "2.0") || !strings.Contains(reason, bus.ProtocolVersion) {
+			return fmt.Errorf("reason %q does not show both versions", reason)
+		}
+		return nil
+	})
+}
+
+func TestRegistryIgnoresOtherMicroServicesAndForgedLifecycle(t *testing.T) {
+	s := bustest.NewServer(t)
+	nc := bustest.Connect(t, s)
+	r := startRegistry(t, bustest.Connect(t, s), &changes{})
+	svc, err := micro.AddService(nc, micro.Config{Name: "not-a-plugin", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	// mallory announces an instance of "hello": the subject says mallory
+	// sent it, so it must not be believed.
+	forged := pluginkit.NewEvent(bus.TypePluginStarted, bus.Instance{Plugin: "hello", ID: "forged", Version: "1.0.0", Protocol: bus.ProtocolVersion})
+	if err := bus.Publish(nc, bus.DefaultPrefix, "mallory", forged); err != nil {
+		t.Fatal(err)
+	}
+	honest := pluginkit.New("honest", "1.0.0")
+	honest.HandleFunc("com.example.c", noop)
+	servePlugin(t, bustest.Connect(t, s), honest)
+	waitFor(t, "honest listed", func() error {
+		if p, _ := find(r, "honest"); p.Running != 1 {
+			return fmt.Errorf("got %+v", p)
+		}
+		return nil
+	})
+	for _, p := range r.Plugins() {
+		if p.Name != "honest" {
+			t.Errorf("listed %q (%+v); want only the plugin", p.Name, p)
+		}
+	}
+}
