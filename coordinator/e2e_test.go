@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -204,6 +205,8 @@ func postEvent(t *testing.T, httpAddr, id, typ, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
+
 func alive(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil {
 		return false
@@ -316,6 +319,81 @@ plugins:
 		}
 	})
 
+	t.Run("CLI", func(t *testing.T) {
+		cli := func(args ...string) (string, string, int) {
+			cmd := exec.Command(filepath.Join(binDir, "coordinator"), args...)
+			cmd.Env = append(os.Environ(), "PLUGBUS_URL=nats://"+d.natsAddr, "PLUGBUS_API=http://"+d.httpAddr)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			code := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				code = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			return stdout.String(), stderr.String(), code
+		}
+		out, _, code := cli("plugins")
+		if code != 0 || !regexpMatch(`(?m)^alpha\s+running\s+2/2\s+1\.0\.0\s+com\.example\.thing\.>`, out) {
+			t.Errorf("plugins: exit %d, output:\n%s", code, out)
+		}
+		out, _, _ = cli("plugins", "--json")
+		var list []plugin
+		if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) < 3 {
+			t.Errorf("plugins --json: %v, %d plugins in %s", err, len(list), out)
+		}
+		out, stderr, code := cli("invoke", "com.example.greet.requested", "--data", `{"name":"Grace"}`)
+		if code != 0 || strings.TrimSpace(out) != `{"text":"hello, Grace"}` {
+			t.Errorf("invoke: exit %d, stdout %q, stderr %q", code, out, stderr)
+		}
+		_, stderr, code = cli("invoke", "com.example.nobody.home", "--data", `{}`)
+		if code != 3 || !strings.Contains(stderr, "com.example.nobody.home") {
+			t.Errorf("invoke of an unhandled type: exit %d, stderr %q; want 3 naming the type", code, stderr)
+		}
+		_, stderr, code = cli("publish", "com.example.thing.happened", "--data", `{not json`)
+		if code == 0 || !strings.Contains(stderr, "not valid JSON") {
+			t.Errorf("publish of bad JSON: exit %d, stderr %q; want an error", code, stderr)
+		}
+
+		tail := exec.Command(filepath.Join(binDir, "coordinator"), "tail", "com.example.thing.>", "--nats-url", "nats://"+d.natsAddr)
+		tailOut, _ := tail.StdoutPipe()
+		tailErr, _ := tail.StderrPipe()
+		if err := tail.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer tail.Process.Kill()
+		bufio.NewReader(tailErr).ReadString('\n') // "following ...": subscribed
+		out, stderr, code = cli("publish", "com.example.thing.happened", "--data", `{"via":"cli"}`, "--json")
+		var published struct{ ID string }
+		if code != 0 || json.Unmarshal([]byte(out), &published) != nil || published.ID == "" {
+			t.Fatalf("publish: exit %d, stdout %q, stderr %q", code, out, stderr)
+		}
+		line := make(chan string, 1)
+		go func() {
+			l, _ := bufio.NewReader(tailOut).ReadString('\n')
+			line <- l
+		}()
+		select {
+		case l := <-line:
+			for _, want := range []string{"cli", "com.example.thing.happened", published.ID, `{"via":"cli"}`} {
+				if !strings.Contains(l, want) {
+					t.Errorf("tail line %q does not show %q", l, want)
+				}
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("tail printed nothing within 5s of a publish")
+		}
+		for got := 0; got < 2; got++ { // alpha and beta record the CLI's event
+			select {
+			case <-recorded:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("the CLI's event reached %d of 2 plugins", got)
+			}
+		}
+	})
+
 	t.Run("malformed POST gets a 400 and the next good one goes through", func(t *testing.T) {
 		code, body := postEvent(t, d.httpAddr, "", "com.example.thing.happened", `{}`)
 		if code != http.StatusBadRequest || !strings.Contains(body, "id") {
@@ -413,4 +491,18 @@ plugins:
 		}
 		t.Logf("the restarted coordinator found the external plugin after %v", time.Since(start).Round(time.Millisecond))
 	})
+}
+
+func TestRefusesToListenBeyondLoopbackWithoutAuth(t *testing.T) {
+	for _, args := range [][]string{
+		{"--http-listen", "0.0.0.0:0"},
+		{"--nats-listen", "0.0.0.0:0"},
+	} {
+		cmd := exec.Command(filepath.Join(binDir, "coordinator"), append([]string{"serve", "--data-dir", t.TempDir()}, args...)...)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || !strings.Contains(string(out), "token") {
+			t.Errorf("serve %v: err %v, output %q; want a refusal saying how to configure a token", args, err, out)
+		}
+	}
 }
