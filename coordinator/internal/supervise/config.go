@@ -1,0 +1,192 @@
+package supervise
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/plugbus/plugbus/bus"
+)
+
+// Config configures a [Supervisor]. A zero duration, factor or count means
+// the default given with its field.
+type Config struct {
+	// Specs lists the plugins to run, one each; names must be unique.
+	Specs []Spec
+
+	// BaseEnv holds KEY=VALUE settings given to every plugin, after the
+	// coordinator's own environment: the connection settings, such as
+	// PLUGBUS_URL and PLUGBUS_PREFIX.
+	BaseEnv []string
+
+	// Backoff sets the delays between restarts.
+	Backoff Backoff
+
+	// StopTimeout is how long a stopping instance may take to exit after
+	// SIGTERM before it gets SIGKILL. Default 10s.
+	StopTimeout time.Duration
+
+	// Logger receives the supervisor's own records and the plugins' output.
+	// Default slog.Default().
+	Logger *slog.Logger
+
+	// OnEvent, if set, is called for every change in an instance's life. It
+	// is called from the goroutine supervising the instance, so calls for one
+	// instance come in order, calls for different instances may come at the
+	// same time, and the instance waits while OnEvent runs.
+	OnEvent func(Event)
+}
+
+// Spec describes one plugin to run.
+type Spec struct {
+	// Name is the plugin's name, as it announces itself on the bus.
+	Name string `json:"name"`
+
+	// Executable is the program to run: a path, relative to Dir if it is
+	// relative and Dir is set, or a bare name looked up in PATH.
+	Executable string `json:"executable"`
+
+	// Args are the arguments, not including the program name.
+	Args []string `json:"args,omitempty"`
+
+	// Env holds extra KEY=VALUE settings; they win over Config.BaseEnv.
+	Env []string `json:"env,omitempty"`
+
+	// Replicas is how many instances to run. Default 1.
+	Replicas int `json:"replicas,omitempty"`
+
+	// SHA256, if set, is the hex SHA-256 digest the executable's contents
+	// must have. It is checked before every start; on a mismatch the instance
+	// is not started and is reported as failed.
+	SHA256 string `json:"sha256,omitempty"`
+
+	// Dir is the working directory. Default: the coordinator's.
+	Dir string `json:"dir,omitempty"`
+}
+
+// Backoff sets the delays between restarts of an instance that exited. The
+// delay after the n-th quick exit in a row (one sooner than ResetAfter after
+// the start) is Initial×Factorⁿ⁻¹, at most Max; from the CrashLoopAfter-th on
+// it is Max. After a run longer than ResetAfter the count starts again.
+type Backoff struct {
+	// Initial is the first delay. Default 500ms.
+	Initial time.Duration
+
+	// Max caps the delay. Default 30s.
+	Max time.Duration
+
+	// Factor multiplies the delay after each quick exit. Default 2.
+	Factor float64
+
+	// ResetAfter is how long a run must last not to count as a quick exit.
+	// Default 10s.
+	ResetAfter time.Duration
+
+	// CrashLoopAfter is how many quick exits in a row make an instance
+	// crash-looping. Default 5.
+	CrashLoopAfter int
+}
+
+// Defaults for the zero values in a [Config].
+const (
+	DefaultInitialBackoff = 500 * time.Millisecond
+	DefaultMaxBackoff     = 30 * time.Second
+	DefaultBackoffFactor  = 2
+	DefaultResetAfter     = 10 * time.Second
+	DefaultCrashLoopAfter = 5
+	DefaultStopTimeout    = 10 * time.Second
+)
+
+// withDefaults returns c with its zero values replaced by the defaults.
+func (c Config) withDefaults() Config {
+	set := func(d *time.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = def
+		}
+	}
+	set(&c.Backoff.Initial, DefaultInitialBackoff)
+	set(&c.Backoff.Max, DefaultMaxBackoff)
+	set(&c.Backoff.ResetAfter, DefaultResetAfter)
+	set(&c.StopTimeout, DefaultStopTimeout)
+	if c.Backoff.Factor == 0 {
+		c.Backoff.Factor = DefaultBackoffFactor
+	}
+	if c.Backoff.CrashLoopAfter == 0 {
+		c.Backoff.CrashLoopAfter = DefaultCrashLoopAfter
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	specs := make([]Spec, len(c.Specs))
+	for i, s := range c.Specs {
+		if s.Replicas == 0 {
+			s.Replicas = 1
+		}
+		specs[i] = s
+	}
+	c.Specs = specs
+	return c
+}
+
+// Validate reports every problem in c, joined, each wrapping
+// [ErrInvalidConfig].
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	seen := make(map[string]bool)
+	for i, s := range c.Specs {
+		if err := bus.ValidateProducer(s.Name); err != nil {
+			bad("plugin %d: %w", i, err)
+		} else if seen[s.Name] {
+			bad("plugin %q is listed twice", s.Name)
+		}
+		seen[s.Name] = true
+		if s.Executable == "" {
+			bad("plugin %q: executable is empty", s.Name)
+		}
+		if s.Replicas < 0 {
+			bad("plugin %q: replicas is %d; it must be 1 or more (0 means 1)", s.Name, s.Replicas)
+		}
+		if s.SHA256 != "" {
+			if b, err := hex.DecodeString(s.SHA256); err != nil || len(b) != 32 {
+				bad("plugin %q: sha256 %q is not 64 hex digits", s.Name, s.SHA256)
+			}
+		}
+		for _, kv := range s.Env {
+			if !validEnv(kv) {
+				bad("plugin %q: env entry %q is not KEY=VALUE", s.Name, kv)
+			}
+		}
+	}
+	for _, kv := range c.BaseEnv {
+		if !validEnv(kv) {
+			bad("base env entry %q is not KEY=VALUE", kv)
+		}
+	}
+	b := c.withDefaults().Backoff
+	if c.Backoff.Initial < 0 || c.Backoff.Max < 0 || c.Backoff.ResetAfter < 0 {
+		bad("backoff durations must not be negative")
+	} else if b.Max < b.Initial {
+		bad("backoff max %s is less than initial %s", b.Max, b.Initial)
+	}
+	if c.Backoff.Factor != 0 && c.Backoff.Factor < 1 {
+		bad("backoff factor %g is less than 1", c.Backoff.Factor)
+	}
+	if c.Backoff.CrashLoopAfter < 0 {
+		bad("backoff CrashLoopAfter is %d; it must not be negative", c.Backoff.CrashLoopAfter)
+	}
+	if c.StopTimeout < 0 {
+		bad("stop timeout %s is negative", c.StopTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+func validEnv(kv string) bool {
+	k, _, ok := strings.Cut(kv, "=")
+	return ok && k != ""
+}

@@ -1,0 +1,348 @@
+package supervise
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// pipeDrainTimeout bounds how long a child's output is still read after it
+// exited, in case a process it started keeps stdout or stderr open.
+const pipeDrainTimeout = 2 * time.Second
+
+// A Supervisor runs the plugins of a [Config] and keeps them running. Build
+// one with [New]; its methods are safe for concurrent use.
+type Supervisor struct {
+	cfg       Config      // with defaults applied
+	instances []*instance // in Specs order, then by number
+	done      chan struct{}
+
+	mu      sync.Mutex
+	started bool               // Run was called
+	stopped bool               // Stop was called
+	cancel  context.CancelFunc // ends Run; set by Run
+}
+
+// An instance is one replica of a plugin.
+type instance struct {
+	spec   *Spec
+	name   string // <plugin>-<n>
+	log    *slog.Logger
+	status InstanceStatus // guarded by Supervisor.mu
+}
+
+// A process is one run of an instance.
+type process struct {
+	cmd     *exec.Cmd
+	started time.Time
+	exited  chan error // gets cmd.Wait's result once the output is logged
+}
+
+// New returns a Supervisor for cfg, or the errors of [Config.Validate].
+func New(cfg Config) (*Supervisor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Supervisor{cfg: cfg.withDefaults(), done: make(chan struct{})}
+	for i := range s.cfg.Specs {
+		sp := &s.cfg.Specs[i]
+		for n := 1; n <= sp.Replicas; n++ {
+			name := fmt.Sprintf("%s-%d", sp.Name, n)
+			s.instances = append(s.instances, &instance{
+				spec:   sp,
+				name:   name,
+				log:    s.cfg.Logger.With("plugin", sp.Name, "instance", name),
+				status: InstanceStatus{Plugin: sp.Name, Instance: name, State: StateStopped},
+			})
+		}
+	}
+	return s, nil
+}
+
+// Run starts every instance and supervises them until ctx is done or
+// [Supervisor.Stop] is called; then it stops them all (SIGTERM, and SIGKILL
+// after [Config.StopTimeout]) and returns nil once every child is reaped.
+// An instance that fails to start does not end Run.
+//
+// Run may be called once; later calls return [ErrAlreadyStarted]. After
+// Stop, Run returns nil at once.
+func (s *Supervisor) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return ErrAlreadyStarted
+	}
+	s.started = true
+	defer close(s.done)
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	ctx, s.cancel = context.WithCancel(ctx)
+	defer s.cancel()
+	s.mu.Unlock()
+
+	st := newStarter()
+	var wg sync.WaitGroup
+	for _, in := range s.instances {
+		wg.Go(func() { s.supervise(ctx, st, in) })
+	}
+	wg.Wait()
+	close(st)
+	return nil
+}
+
+// Stop stops the supervisor as cancelling Run's context does, and returns
+// once Run has returned. It may be called more than once, and before Run,
+// but not from [Config.OnEvent].
+func (s *Supervisor) Stop() {
+	s.mu.Lock()
+	s.stopped = true
+	started, cancel := s.started, s.cancel
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if started {
+		<-s.done
+	}
+}
+
+// Status returns a snapshot of every instance, in the order of
+// [Config.Specs], then by instance number.
+func (s *Supervisor) Status() []InstanceStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]InstanceStatus, len(s.instances))
+	for i, in := range s.instances {
+		st := in.status
+		if st.LastExit != nil {
+			e := *st.LastExit
+			st.LastExit = &e
+		}
+		if st.State == StateRunning && time.Since(st.Started) > s.cfg.Backoff.ResetAfter {
+			st.CrashLooping = false // this run has lasted long enough to end the loop
+		}
+		out[i] = st
+	}
+	return out
+}
+
+// supervise runs one instance until ctx is done or it fails to start.
+func (s *Supervisor) supervise(ctx context.Context, st starter, in *instance) {
+	b := s.cfg.Backoff
+	quick := 0 // exits in a row that came sooner than b.ResetAfter after the start
+	for restarts := 0; ; restarts++ {
+		if ctx.Err() != nil {
+			s.reportStopped(in, nil, nil)
+			return
+		}
+		p, err := s.start(st, in)
+		if err != nil {
+			s.update(in, func(st *InstanceStatus) {
+				st.State, st.PID, st.Error = StateFailed, 0, err.Error()
+			})
+			in.log.Error("plugin failed to start; not retrying", "err", err)
+			s.emit(in, Event{Kind: EventFailed, Err: err})
+			return
+		}
+		pid := p.cmd.Process.Pid
+		s.update(in, func(st *InstanceStatus) {
+			st.State, st.PID, st.Started, st.Restarts = StateRunning, pid, p.started, restarts
+		})
+		in.log.Info("plugin started", "pid", pid, "restarts", restarts)
+		s.emit(in, Event{Kind: EventStarted, PID: pid})
+
+		var werr error
+		select {
+		case werr = <-p.exited:
+		case <-ctx.Done():
+			s.stop(in, p)
+			return
+		}
+
+		if time.Since(p.started) > b.ResetAfter {
+			quick = 0
+		} else {
+			quick++
+		}
+		delay := b.delay(quick)
+		exit := exitStatus(p, werr)
+		s.update(in, func(st *InstanceStatus) {
+			st.State, st.PID, st.LastExit = StateBackoff, 0, exit
+			st.CrashLooping = quick >= b.CrashLoopAfter
+		})
+		in.log.Warn("plugin exited; restarting", "pid", pid, "code", exit.Code, "err", werr, "restart_in", delay)
+		s.emit(in, Event{Kind: EventExited, PID: pid, ExitCode: exit.Code, Err: werr, NextRestartIn: delay})
+		if quick == b.CrashLoopAfter {
+			in.log.Error("plugin is crash-looping", "quick_exits", quick, "retry_every", b.Max)
+			s.emit(in, Event{Kind: EventCrashLooping, PID: pid, ExitCode: exit.Code, Err: werr, NextRestartIn: delay})
+		}
+
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			s.reportStopped(in, nil, nil)
+			return
+		}
+	}
+}
+
+// delay returns how long to wait before a restart after the given number of
+// quick exits in a row.
+func (b Backoff) delay(quick int) time.Duration {
+	if quick >= b.CrashLoopAfter {
+		return b.Max
+	}
+	d := float64(b.Initial)
+	for i := 1; i < quick && d < float64(b.Max); i++ {
+		d *= b.Factor
+	}
+	return min(time.Duration(d), b.Max)
+}
+
+// start checks and starts the executable of in.
+func (s *Supervisor) start(st starter, in *instance) (*process, error) {
+	sp := in.spec
+	path, err := sp.path()
+	if err != nil {
+		return nil, err
+	}
+	if sp.SHA256 != "" {
+		if err := checkSHA256(path, sp.SHA256); err != nil {
+			return nil, err
+		}
+	}
+	stdout := &lineWriter{log: in.log, stream: "stdout"}
+	stderr := &lineWriter{log: in.log, stream: "stderr"}
+	cmd := &exec.Cmd{
+		Path:        path,
+		Args:        append([]string{sp.Executable}, sp.Args...),
+		Env:         slices.Concat(os.Environ(), s.cfg.BaseEnv, sp.Env, []string{"PLUGBUS_INSTANCE=" + in.name}),
+		Dir:         sp.Dir,
+		Stdout:      stdout,
+		Stderr:      stderr,
+		SysProcAttr: sysProcAttr(),
+		WaitDelay:   pipeDrainTimeout,
+	}
+	if err := st.start(cmd); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd, started: time.Now(), exited: make(chan error, 1)}
+	go func() {
+		err := cmd.Wait()
+		stdout.flush()
+		stderr.flush()
+		p.exited <- err
+	}()
+	return p, nil
+}
+
+// stop ends p, politely first, and reports the instance stopped.
+func (s *Supervisor) stop(in *instance, p *process) {
+	terminate(p.cmd.Process)
+	t := time.NewTimer(s.cfg.StopTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case err = <-p.exited:
+	case <-t.C:
+		in.log.Warn("plugin did not stop in time; killing it", "pid", p.cmd.Process.Pid, "stop_timeout", s.cfg.StopTimeout)
+		kill(p.cmd.Process)
+		err = <-p.exited
+	}
+	s.reportStopped(in, p, err)
+}
+
+// reportStopped reports in stopped; p is its last process and err what ending it
+// returned, or p is nil if none was running.
+func (s *Supervisor) reportStopped(in *instance, p *process, err error) {
+	ev := Event{Kind: EventStopped}
+	var exit *ExitStatus
+	if p != nil {
+		exit = exitStatus(p, err)
+		ev.PID, ev.ExitCode, ev.Err = p.cmd.Process.Pid, exit.Code, err
+	}
+	s.update(in, func(st *InstanceStatus) {
+		st.State, st.PID = StateStopped, 0
+		if exit != nil {
+			st.LastExit = exit
+		}
+	})
+	in.log.Info("plugin stopped", "pid", ev.PID, "code", ev.ExitCode, "err", err)
+	s.emit(in, ev)
+}
+
+// update changes the status of in under the lock.
+func (s *Supervisor) update(in *instance, f func(*InstanceStatus)) {
+	s.mu.Lock()
+	f(&in.status)
+	s.mu.Unlock()
+}
+
+// emit completes ev for in and passes it to OnEvent.
+func (s *Supervisor) emit(in *instance, ev Event) {
+	if s.cfg.OnEvent == nil {
+		return
+	}
+	s.mu.Lock()
+	ev.Restarts = in.status.Restarts
+	s.mu.Unlock()
+	ev.Time, ev.Plugin, ev.Instance = time.Now(), in.spec.Name, in.name
+	s.cfg.OnEvent(ev)
+}
+
+func exitStatus(p *process, err error) *ExitStatus {
+	e := &ExitStatus{Time: time.Now(), Code: -1}
+	if ps := p.cmd.ProcessState; ps != nil {
+		e.Code = ps.ExitCode()
+	}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	return e
+}
+
+// path resolves the executable as the child will: a bare name through PATH,
+// a relative path against Dir.
+func (sp *Spec) path() (string, error) {
+	p := sp.Executable
+	if !strings.ContainsRune(p, '/') && !strings.ContainsRune(p, filepath.Separator) {
+		return exec.LookPath(p)
+	}
+	if !filepath.IsAbs(p) {
+		// Absolute, because the child would resolve a relative Path from Dir.
+		return filepath.Abs(filepath.Join(sp.Dir, p))
+	}
+	return p, nil
+}
+
+// checkSHA256 reports an error wrapping [ErrChecksum] unless the file at
+// path has the hex SHA-256 digest want.
+func checkSHA256(path, want string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("supervise: reading %s: %w", path, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, want) {
+		return fmt.Errorf("%w: %s: expected sha256 %s, got %s", ErrChecksum, path, strings.ToLower(want), got)
+	}
+	return nil
+}
