@@ -122,7 +122,10 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		Specs:   c.specs(),
 		BaseEnv: c.pluginEnv(),
 		Logger:  c.log,
-		OnEvent: c.onSupervisorEvent,
+		// Longer than plugin-kit's default drain timeout (10s), so a
+		// draining plugin is not killed while it finishes its events.
+		StopTimeout: 15 * time.Second,
+		OnEvent:     c.onSupervisorEvent,
 	})
 	if err != nil {
 		return fmt.Errorf("coordinator: plugins: %w", err)

@@ -3,7 +3,9 @@ package supervise
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
+	"sort"
 )
 
 // maxLine is the longest line logged as one record; longer lines are split.
@@ -47,5 +49,47 @@ func (w *lineWriter) emit(line []byte) {
 	if len(line) == 0 {
 		return
 	}
+	if level, msg, attrs, ok := parseRecord(line); ok {
+		w.log.LogAttrs(context.Background(), level, msg, append(attrs, slog.String("stream", w.stream))...)
+		return
+	}
 	w.log.LogAttrs(context.Background(), slog.LevelInfo, string(line), slog.String("stream", w.stream))
+}
+
+// parseRecord reads a line that is a log/slog JSON record (as plugin-kit
+// writes by default), so that its level, message and attributes are logged
+// as such instead of as one escaped string. The record's own time is
+// dropped: the coordinator's record has one.
+func parseRecord(line []byte) (slog.Level, string, []slog.Attr, bool) {
+	if line[0] != '{' {
+		return 0, "", nil, false
+	}
+	var rec map[string]any
+	if json.Unmarshal(line, &rec) != nil {
+		return 0, "", nil, false
+	}
+	msg, ok1 := rec["msg"].(string)
+	levelText, ok2 := rec["level"].(string)
+	var level slog.Level
+	if !ok1 || !ok2 || level.UnmarshalText([]byte(levelText)) != nil {
+		return 0, "", nil, false
+	}
+	keys := make([]string, 0, len(rec))
+	for k := range rec {
+		if k != "msg" && k != "level" && k != "time" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	attrs := make([]slog.Attr, 0, len(keys)+1)
+	for _, k := range keys {
+		switch k {
+		case "plugin": // the supervisor's own attribute says it already
+		case "instance": // plugin-kit's instance id, not the supervisor's instance name
+			attrs = append(attrs, slog.Any("instance_id", rec[k]))
+		default:
+			attrs = append(attrs, slog.Any(k, rec[k]))
+		}
+	}
+	return level, msg, attrs, true
 }
