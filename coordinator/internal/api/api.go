@@ -1,0 +1,257 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/plugbus/plugbus/bus"
+)
+
+// Defaults and limits of [Config].
+const (
+	DefaultProducer      = "http"
+	DefaultMaxBodyBytes  = 1 << 20
+	DefaultInvokeTimeout = 10 * time.Second
+	// MaxInvokeTimeout caps both [Config.InvokeTimeout] and ?timeout=.
+	MaxInvokeTimeout = 5 * time.Minute
+)
+
+// flushTimeout bounds the wait for the NATS server to confirm an ingest's
+// publishes.
+const flushTimeout = 5 * time.Second
+
+// Config configures the handler built by [New]. Conn is required; every
+// other field has a default.
+type Config struct {
+	// Conn is where events are published and requests sent.
+	Conn *nats.Conn
+	// Prefix is the subject prefix; default bus.DefaultPrefix.
+	Prefix string
+	// Producer is the producer name events from HTTP are published under;
+	// default "http".
+	Producer string
+	// Token, when set, is required on every /v1/ endpoint as
+	// "Authorization: Bearer <Token>".
+	Token string
+	// MaxBodyBytes limits request bodies; default 1 MiB. Larger bodies are
+	// answered 413.
+	MaxBodyBytes int64
+	// InvokeTimeout is how long an invoke waits for its reply unless the
+	// request asks otherwise with ?timeout=; default 10s, at most
+	// [MaxInvokeTimeout].
+	InvokeTimeout time.Duration
+	// Plugins returns the snapshot served by GET /v1/plugins, marshalled
+	// as JSON as is. Nil serves an empty list.
+	Plugins func() any
+	// Ready returns nil when the coordinator is ready to serve; /readyz
+	// answers 503 with its error otherwise. Nil means always ready.
+	Ready func() error
+	// Registerer is where the API registers its metrics; default
+	// prometheus.DefaultRegisterer. Metrics already registered there by an
+	// earlier New are reused.
+	Registerer prometheus.Registerer
+	// Gatherer is what /metrics serves; default prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+	// Logger hears about rejected requests; default slog.Default().
+	Logger *slog.Logger
+}
+
+// ErrInvalidConfig is returned by [New] for settings that can never work.
+var ErrInvalidConfig = errors.New("api: invalid config")
+
+func (c *Config) setDefaults() {
+	if c.Prefix == "" {
+		c.Prefix = bus.DefaultPrefix
+	}
+	if c.Producer == "" {
+		c.Producer = DefaultProducer
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.InvokeTimeout == 0 {
+		c.InvokeTimeout = DefaultInvokeTimeout
+	}
+	if c.Plugins == nil {
+		c.Plugins = func() any { return []any{} }
+	}
+	if c.Ready == nil {
+		c.Ready = func() error { return nil }
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.DefaultRegisterer
+	}
+	if c.Gatherer == nil {
+		c.Gatherer = prometheus.DefaultGatherer
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Conn == nil {
+		errs = append(errs, fmt.Errorf("%w: Conn is nil; pass the coordinator's NATS connection", ErrInvalidConfig))
+	}
+	if err := bus.ValidatePrefix(c.Prefix); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidConfig, err))
+	}
+	if err := bus.ValidateProducer(c.Producer); err != nil {
+		errs = append(errs, fmt.Errorf("%w: Producer: %w", ErrInvalidConfig, err))
+	}
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("%w: MaxBodyBytes %d is negative; use 0 for the default of %d", ErrInvalidConfig, c.MaxBodyBytes, DefaultMaxBodyBytes))
+	}
+	if c.InvokeTimeout < 0 || c.InvokeTimeout > MaxInvokeTimeout {
+		errs = append(errs, fmt.Errorf("%w: InvokeTimeout %v must be between 0 (default %v) and %v", ErrInvalidConfig, c.InvokeTimeout, DefaultInvokeTimeout, MaxInvokeTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// server holds what the handlers share.
+type server struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics
+	token   [sha256.Size]byte // hash of cfg.Token, compared in constant time
+	plugins func() any
+}
+
+// New builds the API handler described in the package documentation. It
+// fails on a config that can never work and when its metrics clash with
+// others already registered on cfg.Registerer.
+func New(cfg Config) (http.Handler, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{cfg: cfg, log: cfg.Logger, m: m, token: sha256.Sum256([]byte(cfg.Token))}
+
+	mux := http.NewServeMux()
+	s.route(mux, "POST", "/v1/events", s.v1(s.handleEvents))
+	s.route(mux, "POST", "/v1/invoke/{type}", s.v1(s.handleInvoke))
+	s.route(mux, "GET", "/v1/plugins", s.v1(s.handlePlugins))
+	s.route(mux, "GET", "/healthz", http.HandlerFunc(s.handleHealth))
+	s.route(mux, "GET", "/readyz", http.HandlerFunc(s.handleReady))
+	s.route(mux, "GET", "/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+	s.route(mux, "GET", "/{$}", http.HandlerFunc(handleDashboard))
+	mux.HandleFunc("/", s.handleNotFound)
+	return s.recover(mux), nil
+}
+
+// route registers h for method and pattern, and a JSON 405 for the same
+// pattern with any other method (ServeMux's own 405 is plain text, and the
+// catch-all "/" would otherwise turn it into a 404).
+func (s *server) route(mux *http.ServeMux, method, pattern string, h http.Handler) {
+	mux.Handle(method+" "+pattern, h)
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", method)
+		s.fail(w, r, &apiError{
+			status: http.StatusMethodNotAllowed,
+			msg:    fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, r.URL.Path, method),
+		})
+	})
+}
+
+func (s *server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, &apiError{
+		status: http.StatusNotFound,
+		msg: fmt.Sprintf("no endpoint %s %s; the API has POST /v1/events, POST /v1/invoke/{type}, GET /v1/plugins, GET /healthz, GET /readyz, GET /metrics and the dashboard at GET /",
+			r.Method, r.URL.Path),
+	})
+}
+
+// v1 guards an endpoint with the bearer token when one is configured.
+func (s *server) v1(h http.HandlerFunc) http.Handler {
+	if s.cfg.Token == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := bearer(r.Header.Get("Authorization"))
+		// Hashing first makes the comparison constant-time in the length
+		// of the token too.
+		if sum := sha256.Sum256([]byte(got)); !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="plugbus"`)
+			msg := "missing bearer token; send the header Authorization: Bearer <token> with the coordinator's HTTP token"
+			if ok {
+				msg = "wrong bearer token; send the coordinator's HTTP token as Authorization: Bearer <token>"
+			}
+			s.fail(w, r, &apiError{status: http.StatusUnauthorized, reason: reasonUnauthorized, msg: msg, field: "Authorization"})
+			return
+		}
+		h(w, r)
+	})
+}
+
+func bearer(header string) (string, bool) {
+	const scheme = "bearer "
+	if len(header) <= len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
+		return "", false
+	}
+	return strings.TrimSpace(header[len(scheme):]), true
+}
+
+func (s *server) handlePlugins(w http.ResponseWriter, r *http.Request) {
+	body, err := json.Marshal(s.cfg.Plugins())
+	if err != nil {
+		s.fail(w, r, &apiError{status: http.StatusInternalServerError, msg: "cannot encode the plugin list as JSON: " + err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	_, _ = w.Write([]byte("\n"))
+}
+
+func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Ready(); err != nil {
+		// Debug: probes ask every few seconds while the coordinator starts.
+		s.log.Debug("not ready", "path", r.URL.Path, "reason", err.Error())
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// recover turns a panic into a 500 as a last resort; handlers report bad
+// input as errors and never rely on it.
+func (s *server) recover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic in HTTP handler", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+			writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal error in the coordinator; the request was not processed (see its log)"})
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

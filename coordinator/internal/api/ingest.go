@@ -1,0 +1,504 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/textproto"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/binding/spec"
+	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/plugbus/plugbus/bus"
+)
+
+// Media types of the CloudEvents HTTP binding's structured and batch modes.
+const (
+	mediaStructured = "application/cloudevents+json"
+	mediaBatch      = "application/cloudevents-batch+json"
+)
+
+// acceptedModes ends every message about a body that is not an event.
+const acceptedModes = "send binary mode (ce-specversion: 1.0, ce-id, ce-source and ce-type headers, the data as the body), " +
+	"structured mode (Content-Type: " + mediaStructured + ") or batch mode (Content-Type: " + mediaBatch + ", a JSON array of events)"
+
+// mode is a content mode of the CloudEvents HTTP binding.
+type mode int
+
+const (
+	modeNone       mode = iota // no ce- headers and no CloudEvents media type
+	modeBinary                 // ce- headers, body = data
+	modeStructured             // application/cloudevents+json
+	modeBatch                  // application/cloudevents-batch+json
+)
+
+// detectMode tells the content mode of a request from its headers. It
+// rejects event formats other than JSON.
+func detectMode(h http.Header) (mode, *apiError) {
+	mt := mediaType(h.Get("Content-Type"))
+	switch {
+	case mt == mediaBatch:
+		return modeBatch, nil
+	case mt == mediaStructured:
+		return modeStructured, nil
+	case strings.HasPrefix(mt, "application/cloudevents"):
+		return modeNone, &apiError{
+			status: http.StatusUnsupportedMediaType, reason: reasonUnsupportedMediaType, field: "Content-Type",
+			msg: fmt.Sprintf("event format %q is not supported: the coordinator reads the JSON event format only; %s", mt, acceptedModes),
+		}
+	}
+	for k := range h {
+		if hasPrefixFold(k, "ce-") {
+			return modeBinary, nil
+		}
+	}
+	return modeNone, nil
+}
+
+// mediaType returns the lower-case media type of a Content-Type value,
+// without parameters.
+func mediaType(ct string) string {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.ToLower(strings.TrimSpace(ct))
+}
+
+// readBody reads the whole body, at most cfg.MaxBodyBytes of it.
+func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	tooLarge := &apiError{
+		status: http.StatusRequestEntityTooLarge, reason: reasonTooLarge,
+		msg: fmt.Sprintf("request body is larger than the limit of %d bytes; send smaller events or split the batch", s.cfg.MaxBodyBytes),
+	}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge
+		}
+		return nil, &apiError{status: http.StatusBadRequest, reason: reasonBadRequest, msg: "cannot read the request body: " + err.Error()}
+	}
+	return body, nil
+}
+
+// decodeBinary reads a binary-mode event: sdk-go's HTTP binding does the
+// mapping of headers to attributes, after the header values are decoded as
+// the binding's spec says (RFC 7230 quotes removed, one round of
+// percent-decoding), which sdk-go leaves undone, and duplicates rejected.
+func decodeBinary(ctx context.Context, h http.Header, body []byte) (*event.Event, *apiError) {
+	bad := func(field, value, rule string) *apiError {
+		return invalidEvent(&bus.FieldError{Field: field, Value: value, Rule: rule}, "invalid binary-mode event")
+	}
+	clean := make(http.Header, len(h))
+	for k, vs := range h {
+		if !hasPrefixFold(k, "ce-") {
+			continue
+		}
+		name := strings.ToLower(k[len("ce-"):])
+		switch {
+		case name == "":
+			return nil, bad("ce-", "", "a header named just ce- carries no attribute; name it ce-<attribute>")
+		case name == "datacontenttype":
+			return nil, bad(name, "", "in HTTP binary mode the data's media type travels in the Content-Type header; send Content-Type instead of ce-datacontenttype")
+		case len(vs) != 1:
+			return nil, bad(name, "", "header ce-"+name+" is given more than once; send it once")
+		}
+		if !knownAttributes[name] {
+			if rule := extensionNameRule(name); rule != "" {
+				return nil, bad(name, "", rule)
+			}
+		}
+		v, err := unescapeHeader(vs[0])
+		if err != nil {
+			return nil, bad(name, vs[0], err.Error())
+		}
+		clean[textproto.CanonicalMIMEHeaderKey("ce-"+name)] = []string{v}
+	}
+	sv, ok := clean["Ce-Specversion"]
+	switch {
+	case !ok:
+		return nil, bad("specversion", "", "binary mode needs the header ce-specversion: 1.0 next to the other ce- headers")
+	case sv[0] != event.CloudEventsVersionV1:
+		return nil, bad("specversion", sv[0], "Plugbus accepts CloudEvents 1.0 only; send ce-specversion: 1.0")
+	}
+	if ct := h.Values("Content-Type"); len(ct) > 0 {
+		clean["Content-Type"] = ct[:1]
+	}
+	msg := cehttp.NewMessage(clean, io.NopCloser(bytes.NewReader(body)))
+	defer msg.Finish(nil)
+	e, err := binding.ToEvent(ctx, msg)
+	if err != nil {
+		if fe := locateBinaryError(clean); fe != nil {
+			err = fe
+		}
+		return nil, invalidEvent(err, "invalid binary-mode event")
+	}
+	return e, nil
+}
+
+// locateBinaryError finds the attribute sdk-go failed to set, as its error
+// does not name it.
+func locateBinaryError(h http.Header) *bus.FieldError {
+	for k, vs := range h {
+		if !strings.HasPrefix(k, "Ce-") {
+			continue // Content-Type: any string sets datacontenttype
+		}
+		attr := spec.V1.Attribute(strings.ToLower(k[len("Ce-"):]))
+		if attr == nil || attr.Kind() == spec.SpecVersion {
+			continue
+		}
+		name := attr.Name()
+		ec := event.EventContextV1{}
+		if err := attr.Set(&ec, vs[0]); err != nil {
+			rule := err.Error()
+			if attr.Kind() == spec.Time {
+				rule += "; send an RFC 3339 timestamp like 2026-01-02T15:04:05Z"
+			}
+			return &bus.FieldError{Field: name, Value: vs[0], Rule: rule}
+		}
+	}
+	return nil
+}
+
+// knownAttributes are the CloudEvents 1.0 context attributes that travel in
+// ce- headers in HTTP binary mode.
+var knownAttributes = map[string]bool{
+	"specversion": true, "id": true, "source": true, "type": true, "subject": true, "time": true, "dataschema": true,
+}
+
+// extensionNameRule is the rule of bus.Validate for extension names, checked
+// before sdk-go sees the name so the error can name the extension.
+func extensionNameRule(name string) string {
+	if len(name) > bus.MaxExtensionNameLength {
+		return fmt.Sprintf("extension name must be 1 to %d characters", bus.MaxExtensionNameLength)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return "extension name must use only lower-case letters a-z and digits 0-9"
+		}
+	}
+	return ""
+}
+
+// structuredMembers are the members of the JSON event format that are no
+// extensions.
+var structuredMembers = map[string]bool{
+	"specversion": true, "id": true, "source": true, "type": true, "subject": true, "time": true,
+	"datacontenttype": true, "dataschema": true, "data": true, "data_base64": true,
+}
+
+// extensionNameErrors checks the member names of a JSON event: sdk-go
+// lower-cases extension names it reads, which would silently rewrite
+// "myExt" into "myext"; Plugbus rejects such names instead. A body that is
+// not a JSON object gives nil, for the decoder to report.
+func extensionNameErrors(raw []byte) error {
+	var members map[string]json.RawMessage
+	if json.Unmarshal(raw, &members) != nil {
+		return nil
+	}
+	var errs []error
+	for name := range members {
+		if structuredMembers[name] {
+			continue
+		}
+		if rule := extensionNameRule(name); rule != "" {
+			errs = append(errs, &bus.FieldError{Field: name, Rule: rule})
+		}
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].(*bus.FieldError).Field < errs[j].(*bus.FieldError).Field })
+	return errors.Join(errs...)
+}
+
+// decodeStructured reads a structured-mode event (JSON event format).
+func decodeStructured(ctx context.Context, body []byte) (*event.Event, *apiError) {
+	h := http.Header{"Content-Type": {mediaStructured}}
+	msg := cehttp.NewMessage(h, io.NopCloser(bytes.NewReader(body)))
+	defer msg.Finish(nil)
+	e, err := binding.ToEvent(ctx, msg)
+	if err != nil {
+		return nil, &apiError{
+			status: http.StatusBadRequest, reason: reasonBadRequest,
+			msg: "structured mode: the body is not a CloudEvent in the JSON event format: " + strings.TrimSpace(err.Error()),
+		}
+	}
+	return e, nil
+}
+
+// decodeBatch reads a batch-mode body: a JSON array of events, each decoded
+// on its own so an error can name its index.
+func decodeBatch(body []byte) ([]*event.Event, []json.RawMessage, *apiError) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) && ute.Field == "" {
+			err = fmt.Errorf("got a JSON %s", ute.Value)
+		}
+		return nil, nil, &apiError{
+			status: http.StatusBadRequest, reason: reasonBadRequest,
+			msg: "batch mode: the body must be a JSON array of CloudEvents in the JSON event format: " + err.Error(),
+		}
+	}
+	events := make([]*event.Event, len(raws))
+	for i, raw := range raws {
+		e := new(event.Event)
+		err := json.Unmarshal(raw, e)
+		if err == nil && e.Context == nil {
+			err = errors.New("not a JSON object with CloudEvents attributes")
+		}
+		if err != nil {
+			return nil, nil, &apiError{
+				status: http.StatusBadRequest, reason: reasonBadRequest, index: &i,
+				msg: fmt.Sprintf("batch mode: event at index %d is not a CloudEvent in the JSON event format: %s; nothing was published", i, strings.TrimSpace(err.Error())),
+			}
+		}
+		events[i] = e
+	}
+	return events, raws, nil
+}
+
+// validate checks an event for publishing: bus.Validate, and a type that can
+// route, and a size the NATS server accepts.
+// Errors found earlier, in pre, are reported after those of bus.Validate.
+func (s *server) validate(e *event.Event, what string, pre error) *apiError {
+	if e.Context == nil {
+		return &apiError{status: http.StatusBadRequest, reason: reasonBadRequest, msg: what + ": the body holds no CloudEvent"}
+	}
+	err := bus.Validate(e)
+	if e.Type() != "" && !hasField(err, "type") {
+		if terr := bus.ValidateType(e.Type()); terr != nil {
+			rule := strings.TrimPrefix(terr.Error(), bus.ErrInvalidType.Error()+": ") + "; " + typeRule
+			err = errors.Join(err, &bus.FieldError{Field: "type", Rule: rule})
+		}
+	}
+	if err = errors.Join(err, pre); err != nil {
+		return invalidEvent(err, what)
+	}
+	if max := s.cfg.Conn.MaxPayload(); max > 0 && encodedSize(e) > max {
+		return &apiError{
+			status: http.StatusRequestEntityTooLarge, reason: reasonTooLarge,
+			msg: fmt.Sprintf("%s: the event takes about %d bytes on the bus, more than the NATS server's max_payload of %d bytes; send less data", what, encodedSize(e), max),
+		}
+	}
+	return nil
+}
+
+// typeRule is the routing rule of bus.ValidateType, worded for clients.
+const typeRule = "a type must be non-empty, without whitespace, '*' or '>', and without empty dot-separated parts, like com.example.user.created"
+
+// hasField reports whether err (from bus.Validate) names field.
+func hasField(err error, field string) bool {
+	for _, e := range flatten(err) {
+		var fe *bus.FieldError
+		if errors.As(e, &fe) && fe.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
+// encodedSize estimates the size of e as a NATS message in binary mode: data
+// plus one "name: value\r\n" line per attribute.
+func encodedSize(e *event.Event) int64 {
+	n := int64(len(e.DataEncoded)) + 16
+	add := func(name, v string) {
+		if v != "" {
+			n += int64(len(name) + len(v) + 7)
+		}
+	}
+	add("specversion", e.SpecVersion())
+	add("id", e.ID())
+	add("source", e.Source())
+	add("type", e.Type())
+	add("subject", e.Subject())
+	add("datacontenttype", e.DataContentType())
+	add("dataschema", e.DataSchema())
+	if !e.Time().IsZero() {
+		add("time", "2006-01-02T15:04:05.999999999Z07:00")
+	}
+	for k, v := range e.Extensions() {
+		add(k, fmt.Sprint(v))
+	}
+	return n
+}
+
+// handleEvents is POST /v1/events.
+func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	m, aerr := detectMode(r.Header)
+	if aerr != nil {
+		s.fail(w, r, aerr)
+		return
+	}
+	if m == modeNone {
+		ct := r.Header.Get("Content-Type")
+		if ct == "" {
+			ct = "none"
+		}
+		s.fail(w, r, &apiError{
+			status: http.StatusUnsupportedMediaType, reason: reasonUnsupportedMediaType, field: "Content-Type",
+			msg: fmt.Sprintf("the request is no CloudEvent: Content-Type %q and no ce- headers; %s", ct, acceptedModes),
+		})
+		return
+	}
+	body, aerr := s.readBody(w, r)
+	if aerr != nil {
+		s.fail(w, r, aerr)
+		return
+	}
+	var events []*event.Event
+	switch m {
+	case modeBinary:
+		e, aerr := decodeBinary(r.Context(), r.Header, body)
+		if aerr == nil {
+			aerr = s.validate(e, "invalid event", nil)
+		}
+		if aerr != nil {
+			s.fail(w, r, aerr)
+			return
+		}
+		events = []*event.Event{e}
+	case modeStructured:
+		e, aerr := decodeStructured(r.Context(), body)
+		if aerr == nil {
+			aerr = s.validate(e, "invalid event", extensionNameErrors(body))
+		}
+		if aerr != nil {
+			s.fail(w, r, aerr)
+			return
+		}
+		events = []*event.Event{e}
+	case modeBatch:
+		var raws []json.RawMessage
+		events, raws, aerr = decodeBatch(body)
+		if aerr != nil {
+			s.fail(w, r, aerr)
+			return
+		}
+		// All or nothing: every event is checked before any is published.
+		for i, e := range events {
+			if aerr := s.validate(e, fmt.Sprintf("batch mode: invalid event at index %d (nothing was published)", i), extensionNameErrors(raws[i])); aerr != nil {
+				aerr.index = &i
+				s.fail(w, r, aerr)
+				return
+			}
+		}
+	}
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.ID()
+		s.m.received.WithLabelValues(s.m.types.label(e.Type())).Inc()
+	}
+	for i, e := range events {
+		if err := bus.Publish(s.cfg.Conn, s.cfg.Prefix, s.cfg.Producer, e); err != nil {
+			s.fail(w, r, &apiError{
+				status: http.StatusServiceUnavailable, reason: reasonPublishFailed,
+				msg: fmt.Sprintf("publishing to NATS failed at event %d of %d (id %q): %v; the earlier ones may have been delivered, retry later", i+1, len(events), e.ID(), err),
+			})
+			return
+		}
+	}
+	// Wait for the server to confirm, so 202 means the events reached NATS.
+	if err := s.flush(len(events)); err != nil {
+		s.fail(w, r, &apiError{
+			status: http.StatusServiceUnavailable, reason: reasonPublishFailed,
+			msg: fmt.Sprintf("the NATS server did not confirm the publish within %v: %v; the events may not have been delivered, retry later", flushTimeout, err),
+		})
+		return
+	}
+	for _, e := range events {
+		s.m.published.WithLabelValues(s.m.types.label(e.Type())).Inc()
+	}
+	writeJSON(w, http.StatusAccepted, struct {
+		Accepted int      `json:"accepted"`
+		IDs      []string `json:"ids"`
+	}{len(events), ids})
+}
+
+// flush waits for the server to confirm n publishes; none need no round
+// trip.
+func (s *server) flush(n int) error {
+	if n == 0 {
+		return nil
+	}
+	return s.cfg.Conn.FlushTimeout(flushTimeout)
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// unescapeHeader decodes a ce- header value as the CloudEvents HTTP binding
+// says (spec 3.1.3.2): first remove RFC 7230 double quotes, then one round
+// of percent-decoding; the result must be valid UTF-8.
+func unescapeHeader(s string) (string, error) {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		var b strings.Builder
+		for i := 1; i < len(s)-1; i++ {
+			if s[i] == '\\' && i+1 < len(s)-1 {
+				i++
+			}
+			b.WriteByte(s[i])
+		}
+		s = b.String()
+	}
+	if strings.IndexByte(s, '%') < 0 {
+		if !utf8.ValidString(s) {
+			return "", errors.New("header value is not valid UTF-8")
+		}
+		return s, nil
+	}
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			out = append(out, s[i])
+			continue
+		}
+		hi, lo := -1, -1
+		if i+2 < len(s) {
+			hi, lo = unhex(s[i+1]), unhex(s[i+2])
+		}
+		if hi < 0 || lo < 0 {
+			return "", fmt.Errorf("bad percent-encoding at byte %d: '%%' must be followed by two hex digits (send %%25 for a literal '%%')", i)
+		}
+		out = append(out, byte(hi<<4|lo))
+		i += 2
+	}
+	if !utf8.Valid(out) {
+		return "", errors.New("header value is not valid UTF-8 after percent-decoding")
+	}
+	return string(out), nil
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c - 'a' + 10)
+	case 'A' <= c && c <= 'F':
+		return int(c - 'A' + 10)
+	}
+	return -1
+}
+
+// isJSON reports whether a media type is JSON (application/json or a +json
+// suffix).
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mt = mediaType(contentType)
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "text/json"
+}

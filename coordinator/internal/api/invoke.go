@@ -1,0 +1,203 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nuid"
+
+	"github.com/plugbus/plugbus/bus"
+)
+
+// defaultDataContentType is the datacontenttype of plain data sent to
+// invoke without a Content-Type.
+const defaultDataContentType = "application/json"
+
+// handleInvoke is POST /v1/invoke/{type}.
+func (s *server) handleInvoke(w http.ResponseWriter, r *http.Request) {
+	typ := r.PathValue("type")
+	if err := bus.ValidateType(typ); err != nil {
+		s.fail(w, r, &apiError{
+			status: http.StatusBadRequest, reason: reasonBadRequest, field: "type",
+			msg: strings.TrimPrefix(err.Error(), bus.ErrInvalidType.Error()+": ") + " in the URL /v1/invoke/{type}; " + typeRule,
+		})
+		return
+	}
+	timeout, aerr := s.invokeTimeout(r)
+	if aerr != nil {
+		s.fail(w, r, aerr)
+		return
+	}
+	e, aerr := s.invokeEvent(w, r, typ)
+	if aerr != nil {
+		s.fail(w, r, aerr)
+		return
+	}
+	label := s.m.types.label(typ)
+	s.m.received.WithLabelValues(label).Inc()
+
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	start := time.Now()
+	reply, err := bus.Request(ctx, s.cfg.Conn, s.cfg.Prefix, s.cfg.Producer, e)
+	outcome, aerr := s.invokeError(r, typ, timeout, err)
+	s.m.invoke.WithLabelValues(label, outcome).Observe(time.Since(start).Seconds())
+	if aerr != nil {
+		s.fail(w, r, aerr)
+		return
+	}
+	if reply == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	body, err := json.Marshal(reply)
+	if err != nil {
+		s.fail(w, r, &apiError{
+			status: http.StatusBadGateway, plugin: true,
+			msg: fmt.Sprintf("the plugin's reply to %s cannot be encoded as a structured CloudEvent: %v", typ, err),
+		})
+		return
+	}
+	w.Header().Set("Content-Type", mediaStructured)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// invokeTimeout returns the request's ?timeout= or the configured default.
+func (s *server) invokeTimeout(r *http.Request) (time.Duration, *apiError) {
+	q := r.URL.Query()
+	if !q.Has("timeout") {
+		return s.cfg.InvokeTimeout, nil
+	}
+	v := q.Get("timeout")
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > MaxInvokeTimeout {
+		return 0, &apiError{
+			status: http.StatusBadRequest, reason: reasonBadRequest, field: "timeout",
+			msg: fmt.Sprintf("timeout %q: want a Go duration above 0 and at most %v, like 500ms or 30s", v, MaxInvokeTimeout),
+		}
+	}
+	return d, nil
+}
+
+// invokeEvent reads the event to send: a CloudEvent in binary or structured
+// mode whose type must be typ, or plain data that becomes the data of a new
+// event of typ.
+func (s *server) invokeEvent(w http.ResponseWriter, r *http.Request, typ string) (*event.Event, *apiError) {
+	m, aerr := detectMode(r.Header)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if m == modeBatch {
+		return nil, &apiError{
+			status: http.StatusUnsupportedMediaType, reason: reasonUnsupportedMediaType, field: "Content-Type",
+			msg: "invoke takes one event; send batches to POST /v1/events, or one event in binary or structured mode, or plain data",
+		}
+	}
+	body, aerr := s.readBody(w, r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	var e *event.Event
+	switch m {
+	case modeBinary:
+		e, aerr = decodeBinary(r.Context(), r.Header, body)
+	case modeStructured:
+		e, aerr = decodeStructured(r.Context(), body)
+	default:
+		e, aerr = plainEvent(typ, s.cfg.Producer, r.Header.Get("Content-Type"), body)
+	}
+	if aerr != nil {
+		return nil, aerr
+	}
+	if e.Context != nil && e.Type() != typ {
+		return nil, &apiError{
+			status: http.StatusBadRequest, reason: reasonBadRequest, field: "type",
+			msg: fmt.Sprintf("the event's type %q differs from %q in the URL; invoke /v1/invoke/%s or change the event's type", e.Type(), typ, e.Type()),
+		}
+	}
+	var pre error
+	if m == modeStructured {
+		pre = extensionNameErrors(body)
+	}
+	if aerr := s.validate(e, "invalid event", pre); aerr != nil {
+		return nil, aerr
+	}
+	return e, nil
+}
+
+// plainEvent wraps a body that is not a CloudEvent as the data of a new
+// event of typ.
+func plainEvent(typ, producer, contentType string, body []byte) (*event.Event, *apiError) {
+	if contentType == "" {
+		contentType = defaultDataContentType
+	}
+	if len(body) > 0 && isJSON(contentType) && !json.Valid(body) {
+		return nil, &apiError{
+			status: http.StatusBadRequest, reason: reasonBadRequest, field: "data",
+			msg: fmt.Sprintf("the body is not valid JSON but its Content-Type is %s; send JSON, set the Content-Type of the data, or send a CloudEvent", contentType),
+		}
+	}
+	e := event.New()
+	e.SetID(nuid.Next())
+	e.SetSource(bus.Source(producer))
+	e.SetType(typ)
+	e.SetTime(time.Now())
+	if len(body) > 0 {
+		e.SetDataContentType(contentType)
+		e.DataEncoded = body
+	}
+	return &e, nil
+}
+
+// invokeError maps the error of bus.Request to an answer and an outcome.
+func (s *server) invokeError(r *http.Request, typ string, timeout time.Duration, err error) (string, *apiError) {
+	var se *bus.ServiceError
+	switch {
+	case err == nil:
+		return outcomeOK, nil
+	case errors.Is(err, bus.ErrNoResponders):
+		return outcomeNoResponders, &apiError{
+			status: http.StatusNotFound, field: "type",
+			msg: fmt.Sprintf("no plugin handles type %s; check the type's spelling and GET /v1/plugins for the types running plugins handle", typ),
+		}
+	case errors.Is(err, bus.ErrTimeout) && r.Context().Err() == nil:
+		return outcomeTimeout, &apiError{
+			status: http.StatusGatewayTimeout,
+			msg:    fmt.Sprintf("no reply to %s within %v; the plugin is slow or stuck: retry, or allow more time with ?timeout= (at most %v)", typ, timeout, MaxInvokeTimeout),
+		}
+	case errors.As(err, &se):
+		msg := se.Description
+		if msg == "" {
+			msg = "the plugin handling " + typ + " failed with code " + se.Code + " and gave no description"
+		}
+		return outcomeError, &apiError{status: pluginStatus(se.Code), code: se.Code, plugin: true, msg: msg}
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads this answer.
+		return outcomeError, &apiError{status: http.StatusServiceUnavailable, msg: "the client closed the request before the reply came"}
+	default:
+		return outcomeError, &apiError{
+			status: http.StatusServiceUnavailable,
+			msg:    fmt.Sprintf("cannot send the request to the bus: %v; retry later", err),
+		}
+	}
+}
+
+// pluginStatus maps a plugin's error code to the HTTP status of the answer:
+// 4xx and 5xx pass through, except 500, which becomes 502 Bad Gateway
+// because the failure was in the plugin, not in the coordinator; a code that
+// is no HTTP error status also gives 502.
+func pluginStatus(code string) int {
+	n, err := strconv.Atoi(code)
+	if err != nil || n < 400 || n > 599 || n == http.StatusInternalServerError {
+		return http.StatusBadGateway
+	}
+	return n
+}
