@@ -3,6 +3,7 @@ package bus
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -98,6 +99,10 @@ func Decode(msg *nats.Msg) (*event.Event, error) {
 	}
 	e, err := binding.ToEvent(context.Background(), m)
 	if err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			return nil, err // already names the field and wraps ErrInvalidEvent
+		}
 		if m.encoding == binding.EncodingStructured {
 			return nil, fmt.Errorf("%w: structured mode body: %v", ErrInvalidEvent, err)
 		}
@@ -159,6 +164,9 @@ func (m *Message) ReadBinary(ctx context.Context, w binding.BinaryWriter) error 
 		return binding.ErrNotBinary
 	}
 	sv, _ := lookup(m.header, HeaderSpecVersion)
+	if u, err := unescape(sv); err == nil {
+		sv = u // the binding allows quoting and unnecessary percent-encoding
+	}
 	if sv != event.CloudEventsVersionV1 {
 		return &FieldError{Field: "specversion", Value: sv, Rule: "Plugbus reads CloudEvents 1.0 only; send ce-specversion: 1.0"}
 	}

@@ -3,6 +3,7 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -80,6 +81,11 @@ func Validate(e *event.Event) error {
 			add("event", "", err.Error())
 		}
 	}
+	if ctx.Time != nil {
+		if rule := timeRule(ctx.Time.Time); rule != "" {
+			add("time", ctx.Time.Time.String(), rule)
+		}
+	}
 	for name, v := range ctx.Extensions {
 		if rule := extensionNameRule(name); rule != "" {
 			add(name, "", rule)
@@ -88,6 +94,10 @@ func Validate(e *event.Event) error {
 		if s, ok := v.(string); ok {
 			if rule := stringRule(s); rule != "" {
 				add(name, s, rule)
+			}
+		} else if ts, ok := v.(types.Timestamp); ok {
+			if rule := timeRule(ts.Time); rule != "" {
+				add(name, ts.Time.String(), rule)
 			}
 		} else if _, err := types.Validate(v); err != nil {
 			add(name, fmt.Sprint(v), err.Error())
@@ -134,6 +144,15 @@ func stringRule(s string) string {
 		case (0xfdd0 <= r && r <= 0xfdef) || r&0xfffe == 0xfffe:
 			return fmt.Sprintf("contains Unicode noncharacter U+%04X", r)
 		}
+	}
+	return ""
+}
+
+// timeRule returns why t cannot be sent as an RFC 3339 timestamp, or "":
+// Encode writes times in UTC, and RFC 3339 has four-digit years only.
+func timeRule(t time.Time) string {
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return "must be within years 0000 to 9999 in UTC (RFC 3339)"
 	}
 	return ""
 }

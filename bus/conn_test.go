@@ -1,0 +1,270 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/bus/bustest"
+)
+
+// freeAddr returns a loopback host:port nobody listens on (for now).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("net.Listen: %v", err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatalf("close listener: %v", err)
+	}
+	return addr
+}
+
+// eventLog records what OnEvent hears and lets a test wait for a kind.
+type eventLog struct {
+	mu     sync.Mutex
+	events []bus.ConnEvent
+	wake   chan struct{}
+}
+
+func newEventLog() *eventLog { return &eventLog{wake: make(chan struct{}, 1)} }
+
+func (l *eventLog) record(e bus.ConnEvent) {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *eventLog) count(kind bus.ConnEventKind) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.events {
+		if e.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+func (l *eventLog) kinds() []bus.ConnEventKind {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ks []bus.ConnEventKind
+	for _, e := range l.events {
+		ks = append(ks, e.Kind)
+	}
+	return ks
+}
+
+func (l *eventLog) waitFor(t *testing.T, kind bus.ConnEventKind, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for l.count(kind) == 0 {
+		select {
+		case <-l.wake:
+		case <-deadline:
+			t.Fatalf("no %s event after %v; got %v", kind, timeout, l.kinds())
+		}
+	}
+}
+
+func TestConnectRetriesFirstConnect(t *testing.T) {
+	addr := freeAddr(t)
+	log := newEventLog()
+	type result struct {
+		nc  *nats.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() {
+		nc, err := bus.Connect(ctx, bus.ConnConfig{URLs: []string{"nats://" + addr}, Name: t.Name(), OnEvent: log.record})
+		done <- result{nc, err}
+	}()
+
+	select {
+	case r := <-done:
+		t.Fatalf("Connect returned %v, %v before any server was up; want it to keep trying", r.nc, r.err)
+	case <-time.After(600 * time.Millisecond):
+	}
+
+	bustest.NewServerOn(t, addr, t.TempDir())
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Connect did not return within 10s of the server starting")
+	}
+	if r.err != nil {
+		t.Fatalf("Connect: %v", r.err)
+	}
+	defer r.nc.Close()
+	if !r.nc.IsConnected() {
+		t.Errorf("got status %v, want connected", r.nc.Status())
+	}
+	if err := r.nc.Publish("x", nil); err != nil {
+		t.Errorf("Publish: %v", err)
+	}
+	if err := r.nc.Flush(); err != nil {
+		t.Errorf("Flush: %v", err)
+	}
+	log.waitFor(t, bus.Connected, 5*time.Second)
+	if n := log.count(bus.Connected); n != 1 {
+		t.Errorf("Connected events: got %d, want 1 (all: %v)", n, log.kinds())
+	}
+}
+
+func TestConnectReconnectsAfterRestart(t *testing.T) {
+	addr, store := freeAddr(t), t.TempDir()
+	s := bustest.NewServerOn(t, addr, store)
+	log := newEventLog()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := bus.Connect(ctx, bus.ConnConfig{URLs: []string{s.ClientURL()}, Name: t.Name(), OnEvent: log.record})
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("after.restart")
+	if err != nil {
+		t.Fatalf("SubscribeSync: %v", err)
+	}
+	log.waitFor(t, bus.Connected, 5*time.Second)
+
+	s.Close()
+	log.waitFor(t, bus.Disconnected, 5*time.Second)
+	// Let a few reconnect attempts fail before the server comes back.
+	time.Sleep(600 * time.Millisecond)
+	bustest.NewServerOn(t, addr, store)
+	log.waitFor(t, bus.Reconnected, 10*time.Second)
+
+	// The subscription is restored on the new server.
+	if err := nc.Publish("after.restart", []byte("hi")); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Errorf("NextMsg after reconnect: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond) // let any extra event arrive
+	for kind, want := range map[bus.ConnEventKind]int{bus.Connected: 1, bus.Disconnected: 1, bus.Reconnected: 1, bus.Closed: 0} {
+		if got := log.count(kind); got != want {
+			t.Errorf("%s events: got %d, want %d (all: %v)", kind, got, want, log.kinds())
+		}
+	}
+}
+
+func TestConnectMissingFiles(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope")
+	tests := []struct {
+		name         string
+		cfg          bus.ConnConfig
+		mention      string
+		wantNotExist bool
+	}{
+		{name: "creds file", cfg: bus.ConnConfig{CredsFile: missing}, mention: "credentials file", wantNotExist: true},
+		{name: "nkey seed file", cfg: bus.ConnConfig{NKeySeedFile: missing}, mention: "nkey seed file", wantNotExist: true},
+		{name: "CA file", cfg: bus.ConnConfig{CAFile: missing}, mention: "CA file", wantNotExist: true},
+		{name: "certificate without key", cfg: bus.ConnConfig{CertFile: "conn_test.go"}, mention: "key file"},
+	}
+	// Nothing listens here: a clear error must come from the settings,
+	// at once, not after retrying to connect.
+	addr := freeAddr(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.URLs = []string{"nats://" + addr}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			nc, err := bus.Connect(ctx, tt.cfg)
+			if err == nil {
+				nc.Close()
+				t.Fatal("got a connection, want an error")
+			}
+			if elapsed := time.Since(start); elapsed > time.Second {
+				t.Errorf("took %v, want an immediate error", elapsed)
+			}
+			if tt.wantNotExist && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("got %v, want it to wrap fs.ErrNotExist", err)
+			}
+			if !strings.Contains(err.Error(), tt.mention) {
+				t.Errorf("got %q, want it to mention %q", err, tt.mention)
+			}
+			if tt.wantNotExist && !strings.Contains(err.Error(), missing) {
+				t.Errorf("got %q, want it to name %s", err, missing)
+			}
+		})
+	}
+}
+
+func TestConnectContextEndsBeforeFirstConnect(t *testing.T) {
+	addr := freeAddr(t)
+	t.Run("deadline", func(t *testing.T) {
+		log := newEventLog()
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		nc, err := bus.Connect(ctx, bus.ConnConfig{URLs: []string{"nats://" + addr}, OnEvent: log.record})
+		if err == nil {
+			nc.Close()
+			t.Fatal("got a connection, want an error")
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("got %v, want it to wrap context.DeadlineExceeded", err)
+		}
+		if !strings.Contains(err.Error(), addr) {
+			t.Errorf("got %q, want it to name %s", err, addr)
+		}
+		if elapsed := time.Since(start); elapsed > 3*time.Second {
+			t.Errorf("took %v, want about 300ms", elapsed)
+		}
+		log.waitFor(t, bus.Closed, 5*time.Second)
+		if n := log.count(bus.Connected); n != 0 {
+			t.Errorf("Connected events: got %d, want 0", n)
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(200*time.Millisecond, cancel)
+		nc, err := bus.Connect(ctx, bus.ConnConfig{URLs: []string{"nats://" + addr}})
+		if err == nil {
+			nc.Close()
+			t.Fatal("got a connection, want an error")
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("got %v, want it to wrap context.Canceled", err)
+		}
+	})
+}
+
+func TestConnectAlreadyUp(t *testing.T) {
+	// With the server up, Connect returns at once even if ctx is already
+	// done: there is nothing left to wait for.
+	s := bustest.NewServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	nc, err := bus.Connect(ctx, bus.ConnConfig{URLs: []string{s.ClientURL()}})
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	defer nc.Close()
+	if !nc.IsConnected() {
+		t.Errorf("got status %v, want connected", nc.Status())
+	}
+}
