@@ -3,6 +3,8 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"mime"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -48,71 +50,86 @@ func Validate(e *event.Event) error {
 	if !ok {
 		return &FieldError{Field: "specversion", Value: e.SpecVersion(), Rule: "Plugbus accepts CloudEvents 1.0 only"}
 	}
-	var errs []error
-	add := func(field, value, rule string) {
-		errs = append(errs, &FieldError{Field: field, Value: value, Rule: rule})
-	}
-	checkString := func(field, v string, required bool) {
-		if required && v == "" {
-			add(field, "", "is required and must not be empty")
-			return
-		}
-		if rule := stringRule(v); rule != "" {
-			add(field, v, rule)
-		}
-	}
-	checkString("id", ctx.ID, true)
-	checkString("type", ctx.Type, true)
-	checkString("source", ctx.Source.String(), true)
+	// The checks of sdk-go's EventContextV1.Validate are written out here:
+	// it allocates a map and formats the source twice for every event,
+	// which showed in the receive path's profile.
+	var v validator
+	v.str("id", ctx.ID, true)
+	v.str("type", ctx.Type, true)
+	v.str("source", ctx.Source.String(), true)
 	if ctx.Subject != nil {
-		checkString("subject", *ctx.Subject, true)
+		v.str("subject", *ctx.Subject, true)
 	}
-	if err := ctx.Validate(); err != nil {
-		// sdk-go's own checks (datacontenttype media type, dataschema URI...);
-		// report only fields not already reported above.
-		var verr event.ValidationError
-		if errors.As(err, &verr) {
-			for field, ferr := range verr {
-				if !hasField(errs, field) {
-					add(field, "", ferr.Error())
-				}
+	if ctx.DataContentType != nil {
+		if ct := strings.TrimSpace(*ctx.DataContentType); ct == "" {
+			v.add("datacontenttype", "", "must be a media type such as application/json (RFC 2046), or absent")
+		} else if !isSimpleMediaType(ct) {
+			if _, _, err := mime.ParseMediaType(ct); err != nil {
+				v.add("datacontenttype", ct, "must be a media type such as application/json (RFC 2046): "+err.Error())
 			}
-		} else {
-			add("event", "", err.Error())
 		}
+	}
+	if ctx.DataSchema != nil && !ctx.DataSchema.Validate() {
+		v.add("dataschema", ctx.DataSchema.String(), "must be an absolute URI (RFC 3986)")
 	}
 	if ctx.Time != nil {
 		if rule := timeRule(ctx.Time.Time); rule != "" {
-			add("time", ctx.Time.Time.String(), rule)
+			v.add("time", ctx.Time.Time.String(), rule)
 		}
 	}
-	for name, v := range ctx.Extensions {
+	for name, val := range ctx.Extensions {
 		if rule := extensionNameRule(name); rule != "" {
-			add(name, "", rule)
+			v.add(name, "", rule)
 			continue
 		}
-		if s, ok := v.(string); ok {
-			if rule := stringRule(s); rule != "" {
-				add(name, s, rule)
+		switch x := val.(type) {
+		case string:
+			v.str(name, x, false)
+		case types.Timestamp:
+			if rule := timeRule(x.Time); rule != "" {
+				v.add(name, x.Time.String(), rule)
 			}
-		} else if ts, ok := v.(types.Timestamp); ok {
-			if rule := timeRule(ts.Time); rule != "" {
-				add(name, ts.Time.String(), rule)
+		default:
+			if _, err := types.Validate(val); err != nil {
+				v.add(name, fmt.Sprint(val), err.Error())
 			}
-		} else if _, err := types.Validate(v); err != nil {
-			add(name, fmt.Sprint(v), err.Error())
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(v.errs...)
 }
 
-func hasField(errs []error, field string) bool {
-	for _, err := range errs {
-		if fe, ok := err.(*FieldError); ok && fe.Field == field {
-			return true
+// validator collects the problems [Validate] finds.
+type validator struct{ errs []error }
+
+func (v *validator) add(field, value, rule string) {
+	v.errs = append(v.errs, &FieldError{Field: field, Value: value, Rule: rule})
+}
+
+// str checks a String attribute; a required one must not be blank.
+func (v *validator) str(field, s string, required bool) {
+	if required && strings.TrimSpace(s) == "" {
+		v.add(field, s, "is required and must not be empty or blank")
+		return
+	}
+	if rule := stringRule(s); rule != "" {
+		v.add(field, s, rule)
+	}
+}
+
+// isSimpleMediaType reports whether ct is type/subtype with no parameters
+// and only token characters, which needs no full RFC 2045 parse.
+func isSimpleMediaType(ct string) bool {
+	slash := strings.IndexByte(ct, '/')
+	if slash <= 0 || slash == len(ct)-1 {
+		return false
+	}
+	for i := 0; i < len(ct); i++ {
+		c := ct[i]
+		if i != slash && !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$&-^_.+", c) >= 0) {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 func extensionNameRule(name string) string {
