@@ -3,6 +3,8 @@ package bus
 import (
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // DefaultPrefix is the subject prefix used when none is configured.
@@ -123,6 +125,11 @@ func validateType(typ string, wildcards bool) error {
 			c := typ[i]
 			if c <= ' ' || c == 0x7f {
 				return fmt.Errorf("%w: %s %q contains whitespace or a control character at byte %d", ErrInvalidType, what, typ, i)
+			}
+			if c >= utf8.RuneSelf {
+				if r, _ := utf8.DecodeRuneInString(typ[i:]); unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
+					return fmt.Errorf("%w: %s %q contains whitespace, a control character or invalid UTF-8 at byte %d", ErrInvalidType, what, typ, i)
+				}
 			}
 			if (c == '*' || c == '>') && !wildcards {
 				return fmt.Errorf("%w: %s %q contains %q; wildcards are only allowed when subscribing", ErrInvalidType, what, typ, c)
