@@ -119,6 +119,9 @@ func validateType(typ string, wildcards bool) error {
 	if typ == "" {
 		return fmt.Errorf("%w: %s is empty", ErrInvalidType, what)
 	}
+	if !utf8.ValidString(typ) {
+		return fmt.Errorf("%w: %s %q is not valid UTF-8", ErrInvalidType, what, typ)
+	}
 	start := 0
 	for i := 0; i <= len(typ); i++ {
 		if i < len(typ) && typ[i] != '.' {
@@ -126,9 +129,9 @@ func validateType(typ string, wildcards bool) error {
 			if c <= ' ' || c == 0x7f {
 				return fmt.Errorf("%w: %s %q contains whitespace or a control character at byte %d", ErrInvalidType, what, typ, i)
 			}
-			if c >= utf8.RuneSelf {
-				if r, _ := utf8.DecodeRuneInString(typ[i:]); unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
-					return fmt.Errorf("%w: %s %q contains whitespace, a control character or invalid UTF-8 at byte %d", ErrInvalidType, what, typ, i)
+			if c >= utf8.RuneSelf && utf8.RuneStart(c) {
+				if r, _ := utf8.DecodeRuneInString(typ[i:]); unicode.IsSpace(r) || unicode.IsControl(r) {
+					return fmt.Errorf("%w: %s %q contains whitespace or a control character at byte %d", ErrInvalidType, what, typ, i)
 				}
 			}
 			if (c == '*' || c == '>') && !wildcards {

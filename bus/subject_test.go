@@ -38,6 +38,7 @@ func TestEventSubject(t *testing.T) {
 		{name: "type with a newline", prefix: "plugbus", producer: "p", typ: "a\nb", wantErr: bus.ErrInvalidType, mention: "whitespace"},
 		{name: "type with a no-break space", prefix: "plugbus", producer: "p", typ: "a\u00a0b", wantErr: bus.ErrInvalidType, mention: "whitespace"},
 		{name: "type with invalid UTF-8", prefix: "plugbus", producer: "p", typ: "a\xffb", wantErr: bus.ErrInvalidType, mention: "UTF-8"},
+		{name: "type with a stray continuation byte", prefix: "plugbus", producer: "p", typ: "a\x80b", wantErr: bus.ErrInvalidType, mention: "UTF-8"},
 		{name: "type with DEL", prefix: "plugbus", producer: "p", typ: "a\x7fb", wantErr: bus.ErrInvalidType, mention: "control"},
 		{name: "type is *", prefix: "plugbus", producer: "p", typ: "*", wantErr: bus.ErrInvalidType, mention: "wildcards"},
 		{name: "type ends in >", prefix: "plugbus", producer: "p", typ: "com.>", wantErr: bus.ErrInvalidType, mention: `"com.>"`},
