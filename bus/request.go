@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,16 +100,40 @@ func Request(ctx context.Context, nc *nats.Conn, prefix, producer string, e *eve
 	if err := Encode(&withDeadline, &msg); err != nil {
 		return nil, err
 	}
-	reply, err := nc.RequestMsgWithContext(ctx, &msg)
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return nil, fmt.Errorf("%w: type %q (subject %s)", ErrNoResponders, e.Type(), subject)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return nil, fmt.Errorf("%w: type %q", ErrTimeout, e.Type())
-	case err != nil:
+	// A subscription of its own instead of nc.RequestMsg: where a JetStream
+	// stream captures the events (durable mode), the stream acknowledges the
+	// request on its reply subject too, and that acknowledgement must be
+	// skipped to get the plugin's reply. nats.go's request keeps only the
+	// first reply.
+	msg.Reply = nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(msg.Reply)
+	if err != nil {
 		return nil, fmt.Errorf("bus: request %s: %w", subject, err)
 	}
-	return DecodeReply(reply)
+	defer sub.Unsubscribe()
+	if err := nc.PublishMsg(&msg); err != nil {
+		return nil, fmt.Errorf("bus: request %s: %w", subject, err)
+	}
+	for {
+		reply, err := sub.NextMsgWithContext(ctx)
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			return nil, fmt.Errorf("%w: type %q (subject %s)", ErrNoResponders, e.Type(), subject)
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+			return nil, fmt.Errorf("%w: type %q", ErrTimeout, e.Type())
+		case err != nil:
+			return nil, fmt.Errorf("bus: request %s: %w", subject, err)
+		case isStreamAck(reply):
+			continue
+		}
+		return DecodeReply(reply)
+	}
+}
+
+// isStreamAck reports whether msg is a JetStream publish acknowledgement
+// (or its error) rather than a plugin's reply.
+func isStreamAck(msg *nats.Msg) bool {
+	return len(msg.Header) == 0 && (bytes.HasPrefix(msg.Data, []byte(`{"stream":`)) || bytes.HasPrefix(msg.Data, []byte(`{"error":`)))
 }
 
 // DecodeReply reads a reply to a request: a [*ServiceError] when the micro

@@ -1,0 +1,216 @@
+package bus
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Durable mode: names and settings shared by plugin-kit and the coordinator.
+// The stream of events captures P.events.> and P.replay.>; each durable
+// plugin has one pull consumer named after it; dead letters have a stream of
+// their own; effectively-once records live in a key-value bucket.
+const (
+	DefaultEventsStream     = "PLUGBUS_EVENTS"
+	DefaultDeadLetterStream = "PLUGBUS_DEADLETTER"
+	DefaultDedupBucket      = "PLUGBUS_DEDUP"
+)
+
+// Headers a dead letter carries on top of the original message's own.
+const (
+	HeaderDLError    = "Plugbus-Dl-Error"    // why the plugin gave up
+	HeaderDLAttempts = "Plugbus-Dl-Attempts" // how many deliveries were tried
+	HeaderDLSubject  = "Plugbus-Dl-Subject"  // the subject the event came on
+	HeaderDLPlugin   = "Plugbus-Dl-Plugin"   // the plugin that gave up
+	HeaderDLTime     = "Plugbus-Dl-Time"     // when, RFC 3339
+)
+
+// StreamConfig sets up the durable streams. The zero value, after
+// [StreamConfig.SetDefaults], keeps events for 24 hours on file storage with
+// one replica.
+type StreamConfig struct {
+	Prefix string `json:"-"`
+	// Name of the events stream; default PLUGBUS_EVENTS.
+	Name string `json:"name,omitempty"`
+	// DeadLetterName is the dead letter stream; default PLUGBUS_DEADLETTER.
+	DeadLetterName string `json:"dead_letter_name,omitempty"`
+	// MaxAge is how long events are kept; default 24h. Effectively-once
+	// records live as long.
+	MaxAge time.Duration `json:"max_age,omitempty"`
+	// MaxBytes limits the stream's size; 0 means no limit.
+	MaxBytes int64 `json:"max_bytes,omitempty"`
+	// Replicas is the number of copies in a cluster; default 1.
+	Replicas int `json:"replicas,omitempty"`
+	// Memory stores events in memory instead of on disk.
+	Memory bool `json:"memory,omitempty"`
+	// DuplicateWindow is how long a Nats-Msg-Id is remembered, so a retried
+	// publish is stored once; default 2m.
+	DuplicateWindow time.Duration `json:"duplicate_window,omitempty"`
+}
+
+// SetDefaults fills unset fields.
+func (c *StreamConfig) SetDefaults() {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.Name == "" {
+		c.Name = DefaultEventsStream
+	}
+	if c.DeadLetterName == "" {
+		c.DeadLetterName = DefaultDeadLetterStream
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = 24 * time.Hour
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 2 * time.Minute
+	}
+}
+
+// EnsureStreams creates the events and dead letter streams, or updates them
+// to cfg when they exist.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error {
+	cfg.SetDefaults()
+	storage := jetstream.FileStorage
+	if cfg.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	streams := []jetstream.StreamConfig{{
+		Name:        cfg.Name,
+		Description: "Plugbus events",
+		Subjects:    []string{AllEventsSubject(cfg.Prefix), cfg.Prefix + ".replay.>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      cfg.MaxAge,
+		MaxBytes:    maxOrUnlimited(cfg.MaxBytes),
+		Storage:     storage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+	}, {
+		Name:        cfg.DeadLetterName,
+		Description: "Plugbus dead letters: events plugins gave up on",
+		Subjects:    []string{cfg.Prefix + ".deadletter.>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      7 * cfg.MaxAge,
+		Storage:     storage,
+		Replicas:    cfg.Replicas,
+	}}
+	for _, sc := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("bus: stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+func maxOrUnlimited(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// MsgID is the Nats-Msg-Id of an event: a hash of its producer, source and
+// id, so a publish retried after a lost acknowledgement is stored once.
+func MsgID(producer, source, id string) string {
+	h := sha256.New()
+	for _, s := range []string{producer, source, id} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// ReplaySubject is where a dead letter is replayed to one plugin:
+// <prefix>.replay.<plugin>.<producer>.<type>. Only the plugin's consumer
+// reads it.
+func ReplaySubject(prefix, plugin, producer, typ string) (string, error) {
+	if err := ValidateProducer(plugin); err != nil {
+		return "", err
+	}
+	if err := ValidateProducer(producer); err != nil {
+		return "", err
+	}
+	if err := ValidateType(typ); err != nil {
+		return "", err
+	}
+	return prefix + ".replay." + plugin + "." + producer + "." + typ, nil
+}
+
+// ParseDurableSubject returns the producer and type of an event read from
+// the events stream, on its event subject or on a replay subject.
+func ParseDurableSubject(prefix, subject string) (producer, typ string, err error) {
+	replay := prefix + ".replay."
+	if !strings.HasPrefix(subject, replay) {
+		return ParseEventSubject(prefix, subject)
+	}
+	parts := strings.SplitN(subject[len(replay):], ".", 3)
+	if len(parts) != 3 {
+		return "", "", fmt.Errorf("%w: replay subject %q: want %s<plugin>.<producer>.<type>", ErrInvalidSubject, subject, replay)
+	}
+	if err := ValidateProducer(parts[1]); err != nil {
+		return "", "", err
+	}
+	if err := ValidateType(parts[2]); err != nil {
+		return "", "", err
+	}
+	return parts[1], parts[2], nil
+}
+
+// PublishDurable publishes e like [Publish], and waits for the events stream
+// to acknowledge it, retrying until ctx ends: when it returns nil the event
+// is stored. Retries carry the same [MsgID], so the event is stored once.
+func PublishDurable(ctx context.Context, js jetstream.JetStream, prefix, producer string, e *event.Event) error {
+	subject, err := EventSubject(prefix, producer, e.Type())
+	if err != nil {
+		return err
+	}
+	if e.Source() == "" {
+		e.SetSource(Source(producer))
+	}
+	msg := &nats.Msg{Subject: subject}
+	if err := Encode(e, msg); err != nil {
+		return err
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, MsgID(producer, e.Source(), e.ID()))
+	return PublishMsgDurable(ctx, js, msg)
+}
+
+// PublishMsgDurable publishes msg to a stream and waits for its
+// acknowledgement, retrying with backoff until ctx ends.
+func PublishMsgDurable(ctx context.Context, js jetstream.JetStream, msg *nats.Msg) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	wait := 50 * time.Millisecond
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := js.PublishMsg(attempt, msg)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrConnectionReconnecting) {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("bus: publish %s: not acknowledged by a stream: %w (last error: %v)", msg.Subject, ctx.Err(), err)
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, time.Second)
+			continue
+		}
+		return fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
+	}
+}

@@ -1,0 +1,99 @@
+package bus_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/bus/bustest"
+)
+
+// With the events stream capturing P.events.>, JetStream acknowledges a
+// request on its reply subject before the plugin answers; Request must
+// return the plugin's reply, not the acknowledgement.
+func TestRequestSkipsTheStreamAcknowledgement(t *testing.T) {
+	s := bustest.NewServer(t)
+	nc := bustest.Connect(t, s)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bus.EnsureStreams(ctx, js, bus.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	reply := newEvent("r-1", "com.example.resized")
+	startService(t, s, "resizer", "com.example.resize", respondWith(t, reply))
+
+	got, err := bus.Request(ctx, nc, bus.DefaultPrefix, "tester", newEvent("q-1", "com.example.resize"))
+	if err != nil {
+		t.Fatalf("Request: %v", err)
+	}
+	if got == nil || got.ID() != "r-1" {
+		t.Fatalf("Request returned %v, want the plugin's reply r-1", got)
+	}
+	info, err := js.Stream(ctx, bus.DefaultEventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("the stream holds %d messages, want the request stored once", n)
+	}
+}
+
+func TestPublishDurableStoresARetriedEventOnce(t *testing.T) {
+	s := bustest.NewServer(t)
+	js, _ := jetstream.New(bustest.Connect(t, s))
+	short, cancelShort := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancelShort()
+	if err := bus.PublishDurable(short, js, bus.DefaultPrefix, "shop", newEvent("o-1", "com.example.order.placed")); err == nil {
+		t.Fatal("PublishDurable with no stream: got no error, want one once ctx ends")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bus.EnsureStreams(ctx, js, bus.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // a publisher retrying after lost acknowledgements
+		if err := bus.PublishDurable(ctx, js, bus.DefaultPrefix, "shop", newEvent("o-1", "com.example.order.placed")); err != nil {
+			t.Fatalf("PublishDurable: %v", err)
+		}
+	}
+	if err := bus.PublishDurable(ctx, js, bus.DefaultPrefix, "shop", newEvent("o-2", "com.example.order.placed")); err != nil {
+		t.Fatalf("PublishDurable: %v", err)
+	}
+	stream, err := js.Stream(ctx, bus.DefaultEventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := stream.CachedInfo().State.Msgs; n != 2 {
+		t.Errorf("the stream holds %d messages, want 2: o-1 once and o-2", n)
+	}
+}
+
+func TestDurableSubjects(t *testing.T) {
+	subject, err := bus.ReplaySubject("plugbus", "archive", "shop", "com.example.order.placed")
+	if err != nil || subject != "plugbus.replay.archive.shop.com.example.order.placed" {
+		t.Fatalf("ReplaySubject: %q, %v", subject, err)
+	}
+	for _, tt := range []struct{ subject, producer, typ string }{
+		{subject, "shop", "com.example.order.placed"},
+		{"plugbus.events.shop.com.example.order.placed", "shop", "com.example.order.placed"},
+	} {
+		producer, typ, err := bus.ParseDurableSubject("plugbus", tt.subject)
+		if err != nil || producer != tt.producer || typ != tt.typ {
+			t.Errorf("ParseDurableSubject(%q) = %q, %q, %v; want %q, %q", tt.subject, producer, typ, err, tt.producer, tt.typ)
+		}
+	}
+	if _, _, err := bus.ParseDurableSubject("plugbus", "plugbus.replay.archive"); err == nil {
+		t.Error("ParseDurableSubject of a short replay subject: got no error")
+	}
+	if a, b := bus.MsgID("p", "s", "1"), bus.MsgID("p", "s1", ""); a == b {
+		t.Errorf("MsgID must not collide when fields shift: %s", a)
+	}
+}
