@@ -149,11 +149,15 @@ func (p *Plugin) Run(ctx context.Context) error {
 	closed := make(chan struct{})
 	var closeOnce sync.Once
 	reconnected := make(chan struct{}, 1)
+	var closing atomic.Bool // set once Run closes the connection itself
 	cfg.OnEvent = func(ev bus.ConnEvent) {
 		switch ev.Kind {
 		case bus.Connected:
 			log.Info("connected to NATS", "url", ev.URL)
 		case bus.Disconnected:
+			if closing.Load() {
+				return // the drain below closing the connection, not an outage
+			}
 			log.Warn("disconnected from NATS; reconnecting", "url", ev.URL, "err", ev.Err)
 		case bus.Reconnected:
 			log.Info("reconnected to NATS", "url", ev.URL)
@@ -172,6 +176,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 		return fmt.Errorf("pluginkit: plugin %q: %w", p.name, err)
 	}
 	err = p.serve(ctx, nc, reconnected)
+	closing.Store(true)
 	if derr := nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
 		nc.Close()
 	}
@@ -329,6 +334,17 @@ func (p *Plugin) patterns() []string {
 func (p *Plugin) receive(r *route, req micro.Request) {
 	msg := &nats.Msg{Subject: req.Subject(), Reply: req.Reply(), Header: nats.Header(req.Headers()), Data: req.Data()}
 	if r.concurrency == 1 {
+		// Counted in inflight like the goroutines below, so that shutdown
+		// waits for this handler too.
+		p.mu.RLock()
+		tracked := !p.stopping
+		if tracked {
+			p.inflight.Add(1)
+		}
+		p.mu.RUnlock()
+		if tracked {
+			defer p.inflight.Done()
+		}
 		p.handle(r, msg)
 		return
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/embedded"
@@ -94,6 +93,11 @@ func New(p *pluginkit.Plugin) (*Harness, error) {
 	if h.sub, err = h.Conn.Subscribe(h.prefix+".events."+p.Name()+".>", h.record); err != nil {
 		return fail(err)
 	}
+	// The server must know the subscription before the plugin announces
+	// itself, as waitReady waits for that announcement.
+	if err := h.Conn.Flush(); err != nil {
+		return fail(err)
+	}
 	var ctx context.Context
 	ctx, h.cancel = context.WithCancel(context.Background())
 	go func() { h.done <- p.Serve(ctx, h.pluginConn) }()
@@ -103,24 +107,37 @@ func New(p *pluginkit.Plugin) (*Harness, error) {
 	return h, nil
 }
 
+// waitReady waits for the plugin's started event: a plugin announces itself
+// only once every handler is subscribed, while it answers NATS micro
+// discovery a little earlier, before its endpoints exist.
 func (h *Harness) waitReady(name string) error {
-	subject, err := micro.ControlSubject(micro.PingVerb, name, "")
-	if err != nil {
-		return err
-	}
-	deadline := time.Now().Add(DefaultTimeout)
-	for time.Now().Before(deadline) {
+	deadline := time.After(DefaultTimeout)
+	for {
+		if h.announced() {
+			return nil
+		}
 		select {
 		case err := <-h.done:
 			h.done <- err
 			return fmt.Errorf("did not start: %w", err)
-		default:
-		}
-		if _, err := h.Conn.Request(subject, nil, 100*time.Millisecond); err == nil {
-			return nil
+		case <-h.more:
+		case <-deadline:
+			return fmt.Errorf("did not announce %s on %s.events.%s within %v", bus.TypePluginStarted, h.prefix, name, DefaultTimeout)
 		}
 	}
-	return fmt.Errorf("did not answer %s within %v", subject, DefaultTimeout)
+}
+
+// announced reports whether the plugin's started event was recorded; it
+// stays there for Next.
+func (h *Harness) announced() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.seen {
+		if e.Type() == bus.TypePluginStarted {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Harness) record(msg *nats.Msg) {

@@ -1,0 +1,7 @@
+//go:build race
+
+package pluginkit_test
+
+// raceEnabled says the tests run with -race, so plugin binaries they build
+// are built with it too.
+const raceEnabled = true
