@@ -23,7 +23,6 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/bustest"
-	"github.com/plugbus/plugbus/bus/embedded"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
@@ -99,7 +98,8 @@ func build(t testing.TB, pkg string) string {
 // A proc is a plugin running as a process of its own.
 type proc struct {
 	cmd     *exec.Cmd
-	out     *syncBuffer // stdout and stderr
+	out     *syncBuffer // stderr, where plugin-kit logs
+	stdout  *syncBuffer
 	exited  chan struct{}
 	waitErr error // set when exited is closed
 }
@@ -110,10 +110,10 @@ type proc struct {
 // test.
 func startProc(t testing.TB, bin, url string, env ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin), out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{cmd: exec.Command(bin), out: &syncBuffer{}, stdout: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), "PLUGBUS_URL="+url, "PLUGBUS_LOG_FORMAT=json", "PLUGBUS_LOG_LEVEL=info", "PLUGBUS_PREFIX="+bus.DefaultPrefix)
 	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func startProc(t testing.TB, bin, url string, env ...string) *proc {
 		if strings.Contains(p.out.String(), "DATA RACE") {
 			t.Errorf("%s reported a data race:\n%s", bin, p.out)
 		} else if t.Failed() {
-			t.Logf("%s (pid %d) output:\n%s", filepath.Base(bin), p.cmd.Process.Pid, p.out)
+			t.Logf("%s (pid %d) stderr:\n%s\nstdout:\n%s", filepath.Base(bin), p.cmd.Process.Pid, p.out, p.stdout)
 		}
 	})
 	return p
@@ -162,7 +162,8 @@ func (p *proc) running() bool {
 	}
 }
 
-// logMessages returns the msg of each JSON log line of the process.
+// logMessages returns the msg of each JSON log line on the process's
+// stderr.
 func (p *proc) logMessages() []string {
 	var out []string
 	sc := bufio.NewScanner(strings.NewReader(p.out.String()))
@@ -609,6 +610,3 @@ func TestPluginsLinkNoNATSServer(t *testing.T) {
 		})
 	}
 }
-
-// serverURL returns the nats:// URL of s.
-func serverURL(s *embedded.Server) string { return "nats://" + bustest.Addr(s) }
