@@ -3,6 +3,7 @@ package pluginkit_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"sync/atomic"
 	"syscall"
@@ -266,6 +267,21 @@ func BenchmarkRequestReply(b *testing.B) {
 				e := pluginkit.NewEvent(benchTrigger, benchData)
 				return func() error {
 					_, err := bus.Request(context.Background(), c.pub, bus.DefaultPrefix, benchProducer, e)
+					return err
+				}
+			},
+		},
+		{
+			// The plugin side alone: the request is the precomputed
+			// message of raw-ce-headers, sent with nats.go's Request.
+			name: "pluginkit-natsreq",
+			setup: func(b *testing.B, c benchConns, m benchMsgs) func() error {
+				benchPluginKit(b, c)
+				return func() error {
+					reply, err := c.pub.RequestMsg(m.trigger, testTimeout)
+					if err == nil && reply.Header.Get("Nats-Service-Error-Code") != "" {
+						err = errors.New(reply.Header.Get("Nats-Service-Error"))
+					}
 					return err
 				}
 			},
