@@ -62,7 +62,7 @@ func (p *Plugin) publish(e, trigger *Event) error {
 	if err != nil {
 		return err
 	}
-	return p.nc.PublishMsg(msg)
+	return p.send(context.Background(), msg)
 }
 
 func (p *Plugin) invoke(ctx context.Context, e, trigger *Event) (*Event, error) {

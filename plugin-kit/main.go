@@ -9,15 +9,17 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/plugbus/plugbus/bus"
 )
 
 // Main runs p as a program: it reads settings from flags and the
 // environment, logs JSON (or text) to stderr, runs the plugin until SIGTERM
-// or SIGINT, drains, and exits: status 0 after a clean stop, 1 on an error,
-// 2 on a bad flag. Plugins may define flags of their own on
-// flag.CommandLine before calling Main.
+// or SIGINT, and drains. After a clean stop it returns, so main can flush
+// what it holds; on an error it exits with status 1, and with 2 on a bad
+// flag. Plugins may define flags of their own on flag.CommandLine before
+// calling Main.
 //
 // Settings, flag and environment variable (the flag wins):
 //
@@ -32,6 +34,9 @@ import (
 //	-prefix     PLUGBUS_PREFIX     subject prefix (default plugbus)
 //	-log-format PLUGBUS_LOG_FORMAT json or text (default json)
 //	-log-level  PLUGBUS_LOG_LEVEL  debug, info, warn or error (default info)
+//	-drain-timeout PLUGBUS_DRAIN_TIMEOUT  wait for running handlers on stop (default 10s)
+//	-durable    PLUGBUS_DURABLE    durable delivery through JetStream (see WithDurable)
+//	-effectively-once PLUGBUS_EFFECTIVELY_ONCE  with -durable, never run a handler twice for one event
 func Main(p *Plugin) {
 	fs := flag.CommandLine
 	env := func(name, def string) string {
@@ -50,6 +55,9 @@ func Main(p *Plugin) {
 	prefix := fs.String("prefix", env("PLUGBUS_PREFIX", p.prefix), "subject prefix [PLUGBUS_PREFIX]")
 	logFormat := fs.String("log-format", env("PLUGBUS_LOG_FORMAT", "json"), "log format: json or text [PLUGBUS_LOG_FORMAT]")
 	logLevel := fs.String("log-level", env("PLUGBUS_LOG_LEVEL", "info"), "log level: debug, info, warn or error [PLUGBUS_LOG_LEVEL]")
+	drain := fs.String("drain-timeout", env("PLUGBUS_DRAIN_TIMEOUT", p.drainTimeout.String()), "wait this long for running handlers on stop [PLUGBUS_DRAIN_TIMEOUT]")
+	durable := fs.Bool("durable", env("PLUGBUS_DURABLE", "") == "true" || env("PLUGBUS_DURABLE", "") == "1", "durable delivery through JetStream: at least once, retries, dead letters [PLUGBUS_DURABLE]")
+	once := fs.Bool("effectively-once", env("PLUGBUS_EFFECTIVELY_ONCE", "") == "true" || env("PLUGBUS_EFFECTIVELY_ONCE", "") == "1", "with -durable: record handled events so a redelivery never runs a handler twice [PLUGBUS_EFFECTIVELY_ONCE]")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "%s %s: a Plugbus plugin.\n\nUsage: %s [flags]\n\nFlags:\n", p.name, p.version, os.Args[0])
 		fs.PrintDefaults()
@@ -74,6 +82,17 @@ func Main(p *Plugin) {
 	}
 	logger := slog.New(h)
 	slog.SetDefault(logger) // a plugin without WithLogger logs here too
+	d, err := time.ParseDuration(*drain)
+	if err != nil || d <= 0 {
+		fmt.Fprintf(os.Stderr, "%s: -drain-timeout %q: want a duration such as 10s\n", p.name, *drain)
+		os.Exit(2)
+	}
+	p.drainTimeout = d
+	if (*durable || *once) && p.durable == nil {
+		WithDurable(Durable{EffectivelyOnce: *once})(p)
+	} else if *once {
+		p.durable.EffectivelyOnce = true
+	}
 	p.prefix = *prefix
 	p.connCfg = bus.ConnConfig{
 		URLs:         strings.Split(*url, ","),

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/plugbus/plugbus/bus"
@@ -33,12 +34,14 @@ type Plugin struct {
 	drainTimeout  time.Duration
 	middleware    []Middleware
 	routes        []*route
+	durable       *Durable // nil: at most once (core NATS)
 
 	// Set once Serve starts.
 	started  atomic.Bool
 	nc       *nats.Conn
 	id       string
 	source   string
+	ds       *durableState // set while a durable plugin serves
 	log      *slog.Logger
 	handlers context.Context // handlers' base context, cancelled when draining ends
 	cancel   context.CancelFunc
@@ -240,15 +243,31 @@ func (p *Plugin) serve(ctx context.Context, nc *nats.Conn, reconnected <-chan st
 	}
 	p.id = svc.Info().ID
 	p.log = p.logger.With("plugin", p.name, "instance", p.id)
-	names := map[string]bool{}
 	for _, r := range p.routes {
-		if err := p.addEndpoint(svc, r, names); err != nil {
+		if err := p.prepareRoute(r); err != nil {
 			_ = svc.Stop()
 			return err
 		}
 	}
+	if p.durable != nil {
+		// Before the endpoints, so that every handler sees it.
+		if err := p.startDurable(ctx); err != nil {
+			_ = svc.Stop()
+			return err
+		}
+	}
+	names := map[string]bool{}
+	for _, r := range p.routes {
+		if err := p.addEndpoint(svc, r, names); err != nil {
+			_ = svc.Stop()
+			if p.ds != nil && p.ds.consume != nil {
+				p.ds.consume.Stop()
+			}
+			return err
+		}
+	}
 	p.announce(bus.TypePluginStarted, "")
-	p.log.Info("plugin started", "version", p.version, "handles", p.patterns())
+	p.log.Info("plugin started", "version", p.version, "handles", p.patterns(), "durable", p.ds != nil)
 
 	for running := true; running; {
 		select {
@@ -261,7 +280,8 @@ func (p *Plugin) serve(ctx context.Context, nc *nats.Conn, reconnected <-chan st
 	return p.shutdown(svc)
 }
 
-func (p *Plugin) addEndpoint(svc micro.Service, r *route, names map[string]bool) error {
+// prepareRoute fills in the route's subject, concurrency and middleware.
+func (p *Plugin) prepareRoute(r *route) error {
 	subject, err := bus.TypeSubject(p.prefix, r.pattern)
 	if err != nil {
 		return fmt.Errorf("pluginkit: plugin %q: %w", p.name, err)
@@ -279,12 +299,16 @@ func (p *Plugin) addEndpoint(svc micro.Service, r *route, names map[string]bool)
 		h = p.middleware[i](h)
 	}
 	r.handler = h
+	return nil
+}
 
+// addEndpoint registers the route as an endpoint of the micro service.
+func (p *Plugin) addEndpoint(svc micro.Service, r *route, names map[string]bool) error {
 	meta := map[string]string{bus.MetaType: r.pattern}
 	if r.schema != "" {
 		meta[bus.MetaSchema] = r.schema
 	}
-	opts := []micro.EndpointOpt{micro.WithEndpointSubject(subject), micro.WithEndpointMetadata(meta)}
+	opts := []micro.EndpointOpt{micro.WithEndpointSubject(r.subject), micro.WithEndpointMetadata(meta)}
 	if r.broadcast {
 		opts = append(opts, micro.WithEndpointQueueGroupDisabled())
 	}
@@ -332,7 +356,16 @@ func (p *Plugin) patterns() []string {
 // otherwise it hands it to a goroutine, waiting while the handler is at its
 // concurrency limit.
 func (p *Plugin) receive(r *route, req micro.Request) {
-	msg := &nats.Msg{Subject: req.Subject(), Reply: req.Reply(), Header: nats.Header(req.Headers()), Data: req.Data()}
+	reply := req.Reply()
+	if reply != "" && req.Headers().Get(jetstream.MsgIDHeader) != "" {
+		// A publish to the events stream waiting for the stream's
+		// acknowledgement, not a request: answering it would break it.
+		reply = ""
+	}
+	if p.durable != nil && !r.broadcast && reply == "" {
+		return // a durable plugin takes its events from the stream
+	}
+	msg := &nats.Msg{Subject: req.Subject(), Reply: reply, Header: nats.Header(req.Headers()), Data: req.Data()}
 	if r.concurrency == 1 {
 		// Counted in inflight like the goroutines below, so that shutdown
 		// waits for this handler too.
@@ -419,7 +452,7 @@ func (p *Plugin) handle(r *route, msg *nats.Msg) {
 	}
 	out, err := p.encodeResult(res, e)
 	if err == nil {
-		err = p.nc.PublishMsg(out)
+		err = p.send(ctx, out)
 	}
 	if err != nil {
 		p.log.Error("could not publish the handler's result", "type", e.Type(), "result_type", res.Type(), "err", err)
@@ -439,7 +472,7 @@ func (p *Plugin) handle(r *route, msg *nats.Msg) {
 // decode reads the event and its producer, and checks that the type in the
 // subject is the event's type.
 func (p *Plugin) decode(msg *nats.Msg) (*Event, string, error) {
-	producer, typ, err := bus.ParseEventSubject(p.prefix, msg.Subject)
+	producer, typ, err := bus.ParseDurableSubject(p.prefix, msg.Subject)
 	if err != nil {
 		return nil, "", err
 	}
@@ -541,6 +574,15 @@ func (p *Plugin) announce(typ, reason string) {
 // shutdown stops taking events, waits for running handlers up to the drain
 // timeout, cancels the ones still running, and announces the stop.
 func (p *Plugin) shutdown(svc micro.Service) error {
+	if p.ds != nil && p.ds.consume != nil {
+		// No more events from the stream; the ones already fetched are
+		// handed to handlers before Closed.
+		p.ds.consume.Drain()
+		select {
+		case <-p.ds.consume.Closed():
+		case <-time.After(p.drainTimeout):
+		}
+	}
 	p.mu.Lock()
 	p.stopping = true
 	p.mu.Unlock()

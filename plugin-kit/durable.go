@@ -1,0 +1,380 @@
+package pluginkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plugbus/plugbus/bus"
+)
+
+// Durable configures durable delivery through JetStream ([WithDurable]):
+// at least once instead of at most once. The zero value is the defaults.
+type Durable struct {
+	// MaxDeliver is how many times an event is tried before it becomes a
+	// dead letter; default 5. A [Permanent] error, or an event that does not
+	// decode, becomes a dead letter at once.
+	MaxDeliver int
+	// Backoff is the wait before each retry; the last one repeats. Default
+	// 1s, 5s, 30s, 2m.
+	Backoff []time.Duration
+	// AckWait is how long the bus waits for an instance before handing the
+	// event to another; default 30s. A handler running longer keeps its
+	// event: plugin-kit sends in-progress signals every AckWait/3.
+	AckWait time.Duration
+	// MaxAckPending bounds the events handed out and not yet acknowledged,
+	// across all instances; default 1000.
+	MaxAckPending int
+	// StartAt says where a new plugin (one with no consumer yet) starts:
+	// StartNew (the default), StartAll (the stream's whole history) or
+	// StartTime (events from StartTime on).
+	StartAt   StartPolicy
+	StartTime time.Time
+	// EffectivelyOnce records (producer, source, id) of every handled event
+	// in a key-value bucket, so an event redelivered after a crash between
+	// its effect and its acknowledgement is acknowledged without running the
+	// handler again. Records live as long as the stream keeps events.
+	EffectivelyOnce bool
+	// Stream is the events stream; default bus.DefaultEventsStream. When it
+	// does not exist the plugin creates it with bus's defaults.
+	Stream string
+}
+
+// StartPolicy is where a new durable plugin starts reading.
+type StartPolicy int
+
+// Start policies of [Durable].
+const (
+	StartNew StartPolicy = iota
+	StartAll
+	StartTime
+)
+
+// WithDurable makes the plugin durable: events wait in a JetStream stream
+// while no instance runs, each is acknowledged only after its handler
+// succeeds, failures are retried with backoff, and events that keep failing
+// become dead letters on <prefix>.deadletter.<plugin>. Requests are still
+// answered live. Handlers registered with [Broadcast] stay at most once.
+func WithDurable(d Durable) Option {
+	return func(p *Plugin) {
+		if d.MaxDeliver <= 0 {
+			d.MaxDeliver = 5
+		}
+		if len(d.Backoff) == 0 {
+			d.Backoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}
+		}
+		if d.AckWait <= 0 {
+			d.AckWait = 30 * time.Second
+		}
+		if d.MaxAckPending <= 0 {
+			d.MaxAckPending = 1000
+		}
+		if d.Stream == "" {
+			d.Stream = bus.DefaultEventsStream
+		}
+		p.durable = &d
+	}
+}
+
+// durableState is what a running durable plugin holds.
+type durableState struct {
+	js      jetstream.JetStream
+	consume jetstream.ConsumeContext
+	dedup   jetstream.KeyValue // nil unless EffectivelyOnce
+	ttl     time.Duration
+}
+
+// startDurable creates or updates the plugin's consumer and starts
+// consuming. Every instance shares the one consumer named after the plugin.
+func (p *Plugin) startDurable(ctx context.Context) error {
+	d := p.durable
+	js, err := jetstream.New(p.nc)
+	if err != nil {
+		return err
+	}
+	st := &durableState{js: js}
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stream, err := js.Stream(setup, d.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		cfg := bus.StreamConfig{Prefix: p.prefix, Name: d.Stream}
+		if err = bus.EnsureStreams(setup, js, cfg); err == nil {
+			stream, err = js.Stream(setup, d.Stream)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("pluginkit: plugin %q: durable mode needs the stream %s (start the coordinator with durable on, or let the plugin create it): %w", p.name, d.Stream, err)
+	}
+	st.ttl = stream.CachedInfo().Config.MaxAge
+	var filters []string
+	for _, r := range p.routes {
+		if !r.broadcast {
+			filters = append(filters, r.subject)
+		}
+	}
+	if len(filters) == 0 {
+		return nil // only broadcast handlers: nothing is durable
+	}
+	filters = append(filters, p.prefix+".replay."+p.name+".>")
+	cons, err := p.ensureConsumer(setup, stream, filters)
+	if err != nil {
+		return fmt.Errorf("pluginkit: plugin %q: durable consumer: %w", p.name, err)
+	}
+	if d.EffectivelyOnce {
+		ttl := st.ttl
+		if ttl <= 0 {
+			ttl = 24 * time.Hour
+		}
+		st.dedup, err = js.CreateOrUpdateKeyValue(setup, jetstream.KeyValueConfig{
+			Bucket: bus.DefaultDedupBucket, Description: "Plugbus: events handled, for effectively-once delivery", TTL: ttl,
+		})
+		if err != nil {
+			return fmt.Errorf("pluginkit: plugin %q: effectively-once bucket %s: %w", p.name, bus.DefaultDedupBucket, err)
+		}
+	}
+	p.ds = st
+	batch := 0
+	for _, r := range p.routes {
+		batch += r.concurrency
+	}
+	st.consume, err = cons.Consume(p.consumeMsg, jetstream.PullMaxMessages(max(1, min(batch, d.MaxAckPending))),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, nats.ErrConnectionClosed) {
+				p.log.Debug("durable consumer", "err", err)
+			}
+		}))
+	return err
+}
+
+// ensureConsumer updates the plugin's consumer when it exists, keeping where
+// it is, and creates it otherwise, starting where Durable.StartAt says.
+func (p *Plugin) ensureConsumer(ctx context.Context, stream jetstream.Stream, filters []string) (jetstream.Consumer, error) {
+	d := p.durable
+	for {
+		cons, err := stream.Consumer(ctx, p.name)
+		if err == nil {
+			cfg := cons.CachedInfo().Config
+			cfg.FilterSubject, cfg.FilterSubjects = "", filters
+			cfg.AckWait, cfg.MaxAckPending = d.AckWait, d.MaxAckPending
+			return stream.UpdateConsumer(ctx, cfg)
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, err
+		}
+		cfg := jetstream.ConsumerConfig{
+			Durable:        p.name,
+			Description:    "Plugbus plugin " + p.name,
+			FilterSubjects: filters,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        d.AckWait,
+			MaxDeliver:     -1, // plugin-kit counts attempts and dead-letters
+			MaxAckPending:  d.MaxAckPending,
+			DeliverPolicy:  jetstream.DeliverNewPolicy,
+		}
+		switch d.StartAt {
+		case StartAll:
+			cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+		case StartTime:
+			cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &d.StartTime
+		}
+		cons, err = stream.CreateConsumer(ctx, cfg)
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			continue // another instance created it first
+		}
+		return cons, err
+	}
+}
+
+// consumeMsg takes an event from the plugin's consumer and hands it to the
+// handler whose pattern matches, within that handler's concurrency.
+func (p *Plugin) consumeMsg(m jetstream.Msg) {
+	msg := &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
+	_, typ, _ := bus.ParseDurableSubject(p.prefix, m.Subject())
+	r := p.routeFor(typ)
+	if r == nil {
+		p.deadLetter(m, msg, fmt.Errorf("no handler of plugin %q matches type %q", p.name, typ))
+		return
+	}
+	r.sem <- struct{}{}
+	p.mu.RLock()
+	p.inflight.Add(1)
+	p.mu.RUnlock()
+	go func() {
+		defer p.inflight.Done()
+		defer func() { <-r.sem }()
+		p.handleDurable(r, m, msg)
+	}()
+}
+
+// routeFor returns the durable handler whose pattern matches typ.
+func (p *Plugin) routeFor(typ string) *route {
+	for _, r := range p.routes {
+		if !r.broadcast && matchType(r.pattern, typ) {
+			return r
+		}
+	}
+	return nil
+}
+
+// matchType reports whether typ matches a pattern with NATS wildcards.
+func matchType(pattern, typ string) bool {
+	for pattern != "" {
+		ptok, prest, _ := strings.Cut(pattern, ".")
+		if ptok == ">" {
+			return typ != ""
+		}
+		if typ == "" {
+			return false
+		}
+		ttok, trest, _ := strings.Cut(typ, ".")
+		if ptok != "*" && ptok != ttok {
+			return false
+		}
+		pattern, typ = prest, trest
+	}
+	return typ == ""
+}
+
+// handleDurable runs the handler on an event from the stream and settles
+// it: acknowledged after success (and after its results are stored),
+// retried later after an error, a dead letter when it cannot succeed.
+func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
+	r.stats.Received.Add(1)
+	attempt := 1
+	if meta, err := m.Metadata(); err == nil {
+		attempt = int(meta.NumDelivered)
+	}
+	e, producer, err := p.decode(msg)
+	if err != nil {
+		r.stats.Invalid.Add(1)
+		p.log.Warn("rejected a message that is not a valid event", "subject", msg.Subject, "reason", err)
+		p.deadLetter(m, msg, err)
+		return
+	}
+	if _, isRequest := e.Extensions()[bus.ExtDeadline]; isRequest {
+		// The stream's copy of a request: the request was answered live.
+		_ = m.Ack()
+		return
+	}
+	ctx := p.handlers
+	key := ""
+	if p.ds.dedup != nil {
+		key = p.name + "." + bus.MsgID(producer, e.Source(), e.ID())
+		if _, err := p.ds.dedup.Get(ctx, key); err == nil {
+			p.log.Debug("already handled; acknowledging the redelivery", "type", e.Type(), "id", e.ID(), "attempt", attempt)
+			p.ack(m, e)
+			return
+		}
+	}
+	stop := p.keepInProgress(m)
+	ctx = context.WithValue(ctx, deliveryKey{}, &delivery{plugin: p, trigger: e, producer: producer})
+	res, err := p.call(ctx, r, e)
+	if err == nil && res != nil {
+		var out *nats.Msg
+		if out, err = p.encodeResult(res, e); err == nil {
+			err = p.send(ctx, out)
+		}
+	}
+	stop()
+	if err != nil {
+		r.stats.Failed.Add(1)
+		if IsPermanent(err) || attempt >= p.durable.MaxDeliver {
+			p.log.Warn("giving up on an event: dead letter", "type", e.Type(), "id", e.ID(), "attempt", attempt, "err", err)
+			p.deadLetter(m, msg, err)
+			return
+		}
+		delay := p.durable.Backoff[min(attempt-1, len(p.durable.Backoff)-1)]
+		p.log.Warn("handler failed; will retry", "type", e.Type(), "id", e.ID(), "attempt", attempt, "retry_in", delay, "err", err)
+		if nerr := m.NakWithDelay(delay); nerr != nil {
+			p.log.Warn("could not ask for a redelivery; the bus redelivers after the ack wait", "err", nerr)
+		}
+		return
+	}
+	r.stats.Handled.Add(1)
+	if key != "" {
+		if _, err := p.ds.dedup.Create(ctx, key, nil); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			p.log.Warn("could not record the event as handled; a redelivery would run it again", "id", e.ID(), "err", err)
+		}
+	}
+	p.ack(m, e)
+}
+
+func (p *Plugin) ack(m jetstream.Msg, e *Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.DoubleAck(ctx); err != nil {
+		p.log.Warn("acknowledgement not confirmed; the event may be redelivered", "type", e.Type(), "id", e.ID(), "err", err)
+	}
+}
+
+// keepInProgress tells the bus every AckWait/3 that the handler still works
+// on m, so a long handler keeps its event; the returned func stops it.
+func (p *Plugin) keepInProgress(m jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(p.durable.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// deadLetter stores the message as received, with why and after how many
+// attempts, on <prefix>.deadletter.<plugin>, then terminates it. If the
+// dead letter cannot be stored the event is left to be redelivered: nothing
+// acknowledged is dropped.
+func (p *Plugin) deadLetter(m jetstream.Msg, msg *nats.Msg, cause error) {
+	attempts := 1
+	if meta, err := m.Metadata(); err == nil {
+		attempts = int(meta.NumDelivered)
+	}
+	subject, _ := bus.DeadLetterSubject(p.prefix, p.name)
+	dl := &nats.Msg{Subject: subject, Header: nats.Header{}, Data: msg.Data}
+	for k, v := range msg.Header {
+		dl.Header[k] = v
+	}
+	dl.Header.Set(bus.HeaderDLError, strings.NewReplacer("\r", " ", "\n", " ").Replace(cause.Error()))
+	dl.Header.Set(bus.HeaderDLAttempts, strconv.Itoa(attempts))
+	dl.Header.Set(bus.HeaderDLSubject, msg.Subject)
+	dl.Header.Set(bus.HeaderDLPlugin, p.name)
+	dl.Header.Set(bus.HeaderDLTime, time.Now().UTC().Format(time.RFC3339Nano))
+	dl.Header.Del(jetstream.MsgIDHeader)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bus.PublishMsgDurable(ctx, p.ds.js, dl); err != nil {
+		p.log.Error("could not store a dead letter; the event will be redelivered", "subject", msg.Subject, "err", err)
+		_ = m.NakWithDelay(p.durable.Backoff[len(p.durable.Backoff)-1])
+		return
+	}
+	if err := m.TermWithReason("dead letter: " + cause.Error()); err != nil {
+		p.log.Warn("could not terminate a dead-lettered event", "err", err)
+	}
+}
+
+// send publishes an encoded event: acknowledged by the stream, retried, and
+// stored once, when the plugin is durable; fire and forget otherwise.
+func (p *Plugin) send(ctx context.Context, msg *nats.Msg) error {
+	if p.ds == nil {
+		return p.nc.PublishMsg(msg)
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, bus.MsgID(p.name, p.source, msg.Header.Get("ce-id")))
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	return bus.PublishMsgDurable(ctx, p.ds.js, msg)
+}

@@ -1,0 +1,212 @@
+package pluginkit_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/bus/bustest"
+	pluginkit "github.com/plugbus/plugbus/plugin-kit"
+)
+
+// fastRetries keeps durable tests short.
+var fastRetries = pluginkit.Durable{MaxDeliver: 3, Backoff: []time.Duration{20 * time.Millisecond}, AckWait: 2 * time.Second, StartAt: pluginkit.StartAll}
+
+// counter is a handler that records the ids it handled and fails while
+// fail says so.
+type counter struct {
+	mu   sync.Mutex
+	seen map[string]int
+	fail func(e pluginkit.Event, attempt int) error
+}
+
+func (c *counter) HandleEvent(_ context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
+	c.mu.Lock()
+	if c.seen == nil {
+		c.seen = map[string]int{}
+	}
+	c.seen[e.ID()]++
+	n := c.seen[e.ID()]
+	c.mu.Unlock()
+	if c.fail != nil {
+		if err := c.fail(e, n); err != nil {
+			return nil, err
+		}
+	}
+	return pluginkit.NewEvent("com.example.done", map[string]string{"id": e.ID()}), nil
+}
+
+func (c *counter) count(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seen[id]
+}
+
+func TestDurableDeliversEventsPublishedWhileThePluginWasDown(t *testing.T) {
+	s := bustest.NewServer(t)
+	js, _ := jetstream.New(bustest.Connect(t, s))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	first := &counter{}
+	p := newPlugin("keeper", "1.0.0", pluginkit.WithDurable(fastRetries))
+	p.Handle("com.example.order.>", first)
+	if err := serve(t, s, p).stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ { // the plugin is down
+		e := pluginkit.NewEvent("com.example.order.placed", map[string]int{"n": i})
+		e.SetID("o-" + strconv.Itoa(i))
+		if err := bus.PublishDurable(ctx, js, bus.DefaultPrefix, "shop", e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := &counter{}
+	q := newPlugin("keeper", "1.0.0", pluginkit.WithDurable(fastRetries))
+	q.Handle("com.example.order.>", second)
+	serve(t, s, q)
+	eventually(t, "the five events handled after the restart", func() bool {
+		for i := 0; i < 5; i++ {
+			if second.count("o-"+strconv.Itoa(i)) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	// The results were stored too: durable plugins publish with acknowledgement.
+	stream, err := js.Stream(ctx, bus.DefaultEventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.GetLastMsgForSubject(ctx, "plugbus.events.keeper.com.example.done"); err != nil {
+		t.Errorf("no result stored in the stream: %v", err)
+	}
+}
+
+func TestDurableRetriesThenDeadLetters(t *testing.T) {
+	s := bustest.NewServer(t)
+	nc := bustest.Connect(t, s)
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	h := &counter{fail: func(e pluginkit.Event, attempt int) error {
+		switch e.ID() {
+		case "flaky":
+			if attempt < 2 {
+				return errors.New("database busy")
+			}
+		case "poison":
+			return errors.New("always fails")
+		case "bad":
+			return pluginkit.Permanent(errors.New("no such product"))
+		}
+		return nil
+	}}
+	p := newPlugin("orders", "1.0.0", pluginkit.WithDurable(fastRetries))
+	p.Handle("com.example.order.placed", h)
+	serve(t, s, p)
+	for _, id := range []string{"flaky", "poison", "bad", "fine"} {
+		e := pluginkit.NewEvent("com.example.order.placed", nil)
+		e.SetID(id)
+		if err := bus.PublishDurable(ctx, js, bus.DefaultPrefix, "shop", e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "every event settled", func() bool {
+		return h.count("flaky") == 2 && h.count("poison") == 3 && h.count("bad") == 1 && h.count("fine") == 1
+	})
+	dl, err := js.Stream(ctx, bus.DefaultDeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var letters []*jetstream.RawStreamMsg
+	eventually(t, "two dead letters", func() bool {
+		letters = letters[:0]
+		for seq := uint64(1); seq <= 2; seq++ {
+			m, err := dl.GetMsg(ctx, seq)
+			if err != nil {
+				return false
+			}
+			letters = append(letters, m)
+		}
+		return true
+	})
+	got := map[string]string{}
+	for _, m := range letters {
+		if m.Subject != "plugbus.deadletter.orders" {
+			t.Errorf("dead letter on %s, want plugbus.deadletter.orders", m.Subject)
+		}
+		got[m.Header.Get("ce-id")] = m.Header.Get(bus.HeaderDLAttempts) + " " + m.Header.Get(bus.HeaderDLError)
+		if m.Header.Get(bus.HeaderDLSubject) != "plugbus.events.shop.com.example.order.placed" {
+			t.Errorf("dead letter subject header %q", m.Header.Get(bus.HeaderDLSubject))
+		}
+	}
+	if got["poison"] != "3 always fails" || got["bad"] != "1 no such product" {
+		t.Errorf("dead letters %v; want poison after 3 attempts and bad after 1", got)
+	}
+	// Nothing is redelivered after it settled.
+	time.Sleep(200 * time.Millisecond)
+	if h.count("poison") != 3 || h.count("fine") != 1 {
+		t.Errorf("redelivered after settling: poison %d, fine %d", h.count("poison"), h.count("fine"))
+	}
+}
+
+func TestDurableAnswersRequestsLiveAndOnce(t *testing.T) {
+	s := bustest.NewServer(t)
+	nc := bustest.Connect(t, s)
+	var calls atomic.Int32
+	p := newPlugin("greeter", "1.0.0", pluginkit.WithDurable(fastRetries))
+	p.HandleFunc("com.example.greet.requested", func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
+		calls.Add(1)
+		return pluginkit.NewEvent("com.example.greet.sent", "hi"), nil
+	})
+	serve(t, s, p)
+	reply := mustRequest(t, nc, pluginkit.NewEvent("com.example.greet.requested", nil))
+	if reply.Type() != "com.example.greet.sent" {
+		t.Fatalf("reply %s, want com.example.greet.sent", reply.Type())
+	}
+	time.Sleep(300 * time.Millisecond) // room for the stream's copy to come through
+	if n := calls.Load(); n != 1 {
+		t.Errorf("handler ran %d times for one request, want 1", n)
+	}
+}
+
+// A publish to the events stream carries a reply subject for the stream's
+// acknowledgement; a plugin that is not durable must take it as an event,
+// not answer it as a request.
+func TestStreamPublishesAreNotRequests(t *testing.T) {
+	s := bustest.NewServer(t)
+	js, _ := jetstream.New(bustest.Connect(t, s))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bus.EnsureStreams(ctx, js, bus.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	h := &counter{}
+	p := newPlugin("live", "1.0.0")
+	p.Handle("com.example.order.placed", h)
+	serve(t, s, p)
+	for i := 0; i < 20; i++ {
+		e := pluginkit.NewEvent("com.example.order.placed", nil)
+		e.SetID("x-" + strconv.Itoa(i))
+		if err := bus.PublishDurable(ctx, js, bus.DefaultPrefix, "shop", e); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	eventually(t, "the plugin handled all 20", func() bool {
+		for i := 0; i < 20; i++ {
+			if h.count("x-"+strconv.Itoa(i)) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+}
