@@ -70,5 +70,6 @@ the HTTP API and dashboard on http://127.0.0.1:8090, and the plugins listed in
 		Args:  cobra.NoArgs,
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "coordinator", version) },
 	})
+	root.AddCommand(newDeadletterCmd())
 	return root
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/deadletter"
 )
 
 // Defaults and limits of [Config].
@@ -65,6 +66,9 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Logger hears about rejected requests; default slog.Default().
 	Logger *slog.Logger
+	// DeadLetters serves /v1/deadletters (see deadletter.go); nil, when
+	// durable mode is off, answers those endpoints 404.
+	DeadLetters *deadletter.Store
 }
 
 // ErrInvalidConfig is returned by [New] for settings that can never work.
@@ -147,6 +151,7 @@ func New(cfg Config) (http.Handler, error) {
 	s.route(mux, "POST", "/v1/events", s.v1(s.handleEvents))
 	s.route(mux, "POST", "/v1/invoke/{type}", s.v1(s.handleInvoke))
 	s.route(mux, "GET", "/v1/plugins", s.v1(s.handlePlugins))
+	s.routeDeadLetters(mux)
 	s.route(mux, "GET", "/healthz", http.HandlerFunc(s.handleHealth))
 	s.route(mux, "GET", "/readyz", http.HandlerFunc(s.handleReady))
 	s.route(mux, "GET", "/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
