@@ -150,13 +150,13 @@ func ReplaySubject(prefix, plugin, producer, typ string) (string, error) {
 // ParseDurableSubject returns the producer and type of an event read from
 // the events stream, on its event subject or on a replay subject.
 func ParseDurableSubject(prefix, subject string) (producer, typ string, err error) {
-	replay := prefix + ".replay."
-	if !strings.HasPrefix(subject, replay) {
+	rest, ok := cutPrefix(subject, prefix, ".replay.")
+	if !ok {
 		return ParseEventSubject(prefix, subject)
 	}
-	parts := strings.SplitN(subject[len(replay):], ".", 3)
+	parts := strings.SplitN(rest, ".", 3)
 	if len(parts) != 3 {
-		return "", "", fmt.Errorf("%w: replay subject %q: want %s<plugin>.<producer>.<type>", ErrInvalidSubject, subject, replay)
+		return "", "", fmt.Errorf("%w: replay subject %q: want %s.replay.<plugin>.<producer>.<type>", ErrInvalidSubject, subject, prefix)
 	}
 	if err := ValidateProducer(parts[1]); err != nil {
 		return "", "", err

@@ -28,7 +28,6 @@ func TestRequestSkipsTheStreamAcknowledgement(t *testing.T) {
 	}
 	reply := newEvent("r-1", "com.example.resized")
 	startService(t, s, "resizer", "com.example.resize", respondWith(t, reply))
-
 	got, err := bus.Request(ctx, nc, bus.DefaultPrefix, "tester", newEvent("q-1", "com.example.resize"))
 	if err != nil {
 		t.Fatalf("Request: %v", err)

@@ -3,7 +3,6 @@ package bus
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -105,8 +104,11 @@ func Request(ctx context.Context, nc *nats.Conn, prefix, producer string, e *eve
 	// request on its reply subject too, and that acknowledgement must be
 	// skipped to get the plugin's reply. nats.go's request keeps only the
 	// first reply.
+	// A small channel: SubscribeSync would allocate nats.go's default
+	// 64k-message buffer for every request.
 	msg.Reply = nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(msg.Reply)
+	replies := make(chan *nats.Msg, 4)
+	sub, err := nc.ChanSubscribe(msg.Reply, replies)
 	if err != nil {
 		return nil, fmt.Errorf("bus: request %s: %w", subject, err)
 	}
@@ -115,18 +117,18 @@ func Request(ctx context.Context, nc *nats.Conn, prefix, producer string, e *eve
 		return nil, fmt.Errorf("bus: request %s: %w", subject, err)
 	}
 	for {
-		reply, err := sub.NextMsgWithContext(ctx)
-		switch {
-		case errors.Is(err, nats.ErrNoResponders):
-			return nil, fmt.Errorf("%w: type %q (subject %s)", ErrNoResponders, e.Type(), subject)
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		select {
+		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: type %q", ErrTimeout, e.Type())
-		case err != nil:
-			return nil, fmt.Errorf("bus: request %s: %w", subject, err)
-		case isStreamAck(reply):
-			continue
+		case reply := <-replies:
+			switch {
+			case len(reply.Data) == 0 && reply.Header.Get("Status") == "503":
+				return nil, fmt.Errorf("%w: type %q (subject %s)", ErrNoResponders, e.Type(), subject)
+			case isStreamAck(reply):
+				continue
+			}
+			return DecodeReply(reply)
 		}
-		return DecodeReply(reply)
 	}
 }
 

@@ -60,6 +60,11 @@ func startService(t *testing.T, s interface{ ClientURL() string }, name, typ str
 		t.Fatalf("micro.AddService: %v", err)
 	}
 	t.Cleanup(func() { svc.Stop() })
+	// The server must know the endpoint's subscription before a test sends
+	// it anything.
+	if err := nc.Flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
 	return got
 }
 

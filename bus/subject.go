@@ -54,14 +54,14 @@ func DeadLetterSubject(prefix, plugin string) (string, error) {
 
 // ParseEventSubject splits an event subject into its producer and type.
 func ParseEventSubject(prefix, subject string) (producer, typ string, err error) {
-	head := prefix + ".events."
-	if !strings.HasPrefix(subject, head) {
-		return "", "", fmt.Errorf("%w: subject %q does not start with %q", ErrInvalidSubject, subject, head)
+	rest, ok := cutPrefix(subject, prefix, ".events.")
+	if !ok {
+		return "", "", fmt.Errorf("%w: subject %q does not start with %q", ErrInvalidSubject, subject, prefix+".events.")
 	}
-	rest := subject[len(head):]
+
 	dot := strings.IndexByte(rest, '.')
 	if dot < 0 {
-		return "", "", fmt.Errorf("%w: subject %q has no type after the producer; want %s<producer>.<type>", ErrInvalidSubject, subject, head)
+		return "", "", fmt.Errorf("%w: subject %q has no type after the producer; want %s.events.<producer>.<type>", ErrInvalidSubject, subject, prefix)
 	}
 	producer, typ = rest[:dot], rest[dot+1:]
 	if err := ValidateProducer(producer); err != nil {
@@ -161,4 +161,13 @@ func isNameToken(s string) bool {
 		}
 	}
 	return len(s) > 0
+}
+
+// cutPrefix returns what follows prefix+kind at the start of subject,
+// without building the concatenation: this runs for every event received.
+func cutPrefix(subject, prefix, kind string) (string, bool) {
+	if len(subject) < len(prefix)+len(kind) || subject[:len(prefix)] != prefix || subject[len(prefix):len(prefix)+len(kind)] != kind {
+		return "", false
+	}
+	return subject[len(prefix)+len(kind):], true
 }
