@@ -53,8 +53,34 @@ type Config struct {
 	// MaxBodyBytes limits HTTP request bodies.
 	MaxBodyBytes int64 `json:"max_body_bytes"`
 
+	// Durable turns on durable delivery for the whole deployment: the
+	// coordinator creates the streams, events from HTTP and the CLI are
+	// acknowledged only once stored, and every supervised plugin runs
+	// durable. Without it, a plugin may still opt in on its own.
+	Durable bool `json:"durable,omitempty"`
+	// Stream configures the durable streams.
+	Stream StreamSettings `json:"stream"`
+	// SyncAlways makes the embedded server write every stored event to disk
+	// (fsync) before acknowledging it; by default it syncs every 2 minutes.
+	SyncAlways bool `json:"sync_always,omitempty"`
+
 	// Plugins are run and supervised by the coordinator.
 	Plugins []PluginSpec `json:"plugins,omitempty"`
+}
+
+// StreamSettings configure the durable streams; zero fields take bus's
+// defaults (PLUGBUS_EVENTS, 24h, no size limit, one replica, on disk).
+type StreamSettings struct {
+	Name     string   `json:"name,omitempty"`
+	MaxAge   Duration `json:"max_age,omitempty"`
+	MaxBytes int64    `json:"max_bytes,omitempty"`
+	Replicas int      `json:"replicas,omitempty"`
+	Memory   bool     `json:"memory,omitempty"`
+}
+
+// busConfig returns the settings as bus wants them.
+func (s StreamSettings) busConfig(prefix string) bus.StreamConfig {
+	return bus.StreamConfig{Prefix: prefix, Name: s.Name, MaxAge: time.Duration(s.MaxAge), MaxBytes: s.MaxBytes, Replicas: s.Replicas, Memory: s.Memory}
 }
 
 // PluginSpec is a plugin the coordinator runs and restarts.
@@ -158,6 +184,12 @@ func (c *Config) Validate() error {
 	}
 	if c.GoneAfter < Duration(time.Second) {
 		bad("gone_after %v is too short; use at least 1s", time.Duration(c.GoneAfter))
+	}
+	if c.Stream.Replicas < 0 || c.Stream.Replicas > 5 {
+		bad("stream.replicas %d: must be 1 to 5", c.Stream.Replicas)
+	}
+	if c.Stream.MaxAge < 0 {
+		bad("stream.max_age %v: must be positive", time.Duration(c.Stream.MaxAge))
 	}
 	if c.MaxBodyBytes < 1024 {
 		bad("max_body_bytes %d is too small; use at least 1024", c.MaxBodyBytes)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -21,6 +22,7 @@ import (
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/embedded"
 	"github.com/plugbus/plugbus/coordinator/internal/api"
+	"github.com/plugbus/plugbus/coordinator/internal/deadletter"
 	"github.com/plugbus/plugbus/coordinator/internal/registry"
 	"github.com/plugbus/plugbus/coordinator/internal/supervise"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
@@ -36,6 +38,7 @@ type Coordinator struct {
 	ready  chan struct{}
 	server *embedded.Server
 	nc     *nats.Conn
+	js     jetstream.JetStream
 	reg    *registry.Registry
 	sup    *supervise.Supervisor
 	http   net.Listener
@@ -98,6 +101,13 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	})
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newRegistryCollector(c.reg))
+	// Durable plugins may run without deployment-wide durability, so the
+	// consumer and dead letter figures are always collected (nothing shows
+	// while the streams do not exist), and dead letters always reachable.
+	streams := c.cfg.Stream.busConfig(c.cfg.Prefix)
+	streams.SetDefaults()
+	metrics.MustRegister(deadletter.NewCollector(c.js, c.cfg.Prefix, streams.Name, streams.DeadLetterName))
+	deadLetters := deadletter.New(c.js, c.cfg.Prefix, streams.DeadLetterName)
 	handler, err := api.New(api.Config{
 		Conn: c.nc, Prefix: c.cfg.Prefix, Token: c.cfg.HTTPToken,
 		MaxBodyBytes: c.cfg.MaxBodyBytes, InvokeTimeout: time.Duration(c.cfg.InvokeTimeout),
@@ -109,6 +119,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			return nil
 		},
 		Registerer: metrics, Gatherer: metrics, Logger: c.log,
+		DeadLetters: deadLetters,
+		JetStream:   durableJS(c.cfg.Durable, c.js),
 	})
 	if err != nil {
 		return err
@@ -174,7 +186,7 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 		if err := os.MkdirAll(storeDir, 0o700); err != nil {
 			return fmt.Errorf("coordinator: data directory: %w; pick another with --data-dir", err)
 		}
-		opts := &server.Options{ServerName: "plugbus", Authorization: c.cfg.NATSToken, Username: c.cfg.NATSUser, Password: c.cfg.NATSPassword}
+		opts := &server.Options{ServerName: "plugbus", Authorization: c.cfg.NATSToken, Username: c.cfg.NATSUser, Password: c.cfg.NATSPassword, SyncAlways: c.cfg.SyncAlways}
 		s, err := embedded.Start(embedded.Config{Listen: c.cfg.NATSListen, StoreDir: storeDir, Options: opts})
 		if err != nil {
 			return fmt.Errorf("coordinator: %w; pick another address with --nats-listen", err)
@@ -189,6 +201,19 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 		return fmt.Errorf("coordinator: %w", err)
 	}
 	c.nc = nc
+	if c.js, err = jetstream.New(nc); err != nil {
+		c.stopBus()
+		return fmt.Errorf("coordinator: JetStream: %w", err)
+	}
+	if c.cfg.Durable {
+		setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := bus.EnsureStreams(setup, c.js, c.cfg.Stream.busConfig(c.cfg.Prefix)); err != nil {
+			c.stopBus()
+			return fmt.Errorf("coordinator: durable mode: %w (is JetStream enabled on the NATS server?)", err)
+		}
+		c.log.Info("durable delivery on", "stream", c.cfg.Stream.busConfig(c.cfg.Prefix).Name, "sync_always", c.cfg.SyncAlways)
+	}
 	return nil
 }
 
@@ -216,6 +241,9 @@ func (c *Coordinator) publish(typ string, data any) {
 // pluginEnv is the connection settings every supervised plugin gets.
 func (c *Coordinator) pluginEnv() []string {
 	env := []string{"PLUGBUS_URL=" + c.NATSURL(), "PLUGBUS_PREFIX=" + c.cfg.Prefix}
+	if c.cfg.Durable {
+		env = append(env, "PLUGBUS_DURABLE=1")
+	}
 	if c.cfg.NATSToken != "" {
 		env = append(env, "PLUGBUS_TOKEN="+c.cfg.NATSToken)
 	}
@@ -226,4 +254,12 @@ func (c *Coordinator) pluginEnv() []string {
 		env = append(env, "PLUGBUS_CREDS="+c.cfg.NATSCreds)
 	}
 	return env
+}
+
+// durableJS is js in durable mode and nil otherwise, for the API.
+func durableJS(durable bool, js jetstream.JetStream) jetstream.JetStream {
+	if durable {
+		return js
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -69,6 +70,9 @@ type Config struct {
 	// DeadLetters serves /v1/deadletters (see deadletter.go); nil, when
 	// durable mode is off, answers those endpoints 404.
 	DeadLetters *deadletter.Store
+	// JetStream, when set (durable mode), makes POST /v1/events wait until
+	// the events stream has stored each event before answering 202.
+	JetStream jetstream.JetStream
 }
 
 // ErrInvalidConfig is returned by [New] for settings that can never work.

@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"sort"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -401,7 +402,7 @@ func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.m.received.WithLabelValues(s.m.types.label(e.Type())).Inc()
 	}
 	for i, e := range events {
-		if err := bus.Publish(s.cfg.Conn, s.cfg.Prefix, s.cfg.Producer, e); err != nil {
+		if err := s.publish(r.Context(), e); err != nil {
 			s.fail(w, r, &apiError{
 				status: http.StatusServiceUnavailable, reason: reasonPublishFailed,
 				msg: fmt.Sprintf("publishing to NATS failed at event %d of %d (id %q): %v; the earlier ones may have been delivered, retry later", i+1, len(events), e.ID(), err),
@@ -426,10 +427,21 @@ func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}{len(events), ids})
 }
 
+// publish sends one event: stored and acknowledged by the events stream in
+// durable mode, handed to NATS otherwise.
+func (s *server) publish(ctx context.Context, e *event.Event) error {
+	if s.cfg.JetStream == nil {
+		return bus.Publish(s.cfg.Conn, s.cfg.Prefix, s.cfg.Producer, e)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return bus.PublishDurable(ctx, s.cfg.JetStream, s.cfg.Prefix, s.cfg.Producer, e)
+}
+
 // flush waits for the server to confirm n publishes; none need no round
-// trip.
+// trip, and stored events are confirmed already.
 func (s *server) flush(n int) error {
-	if n == 0 {
+	if n == 0 || s.cfg.JetStream != nil {
 		return nil
 	}
 	return s.cfg.Conn.FlushTimeout(flushTimeout)

@@ -164,7 +164,7 @@ func TestIngestRejects(t *testing.T) {
 		{"header named ce-", with(binary("x", "com.example.x"), "Ce-", "v"), `{}`, 400, "ce-", -1, "ce-<attribute>", "bad_request"},
 		{"uppercase extension", structured(), `{"specversion":"1.0","id":"x","source":"urn:test","type":"com.example.x","myExt":"v"}`, 400, "myExt", -1, "lower-case", "bad_request"},
 		{"control character", structured(), `{"specversion":"1.0","id":"x\u0007","source":"urn:test","type":"com.example.x"}`, 400, "id", -1, "control character", "bad_request"},
-		{"several problems", structured(), `{"specversion":"1.0","id":"","source":"urn:test","type":"com.example.x","Bad":"v"}`, 400, "id", -1, "id: is required and must not be empty; Bad: extension name must use only lower-case", "bad_request"},
+		{"several problems", structured(), `{"specversion":"1.0","id":"","source":"urn:test","type":"com.example.x","Bad":"v"}`, 400, "id", -1, "id: is required and must not be empty or blank; Bad: extension name must use only lower-case", "bad_request"},
 		{"truncated JSON", structured(), `{"specversion":"1.0","id":"x","sour`, 400, "", -1, "structured mode", "bad_request"},
 		{"empty structured body", structured(), ``, 400, "", -1, "structured mode", "bad_request"},
 		{"structured not an object", structured(), `[1]`, 400, "", -1, "structured mode", "bad_request"},

@@ -46,6 +46,9 @@ func TestCollector(t *testing.T) {
 		Durable:       "archive",
 		FilterSubject: "plugbus.events.*.com.example.>",
 		AckPolicy:     jetstream.AckExplicitPolicy,
+		// One outstanding at a time: the fetch after a nak gets the
+		// redelivery, whichever the server handles first.
+		MaxAckPending: 1,
 	})
 	if err != nil {
 		t.Fatal(err)
