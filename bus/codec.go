@@ -351,12 +351,8 @@ func lookup(h nats.Header, name string) (string, bool) {
 	if vs, ok := h[name]; ok && len(vs) > 0 {
 		return vs[0], true
 	}
-	lower := strings.ToLower(name)
-	if vs, ok := h[lower]; ok && len(vs) > 0 {
-		return vs[0], true
-	}
 	for k, vs := range h {
-		if len(vs) > 0 && strings.EqualFold(k, name) {
+		if len(k) == len(name) && len(vs) > 0 && strings.EqualFold(k, name) {
 			return vs[0], true
 		}
 	}

@@ -201,15 +201,7 @@ func (p *Plugin) consumeMsg(m jetstream.Msg) {
 		p.deadLetter(m, msg, fmt.Errorf("no handler of plugin %q matches type %q", p.name, typ))
 		return
 	}
-	r.sem <- struct{}{}
-	p.mu.RLock()
-	p.inflight.Add(1)
-	p.mu.RUnlock()
-	go func() {
-		defer p.inflight.Done()
-		defer func() { <-r.sem }()
-		p.handleDurable(r, m, msg)
-	}()
+	p.dispatch(r, func() { p.handleDurable(r, m, msg) })
 }
 
 // routeFor returns the durable handler whose pattern matches typ.

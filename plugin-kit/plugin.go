@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -37,16 +40,18 @@ type Plugin struct {
 	durable       *Durable // nil: at most once (core NATS)
 
 	// Set once Serve starts.
-	started  atomic.Bool
-	nc       *nats.Conn
-	id       string
-	source   string
-	ds       *durableState // set while a durable plugin serves
-	log      *slog.Logger
-	handlers context.Context // handlers' base context, cancelled when draining ends
-	cancel   context.CancelFunc
+	started   atomic.Bool
+	nc        *nats.Conn
+	id        string
+	source    string
+	sourceRef types.URIRef
+	ds        *durableState // set while a durable plugin serves
+	log       *slog.Logger
+	handlers  context.Context // handlers' base context, cancelled when draining ends
+	cancel    context.CancelFunc
 
-	mu       sync.RWMutex // guards stopping against inflight.Add
+	quit     chan struct{} // closed when Serve returns: workers end
+	mu       sync.RWMutex  // guards stopping against inflight.Add
 	stopping bool
 	inflight sync.WaitGroup
 }
@@ -58,7 +63,7 @@ type route struct {
 	concurrency int
 	broadcast   bool
 	schema      string
-	sem         chan struct{}
+	work        chan func() // to the route's workers
 	stats       routeStats
 }
 
@@ -218,8 +223,13 @@ func (p *Plugin) serve(ctx context.Context, nc *nats.Conn, reconnected <-chan st
 	}
 	p.nc = nc
 	p.source = bus.Source(p.name)
+	if u, err := url.Parse(p.source); err == nil {
+		p.sourceRef = types.URIRef{URL: *u}
+	}
 	p.handlers, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer p.cancel()
+	p.quit = make(chan struct{})
+	defer close(p.quit) // ends the routes' workers
 
 	host, _ := os.Hostname()
 	svc, err := micro.AddService(nc, micro.Config{
@@ -293,7 +303,10 @@ func (p *Plugin) prepareRoute(r *route) error {
 	if r.concurrency <= 0 {
 		r.concurrency = 1
 	}
-	r.sem = make(chan struct{}, r.concurrency)
+	r.work = make(chan func(), r.concurrency)
+	for i := 0; i < r.concurrency; i++ {
+		go p.worker(r)
+	}
 	h := r.handler
 	for i := len(p.middleware) - 1; i >= 0; i-- {
 		h = p.middleware[i](h)
@@ -381,21 +394,36 @@ func (p *Plugin) receive(r *route, req micro.Request) {
 		p.handle(r, msg)
 		return
 	}
-	r.sem <- struct{}{}
+	p.dispatch(r, func() { p.handle(r, msg) })
+}
+
+// dispatch hands work to one of the route's workers, waiting while all of
+// them are busy, which is the handler's concurrency limit. While draining
+// it runs the work right here instead. A fixed set of workers costs less
+// per event than a goroutine for each.
+func (p *Plugin) dispatch(r *route, work func()) {
 	p.mu.RLock()
 	if p.stopping {
 		p.mu.RUnlock()
-		p.handle(r, msg)
-		<-r.sem
+		work()
 		return
 	}
 	p.inflight.Add(1)
 	p.mu.RUnlock()
-	go func() {
-		defer p.inflight.Done()
-		defer func() { <-r.sem }()
-		p.handle(r, msg)
-	}()
+	r.work <- work
+}
+
+// worker runs a route's work until the plugin has stopped.
+func (p *Plugin) worker(r *route) {
+	for {
+		select {
+		case work := <-r.work:
+			work()
+			p.inflight.Done()
+		case <-p.quit:
+			return
+		}
+	}
 }
 
 // delivery is what a handler's context knows about the event being handled.
@@ -515,7 +543,11 @@ func (p *Plugin) encodeResult(res, trigger *Event) (*nats.Msg, error) {
 // stamp sets the plugin as the event's source, fills in a missing id and
 // time, and links the event to trigger when there is one.
 func (p *Plugin) stamp(e, trigger *Event) {
-	e.SetSource(p.source)
+	if ec, ok := e.Context.(*event.EventContextV1); ok {
+		ec.Source = p.sourceRef // parsed once: SetSource parses it every time
+	} else {
+		e.SetSource(p.source)
+	}
 	if e.ID() == "" {
 		e.SetID(NewID())
 	}
