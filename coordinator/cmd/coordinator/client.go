@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/bus"
@@ -181,14 +182,16 @@ func newPublishCmd() *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			if err := bus.Publish(nc, f.prefix, cliProducer, e); err != nil {
+			stored, err := publish(cmd.Context(), nc, f.prefix, e)
+			if err != nil {
 				return err
 			}
-			if err := nc.FlushTimeout(3 * time.Second); err != nil {
-				return fmt.Errorf("publish: %w", err)
-			}
 			if f.asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"id": e.ID(), "type": e.Type()})
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"id": e.ID(), "type": e.Type(), "stored": stored})
+			}
+			if stored {
+				fmt.Fprintln(cmd.OutOrStdout(), "published and stored", e.Type(), e.ID())
+				return nil
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "published", e.Type(), e.ID())
 			return nil
@@ -324,4 +327,24 @@ func shorten(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// publish sends e from the CLI. When the events stream exists (durable
+// mode) it waits until the stream has stored the event and reports stored;
+// otherwise it waits until the NATS server has it.
+func publish(ctx context.Context, nc *nats.Conn, prefix string, e *event.Event) (stored bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if js, err := jetstream.New(nc); err == nil {
+		if _, err := js.Stream(ctx, bus.DefaultEventsStream); err == nil {
+			return true, bus.PublishDurable(ctx, js, prefix, cliProducer, e)
+		}
+	}
+	if err := bus.Publish(nc, prefix, cliProducer, e); err != nil {
+		return false, err
+	}
+	if err := nc.FlushTimeout(3 * time.Second); err != nil {
+		return false, fmt.Errorf("publish: %w", err)
+	}
+	return false, nil
 }
