@@ -280,7 +280,7 @@ func (m *Message) ReadBinary(ctx context.Context, w binding.BinaryWriter) error 
 // from set or from decoding comes back as a [*FieldError].
 func (m *Message) walkBinary(set func(name, value string) error) error {
 	sv, _ := lookup(m.header, HeaderSpecVersion)
-	if u, err := unescape(sv); err == nil {
+	if u, err := UnescapeHeader(sv); err == nil {
 		sv = u // the binding allows quoting and unnecessary percent-encoding
 	}
 	if sv != event.CloudEventsVersionV1 {
@@ -307,7 +307,7 @@ func (m *Message) walkBinary(set func(name, value string) error) error {
 		if name == "specversion" {
 			continue
 		}
-		v, err := unescape(vs[0])
+		v, err := UnescapeHeader(vs[0])
 		if err != nil {
 			return &FieldError{Field: name, Value: vs[0], Rule: err.Error()}
 		}
@@ -411,10 +411,11 @@ func escape(s string) string {
 
 func mustEscape(c byte) bool { return c <= ' ' || c == '"' || c == '%' || c >= 0x7f }
 
-// unescape undoes escape: it first removes RFC 7230 double quotes, then
-// decodes one round of percent-encoding (either case of hex), and rejects
-// malformed escapes and invalid UTF-8.
-func unescape(s string) (string, error) {
+// UnescapeHeader decodes a ce- header value as the CloudEvents NATS and
+// HTTP bindings say: it first removes RFC 7230 double quotes, then decodes
+// one round of percent-encoding (either case of hex), and rejects malformed
+// escapes and invalid UTF-8.
+func UnescapeHeader(s string) (string, error) {
 	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
 		var b strings.Builder
 		for i := 1; i < len(s)-1; i++ {

@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/binding/spec"
@@ -122,7 +121,7 @@ func decodeBinary(ctx context.Context, h http.Header, body []byte) (*event.Event
 				return nil, bad(name, "", rule)
 			}
 		}
-		v, err := unescapeHeader(vs[0])
+		v, err := bus.UnescapeHeader(vs[0])
 		if err != nil {
 			return nil, bad(name, vs[0], err.Error())
 		}
@@ -449,60 +448,6 @@ func (s *server) flush(n int) error {
 
 func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
-}
-
-// unescapeHeader decodes a ce- header value as the CloudEvents HTTP binding
-// says (spec 3.1.3.2): first remove RFC 7230 double quotes, then one round
-// of percent-decoding; the result must be valid UTF-8.
-func unescapeHeader(s string) (string, error) {
-	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
-		var b strings.Builder
-		for i := 1; i < len(s)-1; i++ {
-			if s[i] == '\\' && i+1 < len(s)-1 {
-				i++
-			}
-			b.WriteByte(s[i])
-		}
-		s = b.String()
-	}
-	if strings.IndexByte(s, '%') < 0 {
-		if !utf8.ValidString(s) {
-			return "", errors.New("header value is not valid UTF-8")
-		}
-		return s, nil
-	}
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] != '%' {
-			out = append(out, s[i])
-			continue
-		}
-		hi, lo := -1, -1
-		if i+2 < len(s) {
-			hi, lo = unhex(s[i+1]), unhex(s[i+2])
-		}
-		if hi < 0 || lo < 0 {
-			return "", fmt.Errorf("bad percent-encoding at byte %d: '%%' must be followed by two hex digits (send %%25 for a literal '%%')", i)
-		}
-		out = append(out, byte(hi<<4|lo))
-		i += 2
-	}
-	if !utf8.Valid(out) {
-		return "", errors.New("header value is not valid UTF-8 after percent-decoding")
-	}
-	return string(out), nil
-}
-
-func unhex(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'a' <= c && c <= 'f':
-		return int(c - 'a' + 10)
-	case 'A' <= c && c <= 'F':
-		return int(c - 'A' + 10)
-	}
-	return -1
 }
 
 // isJSON reports whether a media type is JSON (application/json or a +json

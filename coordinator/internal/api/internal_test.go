@@ -1,6 +1,7 @@
 package api
 
 import (
+	"github.com/plugbus/plugbus/bus"
 	"net/http"
 	"strconv"
 	"testing"
@@ -52,9 +53,9 @@ func TestUnescapeHeader(t *testing.T) {
 		{"\xff", "", false},
 	}
 	for _, tt := range tests {
-		got, err := unescapeHeader(tt.in)
+		got, err := bus.UnescapeHeader(tt.in)
 		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("unescapeHeader(%q) = %q, %v; want %q, ok %v", tt.in, got, err, tt.want, tt.ok)
+			t.Errorf("UnescapeHeader(%q) = %q, %v; want %q, ok %v", tt.in, got, err, tt.want, tt.ok)
 		}
 	}
 }
