@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/internal/natscli"
 )
 
 // binDir holds the binaries the end-to-end tests run, built once.
@@ -390,6 +391,20 @@ plugins:
 			case <-recorded:
 			case <-time.After(5 * time.Second):
 				t.Fatalf("the CLI's event reached %d of 2 plugins", got)
+			}
+		}
+	})
+
+	t.Run("nats micro ls lists the running plugins", func(t *testing.T) {
+		cmd := exec.Command(natscli.Path(t), "--server", "nats://"+d.natsAddr, "--timeout", "3s", "micro", "ls")
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "NO_COLOR=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("nats micro ls: %v\n%s", err, out)
+		}
+		for _, name := range []string{"alpha", "beta", "hello"} {
+			if !regexpMatch(`(?m)^\W*`+name+`\W`, string(out)) {
+				t.Errorf("nats micro ls does not list %s:\n%s", name, out)
 			}
 		}
 	})

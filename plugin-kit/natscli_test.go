@@ -3,92 +3,20 @@ package pluginkit_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/plugbus/plugbus/bus/bustest"
+	"github.com/plugbus/plugbus/internal/natscli"
 )
-
-// natscliVersion is the release of the nats CLI the interop test runs.
-const natscliVersion = "v0.5.0"
-
-// natsCLI returns the path of the nats CLI, building it with go install
-// into the user cache directory the first time. When the build fails for
-// want of the network (no module proxy), the test is skipped, unless CI is
-// set: CI must run it.
-func natsCLI(t *testing.T) string {
-	t.Helper()
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "plugbus-test", "natscli-"+natscliVersion)
-	bin := filepath.Join(dir, "nats")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	gobin := goTool(t)
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "natscli-build-")
-	if os.IsNotExist(err) {
-		if err = os.MkdirAll(filepath.Dir(dir), 0o755); err == nil {
-			tmp, err = os.MkdirTemp(filepath.Dir(dir), "natscli-build-")
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-
-	// About a minute from an empty module and build cache on a quiet
-	// 2-core machine; the margin is for a busy one (go test runs packages
-	// in parallel).
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, gobin, "install", "github.com/nats-io/natscli/nats@"+natscliVersion)
-	cmd.Dir = tmp // outside the module: go install pkg@version ignores go.mod anyway
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOFLAGS=-mod=mod")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		why := fmt.Sprintf("building the nats CLI %s (go install, %v): %v\n%s", natscliVersion, time.Since(start).Round(time.Second), err, out)
-		if os.Getenv("CI") == "" && unreachable(string(out)) {
-			t.Skip("no module proxy: " + why)
-		}
-		t.Fatal(why)
-	}
-	t.Logf("built the nats CLI %s in %v", natscliVersion, time.Since(start).Round(time.Second))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// A rename within one directory tree is atomic: a concurrent run sees
-	// the whole binary or none.
-	if err := os.Rename(filepath.Join(tmp, "nats"), bin); err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
-
-// unreachable reports whether go command output says the network or the
-// module proxy could not be reached.
-func unreachable(out string) bool {
-	for _, s := range []string{"dial tcp", "no such host", "connection refused", "i/o timeout", "TLS handshake", "proxyconnect", "network is unreachable", "Temporary failure in name resolution", "403 Forbidden", "502 Bad Gateway", "503 Service Unavailable", "GOPROXY=off"} {
-		if strings.Contains(out, s) {
-			return true
-		}
-	}
-	return false
-}
 
 // The real nats CLI sees a plugin as a NATS micro service and can send it
 // an event in binary mode with its header flags.
 func TestNATSCLIInterop(t *testing.T) {
 	t.Parallel()
-	cli := natsCLI(t)
+	cli := natscli.Path(t)
 	hello := build(t, helloPkg)
 	s := bustest.NewServer(t)
 	nc := bustest.Connect(t, s)
