@@ -35,7 +35,11 @@
 //
 // [Main] reads settings from flags and the environment (PLUGBUS_URL,
 // PLUGBUS_CREDS, PLUGBUS_PREFIX...), connects, registers the instance as a
-// NATS micro service, runs until SIGTERM or SIGINT, and drains. [Plugin.Run]
+// NATS micro service, runs until SIGTERM or SIGINT, and drains. A plugin's
+// own settings are flags on flag.CommandLine, each falling back to an
+// environment variable bound with [BindEnv]; when its handlers depend on
+// them, such as type patterns taken from configuration, [MainSetup]
+// registers the handlers once the settings are read. [Plugin.Run]
 // and [Plugin.Serve] do the same under the caller's control, for tests and
 // programs that embed a plugin. Package kittest runs a plugin against a real
 // in-process NATS server in a unit test.

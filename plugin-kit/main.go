@@ -19,7 +19,8 @@ import (
 // or SIGINT, and drains. After a clean stop it returns, so main can flush
 // what it holds; on an error it exits with status 1, and with 2 on a bad
 // flag. Plugins may define flags of their own on flag.CommandLine before
-// calling Main.
+// calling Main, with environment variables bound by [BindEnv]; a plugin
+// whose handlers depend on them registers its handlers in [MainSetup].
 //
 // Settings, flag and environment variable (the flag wins):
 //
@@ -37,7 +38,10 @@ import (
 //	-drain-timeout PLUGBUS_DRAIN_TIMEOUT  wait for running handlers on stop (default 10s)
 //	-durable    PLUGBUS_DURABLE    durable delivery through JetStream (see WithDurable)
 //	-effectively-once PLUGBUS_EFFECTIVELY_ONCE  with -durable, never run a handler twice for one event
-func Main(p *Plugin) {
+func Main(p *Plugin) { runMain(p, nil) }
+
+// runMain is Main, and MainSetup when setup is not nil.
+func runMain(p *Plugin, setup func(*Plugin) error) {
 	fs := flag.CommandLine
 	env := func(name, def string) string {
 		if v, ok := os.LookupEnv(name); ok {
@@ -63,6 +67,9 @@ func Main(p *Plugin) {
 		fs.PrintDefaults()
 	}
 	flag.Parse()
+	if err := setFromEnv(fs, envFlags, os.LookupEnv); err != nil {
+		exitBadConfig(p, err)
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -105,6 +112,11 @@ func Main(p *Plugin) {
 		CAFile:       *ca,
 		CertFile:     *cert,
 		KeyFile:      *key,
+	}
+	if setup != nil {
+		if err := callSetup(p, setup); err != nil {
+			exitBadConfig(p, err)
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)

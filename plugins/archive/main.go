@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
+	"unicode"
 
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
@@ -18,66 +20,43 @@ const (
 )
 
 func main() {
-	s := newSettings(name)
-	types := newListFlag(">")
-	s.Var(types, "types", "PLUGBUS_ARCHIVE_TYPES", "event type patterns to archive, comma-separated; NATS wildcards * and > allowed")
-	dir := s.String("dir", "PLUGBUS_ARCHIVE_DIR", "archive", "directory of archive.jsonl and the rotated files (created if missing)")
-	maxBytes := s.Int64("max-bytes", "PLUGBUS_ARCHIVE_MAX_BYTES", 100<<20, "size at which archive.jsonl is rotated; 0: never")
-	fsync := s.Bool("fsync", "PLUGBUS_ARCHIVE_FSYNC", false, "sync every event to disk before acknowledging it (survives power loss; slower)")
+	types := flag.String("types", ">", "event type patterns to archive, comma-separated; NATS wildcards * and > allowed")
+	pluginkit.BindEnv("types", "PLUGBUS_ARCHIVE_TYPES")
+	dir := flag.String("dir", "archive", "directory of archive.jsonl and the rotated files (created if missing)")
+	pluginkit.BindEnv("dir", "PLUGBUS_ARCHIVE_DIR")
+	maxBytes := flag.Int64("max-bytes", 100<<20, "size at which archive.jsonl is rotated; 0: never")
+	pluginkit.BindEnv("max-bytes", "PLUGBUS_ARCHIVE_MAX_BYTES")
+	fsync := flag.Bool("fsync", false, "sync every event to disk before acknowledging it (survives power loss; slower)")
+	pluginkit.BindEnv("fsync", "PLUGBUS_ARCHIVE_FSYNC")
 
-	err := s.parse(os.Args[1:], flag.CommandLine)
-	if errors.Is(err, errHelp) {
-		p, _ := newPlugin(nil, []string{">"})
-		pluginkit.Main(p) // prints the help and exits
-		return
-	}
-	if err == nil && len(types.values) == 0 {
-		err = errors.New("-types: no event type pattern")
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(2)
-	}
-	a, err := Open(*dir, *maxBytes, *fsync)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
-	}
-	p, err := newPlugin(a, types.values)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(2)
-	}
-	// Main returns after a clean stop, once every handler has returned:
-	// then nothing more can be written, and Close syncs the file.
-	pluginkit.Main(p)
+	var a *Archiver
+	pluginkit.MainSetup(newPlugin(), func(p *pluginkit.Plugin) (err error) {
+		patterns := strings.FieldsFunc(*types, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+		if len(patterns) == 0 {
+			return errors.New("-types: no event type pattern")
+		}
+		if a, err = Open(*dir, *maxBytes, *fsync); err != nil {
+			return err
+		}
+		handle(p, a, patterns)
+		return nil
+	})
+	// MainSetup returns after a clean stop, once every handler has
+	// returned: then nothing more can be written, and Close syncs the file.
 	if err := a.Close(); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
 	}
 }
 
-// newPlugin returns the archive plugin writing events of types to a. Each
-// type pattern gets a handler that takes one event at a time, in the order
-// of arrival.
-func newPlugin(a *Archiver, types []string) (*pluginkit.Plugin, error) {
-	p := pluginkit.New(name, version, pluginkit.WithDescription("appends events to a JSON-lines file, rotated by size"))
-	for _, t := range types {
-		if err := handle(p, t, a, pluginkit.Concurrency(1)); err != nil {
-			return nil, err
-		}
-	}
-	return p, nil
+func newPlugin() *pluginkit.Plugin {
+	return pluginkit.New(name, version, pluginkit.WithDescription("appends events to a JSON-lines file, rotated by size"))
 }
 
-// handle is p.Handle returning an error instead of panicking on a bad
-// pattern, which here comes from configuration, not from the program.
-func handle(p *pluginkit.Plugin, pattern string, h pluginkit.Handler, opts ...pluginkit.HandleOption) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("-types: %v", v)
-		}
-	}()
-	p.Handle(pattern, h, opts...)
-	return nil
+// handle registers a for each type pattern, taking one event at a time, in
+// the order of arrival.
+func handle(p *pluginkit.Plugin, a *Archiver, types []string) {
+	for _, t := range types {
+		p.Handle(t, a, pluginkit.Concurrency(1))
+	}
 }

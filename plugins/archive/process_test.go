@@ -57,6 +57,14 @@ func TestProcessArchivesEverythingBeforeSIGTERM(t *testing.T) {
 	nc := bustest.Connect(t, srv)
 	dir := t.TempDir()
 
+	started, err := nc.SubscribeSync(bus.DefaultPrefix + ".events." + name + "." + bus.TypePluginStarted)
+	if err == nil {
+		err = nc.Flush() // the server has the subscription before the plugin starts
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	cmd := exec.Command(bin, "-dir", dir, "-log-format", "text")
 	cmd.Env = append(os.Environ(),
 		"PLUGBUS_URL="+srv.ClientURL(),
@@ -80,7 +88,10 @@ func TestProcessArchivesEverythingBeforeSIGTERM(t *testing.T) {
 			t.Logf("plugin output:\n%s", logs.String())
 		}
 	})
-	waitReady(t, nc, name, 1, 1)
+	// The plugin announces itself once it is subscribed.
+	if _, err := started.NextMsg(15 * time.Second); err != nil {
+		t.Fatalf("the plugin did not announce that it started: %v", err)
+	}
 
 	const n = 1000
 	want := make([]*pluginkit.Event, n)

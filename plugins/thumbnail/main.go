@@ -4,10 +4,8 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"runtime"
 
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
@@ -19,45 +17,46 @@ const (
 )
 
 func main() {
-	s := newSettings(name)
-	out := s.String("out", "PLUGBUS_THUMBNAIL_OUT", "thumbnails", "directory the thumbnails are written to (created if missing)")
-	in := s.String("in-dir", "PLUGBUS_THUMBNAIL_IN_DIR", "", `only directory {"path": ...} events may name files in; empty: any absolute path`)
-	size := s.Int("size", "PLUGBUS_THUMBNAIL_SIZE", 128, "longest side of a thumbnail, in pixels")
-	maxPixels := s.Int64("max-pixels", "PLUGBUS_THUMBNAIL_MAX_PIXELS", 50_000_000, "largest image accepted, in pixels (width×height), checked before decoding")
-	concurrency := s.Int("concurrency", "PLUGBUS_THUMBNAIL_CONCURRENCY", runtime.GOMAXPROCS(0), "images processed at once; each may take 4 bytes per pixel of memory")
-	instance := s.String("instance", "PLUGBUS_INSTANCE", "", `name of this instance in the "instance" field of emitted events; empty: the NATS micro instance id`)
+	var cfg Config
+	flag.StringVar(&cfg.OutDir, "out", "thumbnails", "directory the thumbnails are written to (created if missing)")
+	pluginkit.BindEnv("out", "PLUGBUS_THUMBNAIL_OUT")
+	flag.StringVar(&cfg.InDir, "in-dir", "", `only directory {"path": ...} events may name files in; empty: any absolute path`)
+	pluginkit.BindEnv("in-dir", "PLUGBUS_THUMBNAIL_IN_DIR")
+	flag.IntVar(&cfg.Size, "size", 128, "longest side of a thumbnail, in pixels")
+	pluginkit.BindEnv("size", "PLUGBUS_THUMBNAIL_SIZE")
+	flag.Int64Var(&cfg.MaxPixels, "max-pixels", 50_000_000, "largest image accepted, in pixels (width×height), checked before decoding")
+	pluginkit.BindEnv("max-pixels", "PLUGBUS_THUMBNAIL_MAX_PIXELS")
+	concurrency := flag.Int("concurrency", runtime.GOMAXPROCS(0), "images processed at once; each may take 4 bytes per pixel of memory")
+	pluginkit.BindEnv("concurrency", "PLUGBUS_THUMBNAIL_CONCURRENCY")
+	flag.StringVar(&cfg.Instance, "instance", "", `name of this instance in the "instance" field of emitted events; empty: the NATS micro instance id`)
+	pluginkit.BindEnv("instance", "PLUGBUS_INSTANCE")
 
-	err := s.parse(os.Args[1:], flag.CommandLine)
-	if errors.Is(err, errHelp) {
-		pluginkit.Main(newPlugin(nil, 1)) // prints the help and exits
-		return
-	}
-	if err == nil && *concurrency < 1 {
-		err = fmt.Errorf("-concurrency %d: must be at least 1", *concurrency)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(2)
-	}
-	t, err := NewThumbnailer(Config{OutDir: *out, InDir: *in, Size: *size, MaxPixels: *maxPixels, Instance: *instance})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(2)
-	}
-	pluginkit.Main(newPlugin(t, *concurrency))
+	var t *Thumbnailer
+	pluginkit.MainSetup(newPlugin(), func(p *pluginkit.Plugin) (err error) {
+		if *concurrency < 1 {
+			return fmt.Errorf("-concurrency %d: must be at least 1", *concurrency)
+		}
+		if t, err = NewThumbnailer(cfg); err != nil {
+			return err
+		}
+		handle(p, t, *concurrency)
+		return nil
+	})
 	_ = t.Close()
 }
 
-// newPlugin returns the thumbnail plugin running t. When t has no instance
-// name, the events carry the plugin's instance id.
-func newPlugin(t *Thumbnailer, concurrency int) *pluginkit.Plugin {
-	p := pluginkit.New(name, version,
+func newPlugin() *pluginkit.Plugin {
+	return pluginkit.New(name, version,
 		pluginkit.WithDescription("makes PNG thumbnails of uploaded images"),
 		pluginkit.WithEmits(TypeThumbnailed),
 	)
-	if t != nil && t.instance() == "" {
+}
+
+// handle registers t on p. When t has no instance name, the events carry
+// the plugin's instance id.
+func handle(p *pluginkit.Plugin, t *Thumbnailer, concurrency int) {
+	if t.instance() == "" {
 		t.instance = p.ID
 	}
 	p.Handle(TypeUploaded, t, pluginkit.Concurrency(concurrency))
-	return p
 }

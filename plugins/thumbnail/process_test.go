@@ -60,6 +60,13 @@ func TestProcessInstancesShareTheLoad(t *testing.T) {
 	out := t.TempDir()
 
 	const instances = 3
+	started, err := nc.SubscribeSync(bus.DefaultPrefix + ".events." + name + "." + bus.TypePluginStarted)
+	if err == nil {
+		err = nc.Flush() // the server has the subscription before the instances start
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	type proc struct {
 		cmd    *exec.Cmd
 		logs   *syncBuffer
@@ -89,7 +96,12 @@ func TestProcessInstancesShareTheLoad(t *testing.T) {
 			}
 		}
 	})
-	waitReady(t, nc, name, 1, instances)
+	// Each instance announces itself once it is subscribed.
+	for i := range instances {
+		if _, err := started.NextMsg(15 * time.Second); err != nil {
+			t.Fatalf("%d of %d instances announced that they started: %v", i, instances, err)
+		}
+	}
 
 	results := make(chan *nats.Msg, 100)
 	sub, err := nc.ChanSubscribe(bus.DefaultPrefix+".events."+name+"."+TypeThumbnailed, results)

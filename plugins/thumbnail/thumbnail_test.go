@@ -76,9 +76,9 @@ func start(t *testing.T, cfg Config) (*kittest.Harness, *Thumbnailer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { th.Close() })
-	h := kittest.Start(t, newPlugin(th, 4))
-	waitReady(t, h.Conn, name, 1, 1)
-	return h, th
+	p := newPlugin()
+	handle(p, th, 4)
+	return kittest.Start(t, p), th
 }
 
 func imageEvent(contentType string, data []byte) *pluginkit.Event {

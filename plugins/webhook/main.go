@@ -9,9 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
+	"unicode"
 
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
@@ -21,81 +21,74 @@ const (
 	version = "0.1.0"
 )
 
-// config is what the command line and environment set.
+// config is what the command line and environment set beside the Deliverer.
 type config struct {
 	types       []string
 	concurrency int
 }
 
 func main() {
-	s := newSettings(name)
-	urls := newListFlag()
-	s.Var(urls, "url", "PLUGBUS_WEBHOOK_URL", "endpoint URL; repeat the flag or separate URLs with commas")
-	types := newListFlag("com.example.>")
-	s.Var(types, "types", "PLUGBUS_WEBHOOK_TYPES", "event type patterns to deliver, comma-separated; NATS wildcards * and > allowed")
-	headers := &headerFlag{}
-	s.Var(headers, "header", "PLUGBUS_WEBHOOK_HEADERS", `extra request header "Name: value", such as an Authorization header; repeatable (newline-separated in the environment)`)
-	attempts := s.Int("max-attempts", "PLUGBUS_WEBHOOK_MAX_ATTEMPTS", 5, "tries per endpoint and event, the first included")
-	timeout := s.Duration("timeout", "PLUGBUS_WEBHOOK_TIMEOUT", 10*time.Second, "time limit of each attempt")
-	backoff := s.Duration("backoff", "PLUGBUS_WEBHOOK_BACKOFF", 500*time.Millisecond, "wait before the first retry; doubles for each further one")
-	maxBackoff := s.Duration("max-backoff", "PLUGBUS_WEBHOOK_MAX_BACKOFF", 30*time.Second, "longest wait between retries, Retry-After included")
-	concurrency := s.Int("concurrency", "PLUGBUS_WEBHOOK_CONCURRENCY", 64, "events delivered at once")
-	emitDelivered := s.Bool("emit-delivered", "PLUGBUS_WEBHOOK_EMIT_DELIVERED", false, "emit io.plugbus.webhook.delivered after each successful delivery")
-
-	err := s.parse(os.Args[1:], flag.CommandLine)
-	d := &Deliverer{
-		URLs:          urls.values,
-		Header:        headers.h,
-		MaxAttempts:   *attempts,
-		Timeout:       *timeout,
-		Backoff:       *backoff,
-		MaxBackoff:    *maxBackoff,
-		EmitDelivered: *emitDelivered,
-		Self:          name,
-		UserAgent:     "plugbus-" + name + "/" + version,
-	}
-	cfg := config{types: types.values, concurrency: *concurrency}
-	if err == nil {
-		err = validate(d, cfg)
-	}
-	if errors.Is(err, errHelp) {
-		cfg = config{types: []string{"com.example.>"}, concurrency: 1}
-	} else if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(2)
-	}
-	p, err := newPlugin(d, cfg)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(2)
-	}
-	pluginkit.Main(p) // parses the rest of the flags (and prints -h); runs until SIGTERM
+	setup := defineFlags(flag.CommandLine)
+	pluginkit.BindEnv("url", "PLUGBUS_WEBHOOK_URL")
+	pluginkit.BindEnv("types", "PLUGBUS_WEBHOOK_TYPES")
+	pluginkit.BindEnv("producers", "PLUGBUS_WEBHOOK_PRODUCERS")
+	pluginkit.BindEnv("header", "PLUGBUS_WEBHOOK_HEADERS")
+	pluginkit.BindEnv("max-attempts", "PLUGBUS_WEBHOOK_MAX_ATTEMPTS")
+	pluginkit.BindEnv("timeout", "PLUGBUS_WEBHOOK_TIMEOUT")
+	pluginkit.BindEnv("backoff", "PLUGBUS_WEBHOOK_BACKOFF")
+	pluginkit.BindEnv("max-backoff", "PLUGBUS_WEBHOOK_MAX_BACKOFF")
+	pluginkit.BindEnv("concurrency", "PLUGBUS_WEBHOOK_CONCURRENCY")
+	pluginkit.BindEnv("emit-delivered", "PLUGBUS_WEBHOOK_EMIT_DELIVERED")
+	pluginkit.MainSetup(newPlugin(), setup)
 }
 
-// newPlugin returns the webhook plugin delivering cfg's types through d.
-func newPlugin(d *Deliverer, cfg config) (*pluginkit.Plugin, error) {
-	p := pluginkit.New(name, version,
+// defineFlags defines the plugin's flags on fs. Once fs is parsed, the
+// setup it returns checks them and registers the Deliverer they configure.
+func defineFlags(fs *flag.FlagSet) (setup func(*pluginkit.Plugin) error) {
+	d := &Deliverer{Header: http.Header{}, Self: name, UserAgent: "plugbus-" + name + "/" + version}
+	fs.Func("url", "endpoint URL; repeat the flag or separate URLs with commas", func(v string) error {
+		d.URLs = append(d.URLs, list(v)...)
+		return nil
+	})
+	types := fs.String("types", "com.example.>", "event type patterns to deliver, comma-separated; NATS wildcards * and > allowed")
+	producers := fs.String("producers", "", "deliver only events from these producers, comma-separated; empty: from any")
+	fs.Func("header", `extra request header "Name: value", such as an Authorization header; repeatable (newline-separated in the environment)`, func(v string) error {
+		return addHeaders(d.Header, v)
+	})
+	fs.IntVar(&d.MaxAttempts, "max-attempts", 5, "tries per endpoint and event, the first included")
+	fs.DurationVar(&d.Timeout, "timeout", 10*time.Second, "time limit of each attempt")
+	fs.DurationVar(&d.Backoff, "backoff", 500*time.Millisecond, "wait before the first retry; doubles for each further one")
+	fs.DurationVar(&d.MaxBackoff, "max-backoff", 30*time.Second, "longest wait between retries, Retry-After included")
+	concurrency := fs.Int("concurrency", 64, "events delivered at once")
+	fs.BoolVar(&d.EmitDelivered, "emit-delivered", false, "emit io.plugbus.webhook.delivered after each successful delivery")
+	return func(p *pluginkit.Plugin) error {
+		d.Producers = list(*producers)
+		cfg := config{types: list(*types), concurrency: *concurrency}
+		if err := validate(d, cfg); err != nil {
+			return err
+		}
+		handle(p, d, cfg)
+		return nil
+	}
+}
+
+func newPlugin() *pluginkit.Plugin {
+	return pluginkit.New(name, version,
 		pluginkit.WithDescription("delivers events to HTTP endpoints as CloudEvents (binary mode), with retries"),
 		pluginkit.WithEmits(TypeFailed, TypeDelivered),
 	)
-	for _, t := range cfg.types {
-		if err := handle(p, t, d, pluginkit.Concurrency(cfg.concurrency)); err != nil {
-			return nil, err
-		}
-	}
-	return p, nil
 }
 
-// handle is p.Handle returning an error instead of panicking on a bad
-// pattern, which here comes from configuration, not from the program.
-func handle(p *pluginkit.Plugin, pattern string, h pluginkit.Handler, opts ...pluginkit.HandleOption) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("-types: %v", v)
-		}
-	}()
-	p.Handle(pattern, h, opts...)
-	return nil
+// handle registers d for each of cfg's type patterns.
+func handle(p *pluginkit.Plugin, d *Deliverer, cfg config) {
+	for _, t := range cfg.types {
+		p.Handle(t, d, pluginkit.Concurrency(cfg.concurrency))
+	}
+}
+
+// list splits a comma-separated setting, dropping spaces and empty items.
+func list(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 }
 
 func validate(d *Deliverer, cfg config) error {
@@ -123,22 +116,9 @@ func validate(d *Deliverer, cfg config) error {
 	return errors.Join(errs...)
 }
 
-// headerFlag collects "Name: value" headers; a value holding several lines
-// (from the environment) gives one header per line.
-type headerFlag struct{ h http.Header }
-
-func (f *headerFlag) String() string {
-	if f == nil || len(f.h) == 0 {
-		return ""
-	}
-	names := make([]string, 0, len(f.h))
-	for k := range f.h {
-		names = append(names, k+": ...") // values may be secrets
-	}
-	return strings.Join(names, ", ")
-}
-
-func (f *headerFlag) Set(v string) error {
+// addHeaders adds the "Name: value" headers in v to h, one per line (the
+// environment variable holds several lines).
+func addHeaders(h http.Header, v string) error {
 	for _, line := range strings.Split(v, "\n") {
 		if strings.TrimSpace(line) == "" {
 			continue
@@ -147,10 +127,7 @@ func (f *headerFlag) Set(v string) error {
 		if err != nil {
 			return err
 		}
-		if f.h == nil {
-			f.h = http.Header{}
-		}
-		f.h.Add(k, val)
+		h.Add(k, val)
 	}
 	return nil
 }

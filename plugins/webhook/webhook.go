@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,9 @@ type Deliverer struct {
 	// delivered, so that a pattern such as "io.plugbus.>" cannot turn a
 	// failure report into a loop.
 	Self string
+	// Producers, when not empty, are the only producers whose events are
+	// delivered; the others' are dropped (and acknowledged) unseen.
+	Producers []string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// UserAgent is sent with every request.
@@ -99,10 +103,14 @@ type Result struct {
 // HandleEvent delivers e to every URL, emits a [TypeFailed] event for each
 // endpoint that failed for good (and a [TypeDelivered] event for each
 // success when asked to), and returns no result. It returns an error only
-// when it could not emit those reports.
+// when it could not emit those reports. It skips, with no error, an event
+// from a producer that Producers leaves out, and the plugin's own reports.
 func (d *Deliverer) HandleEvent(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
 	producer := pluginkit.Producer(ctx)
 	if d.Self != "" && producer == d.Self && strings.HasPrefix(e.Type(), ownTypes) {
+		return nil, nil
+	}
+	if len(d.Producers) > 0 && !slices.Contains(d.Producers, producer) {
 		return nil, nil
 	}
 	errs := make([]error, len(d.URLs))

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -80,13 +83,9 @@ func start(t *testing.T, d *Deliverer, types ...string) *kittest.Harness {
 	if err := validate(d, config{types: types, concurrency: 8}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := newPlugin(d, config{types: types, concurrency: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := kittest.Start(t, p)
-	waitReady(t, h.Conn, name, len(types), 1)
-	return h
+	p := newPlugin()
+	handle(p, d, config{types: types, concurrency: 8})
+	return kittest.Start(t, p)
 }
 
 func result(t *testing.T, e *pluginkit.Event) Result {
@@ -356,6 +355,50 @@ func TestOwnReportsNotDelivered(t *testing.T) {
 	}
 }
 
+// With -producers, events from other producers are acknowledged and
+// dropped. The settings are the demo's (examples/demo.yaml): hello's
+// greetings go to the coordinator's HTTP ingest, whose own publishes
+// (producer "http") are not delivered again, so they cannot loop.
+func TestProducersFlag(t *testing.T) {
+	ep := newEndpoint(t, http.StatusAccepted)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	setup := defineFlags(fs)
+	if err := fs.Parse([]string{"-types", "com.example.greet.sent", "-producers", "hello", "-url", ep.URL + "/v1/events"}); err != nil {
+		t.Fatal(err)
+	}
+	p := newPlugin()
+	if err := setup(p); err != nil {
+		t.Fatal(err)
+	}
+	h := kittest.Start(t, p)
+	for _, tt := range []struct {
+		producer string
+		want     bool
+	}{
+		{"hello", true},
+		{"http", false},
+		{kittest.Producer, false},
+		{"hello-2", false},
+		{"hello", true},
+	} {
+		before := len(ep.requests())
+		e := pluginkit.NewEvent("com.example.greet.sent", map[string]string{"text": "hello, Ada"})
+		// A request, so that the handler is done when the reply comes.
+		ctx, cancel := context.WithTimeout(context.Background(), kittest.DefaultTimeout)
+		reply, err := bus.Request(ctx, h.Conn, bus.DefaultPrefix, tt.producer, e)
+		cancel()
+		if err != nil || reply != nil {
+			t.Fatalf("event from %s: reply %v, %v; want an empty reply", tt.producer, reply, err)
+		}
+		reqs := ep.requests()
+		if got := len(reqs) > before; got != tt.want {
+			t.Errorf("event from %s delivered: %v, want %v", tt.producer, got, tt.want)
+		} else if got && reqs[len(reqs)-1].header.Get("Ce-Id") != e.ID() {
+			t.Errorf("event from %s: the endpoint got %s, want %s", tt.producer, reqs[len(reqs)-1].header.Get("Ce-Id"), e.ID())
+		}
+	}
+}
+
 // When the event was a request, the caller gets an empty reply after the
 // delivery (and its report) are done.
 func TestRequestWaitsForDelivery(t *testing.T) {
@@ -405,26 +448,29 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
-	if _, err := newPlugin(ok(), config{types: []string{"com..bad"}, concurrency: 1}); err == nil {
-		t.Error("newPlugin accepted the type pattern com..bad")
+}
+
+func TestAddHeaders(t *testing.T) {
+	h := http.Header{}
+	if err := addHeaders(h, "authorization: Bearer x\nX-Team:  blue "); err != nil {
+		t.Fatal(err)
+	}
+	if h.Get("Authorization") != "Bearer x" || h.Get("X-Team") != "blue" {
+		t.Errorf("got %v", h)
+	}
+	for _, bad := range []string{"no colon", "Content-Type: text/plain", "ce-id: 1", ": x"} {
+		if err := addHeaders(h, bad); err == nil {
+			t.Errorf("addHeaders(%q) succeeded; want an error", bad)
+		}
 	}
 }
 
-func TestParseHeader(t *testing.T) {
-	var f headerFlag
-	if err := f.Set("authorization: Bearer x\nX-Team:  blue "); err != nil {
-		t.Fatal(err)
+func TestList(t *testing.T) {
+	if got, want := list(" hello, ,shop,\tbilling "), []string{"hello", "shop", "billing"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
 	}
-	if f.h.Get("Authorization") != "Bearer x" || f.h.Get("X-Team") != "blue" {
-		t.Errorf("got %v", f.h)
-	}
-	if strings.Contains(f.String(), "Bearer") {
-		t.Errorf("String() shows a header value, which may be a secret: %s", f.String())
-	}
-	for _, bad := range []string{"no colon", "Content-Type: text/plain", "ce-id: 1", ": x"} {
-		if err := f.Set(bad); err == nil {
-			t.Errorf("Set(%q) succeeded; want an error", bad)
-		}
+	if got := list(""); len(got) != 0 {
+		t.Errorf("empty setting gave %q, want nothing", got)
 	}
 }
 

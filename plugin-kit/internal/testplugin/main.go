@@ -1,21 +1,24 @@
 // Command testplugin is a plugin for plugin-kit's process tests. It handles
-// com.example.work.requested and reports, in its com.example.work.done
+// com.example.work.requested (or the types -types names) and reports, in its com.example.work.done
 // result, which process handled the event, so tests can tell instances apart.
 //
-// The environment sets it up, as flags belong to pluginkit.Main:
+// Settings (flags fall back to the environment, as BindEnv makes them):
 //
-//	TESTPLUGIN_NAME   plugin name (default "worker")
-//	TESTPLUGIN_SLEEP  how long each handler runs, a Go duration (default 0)
-//	PLUGBUS_INSTANCE  reported as is in every result
+//	TESTPLUGIN_NAME              plugin name (default "worker"; environment only, as New needs it)
+//	-sleep  TESTPLUGIN_SLEEP     how long each handler runs, a Go duration (default 0)
+//	-types  TESTPLUGIN_TYPES     type patterns handled, comma-separated (default com.example.work.requested)
+//	PLUGBUS_INSTANCE             reported as is in every result
 //
-// When TESTPLUGIN_SLEEP is set, the handler first emits
-// com.example.work.began, so a test knows a handler is running.
+// When -sleep is set, the handler first emits com.example.work.began, so a
+// test knows a handler is running.
 package main
 
 import (
 	"context"
-	"fmt"
+	"errors"
+	"flag"
 	"os"
+	"strings"
 	"time"
 
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
@@ -35,22 +38,17 @@ func main() {
 	if name == "" {
 		name = "worker"
 	}
-	var sleep time.Duration
-	if v := os.Getenv("TESTPLUGIN_SLEEP"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "testplugin: TESTPLUGIN_SLEEP %q: %v\n", v, err)
-			os.Exit(2)
-		}
-		sleep = d
-	}
+	sleep := flag.Duration("sleep", 0, "how long each handler runs")
+	types := flag.String("types", "com.example.work.requested", "type patterns handled, comma-separated")
+	pluginkit.BindEnv("sleep", "TESTPLUGIN_SLEEP")
+	pluginkit.BindEnv("types", "TESTPLUGIN_TYPES")
 	p := pluginkit.New(name, "1.0.0", pluginkit.WithEmits("com.example.work.began", "com.example.work.done"))
-	p.HandleFunc("com.example.work.requested", func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
-		if sleep > 0 {
+	work := func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
+		if *sleep > 0 {
 			if err := pluginkit.Emit(ctx, pluginkit.NewEvent("com.example.work.began", nil)); err != nil {
 				return nil, err
 			}
-			time.Sleep(sleep) // deliberately ignores ctx: a drain must wait for it
+			time.Sleep(*sleep) // deliberately ignores ctx: a drain must wait for it
 		}
 		return pluginkit.NewEvent("com.example.work.done", Result{
 			Plugin:   name,
@@ -59,6 +57,14 @@ func main() {
 			PID:      os.Getpid(),
 			Trigger:  e.ID(),
 		}), nil
+	}
+	pluginkit.MainSetup(p, func(p *pluginkit.Plugin) error {
+		if *types == "" {
+			return errors.New("-types: no type pattern")
+		}
+		for _, t := range strings.Split(*types, ",") {
+			p.HandleFunc(t, work)
+		}
+		return nil
 	})
-	pluginkit.Main(p)
 }
