@@ -1,0 +1,333 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// A family says how to present one benchmark function: what it measures,
+// which of its sub-benchmarks are the baselines every other one is divided
+// by, and which metrics get ratios. A family not listed here is shown with
+// its absolute figures only.
+type family struct {
+	name      string   // benchmark function without "Benchmark"
+	title     string   // heading
+	about     string   // one paragraph under the heading
+	baselines []string // last path element of the baseline sub-benchmarks, most relevant first
+	compare   []string // units to divide by the baselines' ("" = the first two the family has)
+}
+
+var families = []family{
+	{
+		name:  "Encode",
+		title: "Encode an event into a NATS message",
+		about: "bus.Encode: attributes to `ce-` headers, data to the body. Absolute figures; there is no alternative in the same run.",
+	},
+	{
+		name:  "Decode",
+		title: "Decode a NATS message into an event",
+		about: "bus.Decode: `ce-` headers back to attributes, validated. Absolute figures.",
+	},
+	{
+		name:      "Publish",
+		title:     "Publish, one way, 128 B (bus, in one process)",
+		about:     "One publisher and one subscriber connection on an embedded server. `raw`: nats.go without headers; `raw-ce-headers`: nats.go with the `ce-` headers bus.Encode writes, computed once; `bus`: bus.Encode per message, bus.Decode in the subscriber.",
+		baselines: []string{"raw-ce-headers", "raw"},
+		compare:   []string{"msgs/s"},
+	},
+	{
+		name:      "OneWay",
+		title:     "Event → handler → result event, 128 B (plugin-kit, in one process)",
+		about:     "Publisher, plugin and result subscriber on three connections to an embedded server, all in the benchmark process (cpu-ns/op is the CPU of all of it, server included). `pluginkit-c1` is Concurrency(1).",
+		baselines: []string{"raw-ce-headers", "raw"},
+		compare:   []string{"events/s", "cpu-ns/op"},
+	},
+	{
+		name:      "RequestReply",
+		title:     "Request/reply round trip, 128 B (plugin-kit, in one process)",
+		about:     "Sequential requests. `pluginkit` is bus.Request to a plugin-kit handler; `pluginkit-natsreq` is the plugin side alone behind nats.go's Request.",
+		baselines: []string{"raw"},
+		compare:   []string{"p50-µs", "p99-µs"},
+	},
+	{
+		name:      "Durable",
+		title:     "Durable delivery (JetStream)",
+		about:     "Durable mode against raw JetStream doing the same work.",
+		baselines: []string{"raw-jetstream"},
+	},
+	{
+		name:      "ProcOneWay",
+		title:     "One way to a handler in another process, by event size",
+		about:     "The benchmark publishes events (at most 4096 in flight) to a handler in a child process, which handles each and publishes a small result; events/s counts results received. cpu-ns/op is the CPU of the benchmark process (NATS server and publisher) plus the child's, per event. `raw`: nats.go, no headers; `raw-ce-headers`: nats.go with the `ce-` headers precomputed both ways; `sdkgo-nats`: CloudEvents sdk-go client with its stock NATS binding (protocol/nats/v2, structured mode) on both sides; `plugbus`: bus.Publish to a plugin-kit plugin.",
+		baselines: []string{"raw-ce-headers", "raw", "sdkgo-nats"},
+		compare:   []string{"events/s", "cpu-ns/op"},
+	},
+	{
+		name:      "Invoke",
+		title:     "Invoke round trip, 128 B",
+		about:     "Sequential calls of a greeting handler (decode `{\"name\":…}`, answer `{\"text\":\"hello, …\"}`). `direct`: an in-process function call, the floor; `stdio-json`: a child process answering JSON lines on stdin/stdout; `goplugin-grpc` / `goplugin-netrpc`: hashicorp/go-plugin with its gRPC or net/rpc transport; `nats-raw`: nats.go request/reply to a child process; `plugbus`: bus.Request to plugins/hello in a child process.",
+		baselines: []string{"nats-raw", "goplugin-grpc"},
+		compare:   []string{"p50-µs", "p99-µs"},
+	},
+	{
+		name:      "ColdStart",
+		title:     "Cold start: process start → first reply",
+		about:     "Each iteration starts a fresh plugin process and times until its first reply; stopping it is outside the timer. `plugbus`: exec plugins/hello, wait for its started event, bus.Request; `goplugin-grpc`: go-plugin's NewClient, Client (start and handshake), Dispense, first call; `stdio-json`: exec, first JSON line answered.",
+		baselines: []string{"goplugin-grpc"},
+		compare:   []string{"p50-ms"},
+	},
+	{
+		name:  "Footprint",
+		title: "Memory and binary size",
+		about: "Resident set size (VmRSS) of an idle process after it is ready, and the size of its binary as `go build` makes it (not stripped).",
+	},
+	{
+		name:      "FanOut",
+		title:     "Fan-out: every event to N plugin processes",
+		about:     "Each event goes to N child processes (N plugins, each its own queue group); events/s counts events whose N results all came back.",
+		baselines: []string{"raw-ce-headers", "raw"},
+		compare:   []string{"events/s", "cpu-ns/op"},
+	},
+}
+
+func familyOf(name string) (family, bool) {
+	for _, f := range families {
+		if f.name == name {
+			return f, true
+		}
+	}
+	return family{}, false
+}
+
+// A target is a ratio the issue or the design asks for.
+type target struct {
+	family, sub string // sub may use path.Match patterns: "*/plugbus"
+	unit        string
+	baseline    string // last path element of the baseline
+	atLeast     bool   // true: ratio >= value is met; false: ratio <= value is met
+	value       float64
+	source      string
+}
+
+var targets = []target{
+	{"OneWay", "pluginkit", "events/s", "raw-ce-headers", true, 0.9, "DESIGN.md: the rate of raw nats.go sending the same headers (10% allowed for noise)"},
+	{"ProcOneWay", "*/plugbus", "events/s", "raw-ce-headers", true, 0.9, "DESIGN.md, as above, with the handler in another process"},
+	{"ProcOneWay", "*/plugbus", "events/s", "sdkgo-nats", true, 1.0, "proposed: no slower than the stock CloudEvents NATS binding"},
+	{"Invoke", "plugbus", "p50-µs", "nats-raw", false, 1.25, "proposed: within 25% of raw nats.go request/reply"},
+	{"Invoke", "plugbus", "p50-µs", "goplugin-grpc", false, 1.0, "proposed: no slower than go-plugin over gRPC"},
+	{"ColdStart", "plugbus", "p50-ms", "goplugin-grpc", false, 1.0, "proposed: no slower than go-plugin's start, dispense, first call"},
+}
+
+// baselineOf is the sub-benchmark sub is compared with for baseline: sub
+// with its last path element replaced.
+func baselineOf(sub, baseline string) string {
+	if i := strings.LastIndexByte(sub, '/'); i >= 0 {
+		return sub[:i+1] + baseline
+	}
+	return baseline
+}
+
+// header is what the report says about the run.
+type header struct {
+	machine, goVersion, date, command, goos, goarch string
+}
+
+// write renders the whole report: header, targets, one table per group,
+// then notes.
+func write(w io.Writer, h header, gs []*group, notes string) error {
+	var b strings.Builder
+	b.WriteString("# Benchmarks\n\n")
+	b.WriteString("<!-- Generated by internal/benchreport from docs/benchmarks.txt; `make bench` rewrites it. -->\n\n")
+	fmt.Fprintf(&b, "| | |\n|---|---|\n")
+	fmt.Fprintf(&b, "| machine | %s |\n", h.machine)
+	fmt.Fprintf(&b, "| OS/arch | %s/%s |\n", h.goos, h.goarch)
+	fmt.Fprintf(&b, "| Go | %s |\n", h.goVersion)
+	fmt.Fprintf(&b, "| date | %s |\n", h.date)
+	fmt.Fprintf(&b, "| command | `%s` |\n\n", h.command)
+	b.WriteString("Every figure is the **median** of the runs (`n`); `range` is (max − min) / median of the first figure, " +
+		"a measure of the noise. A ratio divides the median of a row by the median of its baseline from the same run " +
+		"(`÷ raw` = this row over the `raw` row of the same size); for rates (events/s) higher is better, " +
+		"for times, CPU and allocations lower is better. The raw runs are in [benchmarks.txt](benchmarks.txt), for benchstat.\n\n")
+
+	writeTargets(&b, gs)
+	for _, g := range gs {
+		writeGroup(&b, g)
+	}
+	if notes != "" {
+		b.WriteString(strings.TrimSpace(notes))
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeTargets(b *strings.Builder, gs []*group) {
+	var rows []string
+	for _, t := range targets {
+		for _, g := range gs {
+			if g.family != t.family {
+				continue
+			}
+			for _, be := range g.benches {
+				if ok, _ := path.Match(t.sub, be.sub); !ok {
+					continue
+				}
+				base := g.bench(baselineOf(be.sub, t.baseline))
+				if base == nil {
+					continue
+				}
+				r := ratio(be.median(t.unit), base.median(t.unit))
+				if math.IsNaN(r) {
+					continue
+				}
+				op, met := "≤", r <= t.value
+				if t.atLeast {
+					op, met = "≥", r >= t.value
+				}
+				verdict := "**missed**"
+				if met {
+					verdict = "met"
+				}
+				rows = append(rows, fmt.Sprintf("| %s `%s` %s ÷ `%s` | %s %s | %s | %s | %s |",
+					g.family, be.sub, t.unit, t.baseline, op, fmtRatio(t.value), fmtRatio(r), verdict, t.source))
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("## Targets\n\n| ratio | target | measured | | why |\n|---|---|---|---|---|\n")
+	b.WriteString(strings.Join(rows, "\n"))
+	b.WriteString("\n\n")
+}
+
+func writeGroup(b *strings.Builder, g *group) {
+	f, known := familyOf(g.family)
+	title := g.family
+	if known {
+		title = f.title
+	}
+	fmt.Fprintf(b, "## %s\n\n", title)
+	fmt.Fprintf(b, "`Benchmark%s` in `%s`.", g.family, g.pkg)
+	if known && f.about != "" {
+		b.WriteString(" " + f.about)
+	}
+	b.WriteString("\n\n")
+
+	compare := f.compare
+	if len(compare) == 0 && len(f.baselines) > 0 {
+		compare = g.units[:min(2, len(g.units))]
+	}
+	// Only the baselines this group has.
+	var baselines []string
+	for _, bl := range f.baselines {
+		for _, be := range g.benches {
+			if path.Base(be.sub) == bl {
+				baselines = append(baselines, bl)
+				break
+			}
+		}
+	}
+	type col struct{ unit, baseline string }
+	var ratios []col
+	for _, bl := range baselines {
+		for _, u := range compare {
+			if slices.Contains(g.units, u) {
+				ratios = append(ratios, col{u, bl})
+			}
+		}
+	}
+
+	cols := []string{"benchmark", "n"}
+	cols = append(cols, g.units...)
+	cols = append(cols, "range")
+	for _, c := range ratios {
+		cols = append(cols, c.unit+" ÷ "+c.baseline)
+	}
+	b.WriteString("| " + strings.Join(cols, " | ") + " |\n")
+	b.WriteString("|---|" + strings.Repeat("---:|", len(cols)-1) + "\n")
+	for _, be := range g.benches {
+		name := be.sub
+		if name == "" {
+			name = g.family
+		}
+		cells := []string{"`" + name + "`", strconv.Itoa(runs(be))}
+		for _, u := range g.units {
+			cells = append(cells, fmtNum(be.median(u)))
+		}
+		cells = append(cells, fmtPct(spread(be.runs[g.units[0]])))
+		for _, c := range ratios {
+			base := g.bench(baselineOf(be.sub, c.baseline))
+			r := math.NaN()
+			if base != nil {
+				r = ratio(be.median(c.unit), base.median(c.unit))
+			}
+			cells = append(cells, fmtRatio(r))
+		}
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+	b.WriteString("\n")
+}
+
+func runs(be *bench) int {
+	n := 0
+	for _, v := range be.runs {
+		n = max(n, len(v))
+	}
+	return n
+}
+
+// fmtNum prints a figure with about three significant digits, thousands
+// separated: 1,234,567 / 12,345 / 123 / 12.3 / 1.23 / 0.0123.
+func fmtNum(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "–"
+	case math.Abs(v) >= 100 || v == math.Trunc(v):
+		return group3(strconv.FormatFloat(math.Round(v), 'f', 0, 64))
+	case math.Abs(v) >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case math.Abs(v) >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
+}
+
+func group3(s string) string {
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
+
+func fmtRatio(r float64) string {
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return "–"
+	}
+	if r >= 10 {
+		return strconv.FormatFloat(r, 'f', 1, 64) + "×"
+	}
+	return strconv.FormatFloat(r, 'f', 2, 64) + "×"
+}
+
+func fmtPct(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return strconv.FormatFloat(v*100, 'f', 0, 64) + "%"
+}
