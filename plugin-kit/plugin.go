@@ -231,6 +231,12 @@ func (p *Plugin) serve(ctx context.Context, nc *nats.Conn, reconnected <-chan st
 	p.quit = make(chan struct{})
 	defer close(p.quit) // ends the routes' workers
 
+	// Before the micro service exists: its STATS handler reads the routes.
+	for _, r := range p.routes {
+		if err := p.prepareRoute(r); err != nil {
+			return err
+		}
+	}
 	host, _ := os.Hostname()
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        p.name,
@@ -253,12 +259,6 @@ func (p *Plugin) serve(ctx context.Context, nc *nats.Conn, reconnected <-chan st
 	}
 	p.id = svc.Info().ID
 	p.log = p.logger.With("plugin", p.name, "instance", p.id)
-	for _, r := range p.routes {
-		if err := p.prepareRoute(r); err != nil {
-			_ = svc.Stop()
-			return err
-		}
-	}
 	if p.durable != nil {
 		// Before the endpoints, so that every handler sees it.
 		if err := p.startDurable(ctx); err != nil {
