@@ -22,13 +22,25 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## bench: the benchmark suite (long and noisy; not for CI)
+## bench: the benchmark suite, side by side in one run, written up in
+## docs/benchmarks.md (raw runs in docs/benchmarks.txt, for benchstat).
+## Long (about BENCH_COUNT x 2 minutes) and noisy: not for CI.
+BENCH_COUNT ?= 5
+BENCH_PKGS  := ./bus/ ./plugin-kit/ $(if $(wildcard internal/faults/*_test.go),./internal/faults/)
+BENCH_FLAGS := -run '^$$' -bench . -benchmem -timeout 60m
+bench: SHELL := /bin/bash
+bench: .SHELLFLAGS := -o pipefail -c
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./bus/ ./plugin-kit/
+	@out=$$(mktemp); trap 'rm -f $$out' EXIT; \
+	$(GO) test $(BENCH_FLAGS) -count $(BENCH_COUNT) $(BENCH_PKGS) | tee $$out && \
+	cat $$out > docs/benchmarks.txt && \
+	$(GO) run ./internal/benchreport -cmd "make bench (BENCH_COUNT=$(BENCH_COUNT))" \
+		-notes docs/benchmarks-notes.md -o docs/benchmarks.md docs/benchmarks.txt && \
+	echo "wrote docs/benchmarks.md"
 
-## bench-smoke: every benchmark once, briefly, to catch breakage
+## bench-smoke: every benchmark once, briefly, to catch breakage (CI)
 bench-smoke:
-	$(GO) test -run '^$$' -bench . -benchtime 100x ./bus/ ./plugin-kit/
+	$(GO) test -run '^$$' -bench . -benchtime 100x $(BENCH_PKGS)
 
 ## lint: formatting, go vet and staticcheck
 lint:

@@ -38,13 +38,20 @@ func main() {
 
 func run(out, notesFile, command, goVersion string, inputs []string) error {
 	var readers []io.Reader
+	var ran time.Time // when the benchmarks ran: the newest input, or now
 	for _, name := range inputs {
 		f, err := os.Open(name)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
+		if fi, err := f.Stat(); err == nil && fi.ModTime().After(ran) {
+			ran = fi.ModTime()
+		}
 		readers = append(readers, f)
+	}
+	if ran.IsZero() {
+		ran = time.Now()
 	}
 	if len(readers) == 0 {
 		readers = append(readers, os.Stdin)
@@ -67,7 +74,7 @@ func run(out, notesFile, command, goVersion string, inputs []string) error {
 	h := header{
 		machine:   machine(e.cpu),
 		goVersion: goVersion,
-		date:      time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		date:      ran.UTC().Format("2006-01-02 15:04 UTC"),
 		command:   command,
 		goos:      e.goos,
 		goarch:    e.goarch,
