@@ -130,11 +130,10 @@ func (c *Config) validate() error {
 
 // server holds what the handlers share.
 type server struct {
-	cfg     Config
-	log     *slog.Logger
-	m       *metrics
-	token   [sha256.Size]byte // hash of cfg.Token, compared in constant time
-	plugins func() any
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics
+	token [sha256.Size]byte // hash of cfg.Token, compared in constant time
 }
 
 // New builds the API handler described in the package documentation. It
