@@ -22,31 +22,37 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## bench: the benchmark suite, side by side in one run, written up in
-## docs/benchmarks.md (raw runs in docs/benchmarks.txt, for benchstat).
-## Long (about BENCH_COUNT x 2 minutes) and noisy: not for CI.
+## bench: the benchmark suite, side by side in one run: this module's
+## benchmarks, then the alternatives in bench/ (a module of its own, so that
+## go-plugin, gRPC and sdk-go's NATS binding stay out of go.mod). Writes
+## docs/benchmarks.md, with the raw runs in docs/benchmarks.txt for benchstat.
+## Long (about 6 minutes per BENCH_COUNT) and noisy: not for CI.
 BENCH_COUNT ?= 5
-BENCH_PKGS  := ./bus/ ./plugin-kit/ $(if $(wildcard internal/faults/*_test.go),./internal/faults/)
-BENCH_FLAGS := -run '^$$' -bench . -benchmem -timeout 60m
+BENCH_PKGS  := ./bus/ ./plugin-kit/ $(if $(shell grep -ls '^func Benchmark' internal/faults/*_test.go),./internal/faults/)
+BENCH_FLAGS := -run '^$$' -bench . -benchmem -timeout 90m
 bench: SHELL := /bin/bash
 bench: .SHELLFLAGS := -o pipefail -c
 bench:
 	@out=$$(mktemp); trap 'rm -f $$out' EXIT; \
 	$(GO) test $(BENCH_FLAGS) -count $(BENCH_COUNT) $(BENCH_PKGS) | tee $$out && \
+	(cd bench && $(GO) test $(BENCH_FLAGS) -count $(BENCH_COUNT) .) | tee -a $$out && \
 	cat $$out > docs/benchmarks.txt && \
 	$(GO) run ./internal/benchreport -cmd "make bench (BENCH_COUNT=$(BENCH_COUNT))" \
 		-notes docs/benchmarks-notes.md -o docs/benchmarks.md docs/benchmarks.txt && \
 	echo "wrote docs/benchmarks.md"
 
-## bench-smoke: every benchmark once, briefly, to catch breakage (CI)
+## bench-smoke: every benchmark, a few iterations each, to catch breakage
+## (CI; under a minute once the modules are downloaded and built)
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime 100x $(BENCH_PKGS)
+	cd bench && $(GO) test -run '^$$' -bench . -benchtime 1x .
 
-## lint: formatting, go vet and staticcheck
+## lint: formatting, go vet and staticcheck, here and in bench/
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	cd bench && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 clean:
 	rm -rf $(BIN)

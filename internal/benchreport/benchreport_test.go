@@ -235,6 +235,10 @@ func TestWrite(t *testing.T) {
 			t.Errorf("report lacks %q\n%s", want, md)
 		}
 	}
+	// The families table's order, not the run's: Invoke after ProcOneWay.
+	if i, j := strings.Index(md, "## One way to a handler"), strings.Index(md, "## Invoke round trip"); i < 0 || j < i {
+		t.Errorf("ProcOneWay at %d, Invoke at %d: want the families table's order", i, j)
+	}
 	if strings.Contains(md, "÷ goplugin-grpc") {
 		t.Error("a ratio column for a baseline the run does not have")
 	}

@@ -24,14 +24,43 @@ type family struct {
 
 var families = []family{
 	{
-		name:  "Encode",
-		title: "Encode an event into a NATS message",
-		about: "bus.Encode: attributes to `ce-` headers, data to the body. Absolute figures; there is no alternative in the same run.",
+		name:      "ProcOneWay",
+		title:     "One way to a handler in another process, by event size",
+		about:     "The benchmark (embedded NATS server and publisher) sends JSON events `{\"name\":…}` of the given size to a handler in a child process, which decodes each and publishes a small acknowledgement event; events/s counts acknowledgements received, with at most 4096 events (and 4 MiB) in flight. cpu-ns/op is the CPU of both processes per event (the child's read from /proc in 10 ms ticks). `raw`: nats.go both sides, no headers; `raw-ce-headers`: the same with the `ce-` headers Plugbus sends, computed once; `sdkgo-nats`: the CloudEvents sdk-go client with its stock NATS binding (protocol/nats/v2, which is structured mode only: the whole event as JSON in the body) on both sides, with its default settings; `plugbus`: bus.Publish with a fresh id per event, to a plugin-kit plugin whose handler reads the data with DataAs and returns the acknowledgement (bench/cmd/pluginpeer).",
+		baselines: []string{"raw-ce-headers", "raw", "sdkgo-nats"},
+		compare:   []string{"events/s", "cpu-ns/op"},
 	},
 	{
-		name:  "Decode",
-		title: "Decode a NATS message into an event",
-		about: "bus.Decode: `ce-` headers back to attributes, validated. Absolute figures.",
+		name:      "Invoke",
+		title:     "Invoke round trip, 128 B",
+		about:     "Sequential calls of a greeting handler with a 128 B request (decode `{\"name\":…}`, answer `{\"text\":\"hello, …\"}`); cpu-ns/op is the CPU of caller and child per call (the child's in 10 ms ticks). `direct`: an in-process function call, the floor; `stdio-json`: a child process answering JSON lines on stdin/stdout; `goplugin-grpc`: hashicorp/go-plugin v1.8.0 over gRPC (a hand-written unary service whose messages are protobuf's BytesValue, so no generated code; grpc-go v1.85.0); `goplugin-netrpc`: the same plugin over go-plugin's net/rpc transport; `nats-raw`: nats.go request/reply to a child process (through the embedded server, like Plugbus); `plugbus`: bus.Request to plugins/hello in a child process.",
+		baselines: []string{"nats-raw", "goplugin-grpc"},
+		compare:   []string{"p50-µs", "p99-µs"},
+	},
+	{
+		name:      "FanOut",
+		title:     "Fan-out: every event to N plugin processes",
+		about:     "As the 128 B one-way benchmark, but every event goes to N child processes, each a plugin of its own (its own queue group), and is counted when all N have acknowledged it. cpu-ns/op is the CPU of all the processes per event. On 2 cores, 32 processes mostly measure the scheduler.",
+		baselines: []string{"raw-ce-headers", "raw"},
+		compare:   []string{"events/s", "cpu-ns/op"},
+	},
+	{
+		name:      "Durable",
+		title:     "Durable delivery (JetStream)",
+		about:     "Durable mode against raw JetStream doing the same work.",
+		baselines: []string{"raw-jetstream"},
+	},
+	{
+		name:      "ColdStart",
+		title:     "Cold start: process start → first reply",
+		about:     "Each iteration starts a fresh plugin process and times until its first reply; stopping it is outside the timer. `plugbus`: exec plugins/hello with the bus already up, then bus.Request until the first reply (a request answers \"no responders\" at once until the plugin has subscribed); `goplugin-grpc`: go-plugin's NewClient, Client (start and handshake), Dispense, first call; `stdio-json`: exec, first JSON line answered.",
+		baselines: []string{"goplugin-grpc"},
+		compare:   []string{"p50-ms"},
+	},
+	{
+		name:  "Footprint",
+		title: "Memory and binary size",
+		about: "Resident set size (VmRSS) of an idle process 0.5 s after it is ready, and the size of its binary as `go build` makes it (not stripped). `coordinator-idle`: `coordinator serve` with its embedded NATS server and no plugins; `hello`: plugins/hello connected to a bus; `goplugin-grpc`: the go-plugin plugin after its handshake and one call; `stdio-json`: the JSON-lines child after one call.",
 	},
 	{
 		name:      "Publish",
@@ -55,44 +84,29 @@ var families = []family{
 		compare:   []string{"p50-µs", "p99-µs"},
 	},
 	{
-		name:      "Durable",
-		title:     "Durable delivery (JetStream)",
-		about:     "Durable mode against raw JetStream doing the same work.",
-		baselines: []string{"raw-jetstream"},
+		name:  "Encode",
+		title: "Encode an event into a NATS message",
+		about: "bus.Encode: attributes to `ce-` headers, data to the body. Absolute figures; there is no alternative in the same run.",
 	},
 	{
-		name:      "ProcOneWay",
-		title:     "One way to a handler in another process, by event size",
-		about:     "The benchmark publishes events (at most 4096 in flight) to a handler in a child process, which handles each and publishes a small result; events/s counts results received. cpu-ns/op is the CPU of the benchmark process (NATS server and publisher) plus the child's, per event. `raw`: nats.go, no headers; `raw-ce-headers`: nats.go with the `ce-` headers precomputed both ways; `sdkgo-nats`: CloudEvents sdk-go client with its stock NATS binding (protocol/nats/v2, structured mode) on both sides; `plugbus`: bus.Publish to a plugin-kit plugin.",
-		baselines: []string{"raw-ce-headers", "raw", "sdkgo-nats"},
-		compare:   []string{"events/s", "cpu-ns/op"},
+		name:  "Decode",
+		title: "Decode a NATS message into an event",
+		about: "bus.Decode: `ce-` headers back to attributes, validated. Absolute figures.",
 	},
-	{
-		name:      "Invoke",
-		title:     "Invoke round trip, 128 B",
-		about:     "Sequential calls of a greeting handler (decode `{\"name\":…}`, answer `{\"text\":\"hello, …\"}`). `direct`: an in-process function call, the floor; `stdio-json`: a child process answering JSON lines on stdin/stdout; `goplugin-grpc` / `goplugin-netrpc`: hashicorp/go-plugin with its gRPC or net/rpc transport; `nats-raw`: nats.go request/reply to a child process; `plugbus`: bus.Request to plugins/hello in a child process.",
-		baselines: []string{"nats-raw", "goplugin-grpc"},
-		compare:   []string{"p50-µs", "p99-µs"},
-	},
-	{
-		name:      "ColdStart",
-		title:     "Cold start: process start → first reply",
-		about:     "Each iteration starts a fresh plugin process and times until its first reply; stopping it is outside the timer. `plugbus`: exec plugins/hello, wait for its started event, bus.Request; `goplugin-grpc`: go-plugin's NewClient, Client (start and handshake), Dispense, first call; `stdio-json`: exec, first JSON line answered.",
-		baselines: []string{"goplugin-grpc"},
-		compare:   []string{"p50-ms"},
-	},
-	{
-		name:  "Footprint",
-		title: "Memory and binary size",
-		about: "Resident set size (VmRSS) of an idle process after it is ready, and the size of its binary as `go build` makes it (not stripped).",
-	},
-	{
-		name:      "FanOut",
-		title:     "Fan-out: every event to N plugin processes",
-		about:     "Each event goes to N child processes (N plugins, each its own queue group); events/s counts events whose N results all came back.",
-		baselines: []string{"raw-ce-headers", "raw"},
-		compare:   []string{"events/s", "cpu-ns/op"},
-	},
+}
+
+// order sorts groups as the families table lists them, unknown families
+// last, each in the order it ran.
+func order(gs []*group) {
+	rank := func(g *group) int {
+		for i, f := range families {
+			if f.name == g.family {
+				return i
+			}
+		}
+		return len(families)
+	}
+	slices.SortStableFunc(gs, func(a, b *group) int { return rank(a) - rank(b) })
 }
 
 func familyOf(name string) (family, bool) {
@@ -154,6 +168,8 @@ func write(w io.Writer, h header, gs []*group, notes string) error {
 		"(`÷ raw` = this row over the `raw` row of the same size); for rates (events/s) higher is better, " +
 		"for times, CPU and allocations lower is better. The raw runs are in [benchmarks.txt](benchmarks.txt), for benchstat.\n\n")
 
+	gs = slices.Clone(gs)
+	order(gs)
 	writeTargets(&b, gs)
 	for _, g := range gs {
 		writeGroup(&b, g)

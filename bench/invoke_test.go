@@ -1,0 +1,220 @@
+package bench_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/nats-io/nats.go"
+
+	"github.com/plugbus/plugbus/bench/goplugin"
+	"github.com/plugbus/plugbus/bench/greet"
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/bus/bustest"
+	pluginkit "github.com/plugbus/plugbus/plugin-kit"
+)
+
+const invokeSubject = "bench.greet" // natspeer's in mode reply
+
+// An invoker sets up one way of calling the greeting handler: it returns
+// the call and the process id of the child that answers (0 for none).
+type invoker struct {
+	name  string
+	setup func(b *testing.B, url string, payload []byte) (call func() error, pid int)
+}
+
+var invokers = []invoker{
+	{"direct", func(b *testing.B, _ string, payload []byte) (func() error, int) {
+		handler := greet.Greet // through a variable, as a registry of handlers would call it
+		return func() error {
+			_, err := handler(payload)
+			return err
+		}, 0
+	}},
+	{"stdio-json", func(b *testing.B, _ string, payload []byte) (func() error, int) {
+		c := startStdio(b)
+		return func() error { return c.call(payload) }, c.p.cmd.Process.Pid
+	}},
+	{"goplugin-netrpc", func(b *testing.B, _ string, payload []byte) (func() error, int) {
+		return goPluginCall(b, plugin.ProtocolNetRPC, payload)
+	}},
+	{"goplugin-grpc", func(b *testing.B, _ string, payload []byte) (func() error, int) {
+		return goPluginCall(b, plugin.ProtocolGRPC, payload)
+	}},
+	{"nats-raw", func(b *testing.B, url string, payload []byte) (func() error, int) {
+		p := startProc(b, nil, "ready", bin.natspeer, "-url", url, "-mode", "reply", "-subject", invokeSubject)
+		nc := connect(b, url)
+		return func() error {
+			_, err := nc.Request(invokeSubject, payload, 5*time.Second)
+			return err
+		}, p.cmd.Process.Pid
+	}},
+	{"plugbus", func(b *testing.B, url string, payload []byte) (func() error, int) {
+		nc := connect(b, url)
+		p := startHello(b, nc, url)
+		return func() error {
+			reply, err := bus.Request(context.Background(), nc, bus.DefaultPrefix, "bench", pluginkit.NewEvent(greet.GreetType, json.RawMessage(payload)))
+			if err == nil && reply == nil {
+				err = errors.New("no reply event")
+			}
+			return err
+		}, p.cmd.Process.Pid
+	}},
+}
+
+// BenchmarkInvoke measures sequential round trips of a 128 B request to a
+// greeting handler, by every way of calling it, reporting the median and
+// 99th percentile, and the CPU of both sides per call.
+func BenchmarkInvoke(b *testing.B) {
+	s := bustest.NewServer(b)
+	payload := greet.Payload(128)
+	for _, inv := range invokers {
+		b.Run(inv.name, func(b *testing.B) {
+			call, pid := inv.setup(b, s.ClientURL(), payload)
+			for range 100 { // warm up: connections, caches, the JIT-less Go runtime's pools
+				if err := call(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var pids []int
+			if pid != 0 {
+				pids = append(pids, pid)
+			}
+			latencies := make([]time.Duration, b.N)
+			b.ResetTimer()
+			cpu0 := cpuOf(b, pids...)
+			for i := range b.N {
+				start := time.Now()
+				if err := call(); err != nil {
+					b.Fatal(err)
+				}
+				latencies[i] = time.Since(start)
+			}
+			cpu := cpuOf(b, pids...) - cpu0
+			b.StopTimer()
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+			reportLatencies(b, latencies, "µs")
+		})
+	}
+}
+
+func connect(b testing.TB, url string) *nats.Conn {
+	b.Helper()
+	nc, err := nats.Connect(url, nats.Name(b.Name()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	return nc
+}
+
+// startHello starts plugins/hello on url and waits until it has started.
+func startHello(b testing.TB, nc *nats.Conn, url string) *proc {
+	b.Helper()
+	started, err := nc.SubscribeSync(bus.DefaultPrefix + ".events.hello." + bus.TypePluginStarted)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer started.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	p := startProc(b, []string{"PLUGBUS_URL=" + url, "PLUGBUS_LOG_LEVEL=warn"}, "", bin.hello)
+	waitStarted(b, started, p)
+	return p
+}
+
+// stdioPeer is a child answering JSON lines.
+type stdioPeer struct {
+	p   *proc
+	in  io.WriteCloser
+	w   *bufio.Writer
+	out *bufio.Scanner
+}
+
+func startStdio(b testing.TB) *stdioPeer {
+	b.Helper()
+	cmd := exec.Command(bin.stdiopeer)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &proc{cmd: cmd, stderr: &syncBuffer{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	c := &stdioPeer{p: p, in: in, w: bufio.NewWriter(in), out: bufio.NewScanner(out)}
+	c.out.Buffer(make([]byte, 64<<10), 16<<20)
+	b.Cleanup(func() { c.close(b) })
+	return c
+}
+
+func (c *stdioPeer) call(payload []byte) error {
+	c.w.Write(payload)
+	c.w.WriteByte('\n')
+	if err := c.w.Flush(); err != nil {
+		return err
+	}
+	if !c.out.Scan() {
+		if err := c.out.Err(); err != nil {
+			return err
+		}
+		return io.ErrUnexpectedEOF
+	}
+	return nil
+}
+
+// close ends the child's input, which ends it.
+func (c *stdioPeer) close(b testing.TB) {
+	c.in.Close()
+	c.p.stop(b)
+}
+
+// startGoPlugin starts gopluginpeer through go-plugin with the given
+// transport and dispenses its Greeter.
+func startGoPlugin(b testing.TB, protocol plugin.Protocol) (*plugin.Client, goplugin.Greeter) {
+	b.Helper()
+	cmd := exec.Command(bin.gopluginpeer)
+	if protocol == plugin.ProtocolNetRPC {
+		cmd.Env = append(cmd.Environ(), goplugin.ProtocolEnv+"=netrpc")
+	}
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  goplugin.Handshake,
+		Plugins:          plugin.PluginSet{goplugin.Name: &goplugin.Plugin{}},
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{protocol},
+		Logger:           hclog.NewNullLogger(),
+	})
+	rpc, err := client.Client()
+	if err != nil {
+		client.Kill()
+		b.Fatal(err)
+	}
+	raw, err := rpc.Dispense(goplugin.Name)
+	if err != nil {
+		client.Kill()
+		b.Fatal(err)
+	}
+	return client, raw.(goplugin.Greeter)
+}
+
+func goPluginCall(b *testing.B, protocol plugin.Protocol, payload []byte) (func() error, int) {
+	client, g := startGoPlugin(b, protocol)
+	b.Cleanup(client.Kill)
+	return func() error {
+		_, err := g.Greet(payload)
+		return err
+	}, client.ReattachConfig().Pid
+}
