@@ -17,7 +17,8 @@ const settle = 500 * time.Millisecond
 // BenchmarkFootprint reports the resident memory of idle processes and the
 // size of their binaries: the coordinator with no plugins, plugins/hello
 // connected to a bus, the go-plugin plugin after its handshake and one
-// call, and the JSON-lines child. Each run measures once, whatever b.N.
+// call, and the JSON-lines child. Each run measures once: b.Loop runs the
+// function once per -count, and its loop is empty.
 func BenchmarkFootprint(b *testing.B) {
 	b.Run("coordinator-idle", func(b *testing.B) {
 		httpAddr := freePort(b)
@@ -68,7 +69,7 @@ func footprint(b *testing.B, pid int, binary string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for range b.N {
+	for b.Loop() {
 	}
 	b.ReportMetric(0, "ns/op") // not a timing
 	b.ReportMetric(rss, "rss-MiB")

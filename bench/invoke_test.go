@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -59,10 +60,34 @@ var invokers = []invoker{
 	{"plugbus", func(b *testing.B, url string, payload []byte) (func() error, int) {
 		nc := connect(b, url)
 		p := startHello(b, nc, url)
+		return plugbusCall(nc, payload), p.cmd.Process.Pid
+	}},
+	{"plugbus-c1", func(b *testing.B, url string, payload []byte) (func() error, int) {
+		// The same, to a plugin whose handler has Concurrency(1): handled
+		// on the subscription's goroutine, without a hand-off to a worker.
+		nc := connect(b, url)
+		p := startPlugin(b, nc, url, bin.pluginpeer, sinkName, "PLUGBUS_BENCH_NAME="+sinkName, "PLUGBUS_BENCH_CONCURRENCY=1", "PLUGBUS_BENCH_CPUPROFILE="+os.Getenv("PLUGBUS_BENCH_CPUPROFILE"))
+		return plugbusCall(nc, payload), p.cmd.Process.Pid
+	}},
+	{"plugbus-natsreq", func(b *testing.B, url string, payload []byte) (func() error, int) {
+		// The plugin side alone: a request computed once, sent with
+		// nats.go's Request, and the reply's error headers checked.
+		nc := connect(b, url)
+		p := startHello(b, nc, url)
+		subject, err := bus.EventSubject(bus.DefaultPrefix, "bench", greet.GreetType)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e := pluginkit.NewEvent(greet.GreetType, json.RawMessage(payload))
+		e.SetSource(bus.Source("bench"))
+		msg := &nats.Msg{Subject: subject}
+		if err := bus.Encode(e, msg); err != nil {
+			b.Fatal(err)
+		}
 		return func() error {
-			reply, err := bus.Request(context.Background(), nc, bus.DefaultPrefix, "bench", pluginkit.NewEvent(greet.GreetType, json.RawMessage(payload)))
-			if err == nil && reply == nil {
-				err = errors.New("no reply event")
+			reply, err := nc.RequestMsg(msg, 5*time.Second)
+			if err == nil && reply.Header.Get("Nats-Service-Error-Code") != "" {
+				err = errors.New(reply.Header.Get("Nats-Service-Error"))
 			}
 			return err
 		}, p.cmd.Process.Pid
@@ -105,6 +130,16 @@ func BenchmarkInvoke(b *testing.B) {
 	}
 }
 
+func plugbusCall(nc *nats.Conn, payload []byte) func() error {
+	return func() error {
+		reply, err := bus.Request(context.Background(), nc, bus.DefaultPrefix, "bench", pluginkit.NewEvent(greet.GreetType, json.RawMessage(payload)))
+		if err == nil && reply == nil {
+			err = errors.New("no reply event")
+		}
+		return err
+	}
+}
+
 func connect(b testing.TB, url string) *nats.Conn {
 	b.Helper()
 	nc, err := nats.Connect(url, nats.Name(b.Name()))
@@ -118,7 +153,14 @@ func connect(b testing.TB, url string) *nats.Conn {
 // startHello starts plugins/hello on url and waits until it has started.
 func startHello(b testing.TB, nc *nats.Conn, url string) *proc {
 	b.Helper()
-	started, err := nc.SubscribeSync(bus.DefaultPrefix + ".events.hello." + bus.TypePluginStarted)
+	return startPlugin(b, nc, url, bin.hello, "hello")
+}
+
+// startPlugin starts the plugin name from path on url, with extra
+// environment, and waits until it has started.
+func startPlugin(b testing.TB, nc *nats.Conn, url, path, name string, env ...string) *proc {
+	b.Helper()
+	started, err := nc.SubscribeSync(bus.DefaultPrefix + ".events." + name + "." + bus.TypePluginStarted)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -126,7 +168,7 @@ func startHello(b testing.TB, nc *nats.Conn, url string) *proc {
 	if err := nc.Flush(); err != nil {
 		b.Fatal(err)
 	}
-	p := startProc(b, []string{"PLUGBUS_URL=" + url, "PLUGBUS_LOG_LEVEL=warn"}, "", bin.hello)
+	p := startProc(b, append([]string{"PLUGBUS_URL=" + url, "PLUGBUS_LOG_LEVEL=warn"}, env...), "", path)
 	waitStarted(b, started, p)
 	return p
 }

@@ -92,9 +92,20 @@ func collect(rs []result) []*group {
 		}
 	}
 	for _, g := range gs {
-		g.units = sortedUnits(unitSet(g.units))
+		g.units = slices.DeleteFunc(sortedUnits(unitSet(g.units)), g.allZero)
 	}
 	return gs
+}
+
+// allZero reports whether every median of unit is zero: B/op and
+// allocs/op of a benchmark that measures something else.
+func (g *group) allZero(unit string) bool {
+	for _, b := range g.benches {
+		if b.median(unit) != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // unitOrder puts the figures people look for first.
