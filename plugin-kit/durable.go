@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,9 +38,13 @@ type Durable struct {
 	StartAt   StartPolicy
 	StartTime time.Time
 	// EffectivelyOnce records (producer, source, id) of every handled event
-	// in a key-value bucket, so an event redelivered after a crash between
-	// its effect and its acknowledgement is acknowledged without running the
-	// handler again. Records live as long as the stream keeps events.
+	// in a key-value bucket once its handler has returned, so an event
+	// redelivered after that (a crash or a NATS restart before the
+	// acknowledgement got through) is acknowledged without running the
+	// handler again. A handler interrupted before it returned (a crash just
+	// after its effect, an instance stopped past the ack wait) runs again:
+	// effects that must never repeat need keys of their own. Records live
+	// as long as the stream keeps events.
 	EffectivelyOnce bool
 	// Stream is the events stream; default bus.DefaultEventsStream. When it
 	// does not exist the plugin creates it with bus's defaults.
@@ -88,6 +93,10 @@ type durableState struct {
 	consume jetstream.ConsumeContext
 	dedup   jetstream.KeyValue // nil unless EffectivelyOnce
 	ttl     time.Duration
+
+	mu       sync.Mutex
+	handling map[string]chan struct{} // effectively-once keys of the events being handled here
+	waiting  map[jetstream.Msg]bool   // events received and waiting for a free worker
 }
 
 // startDurable creates or updates the plugin's consumer and starts
@@ -98,7 +107,7 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st := &durableState{js: js}
+	st := &durableState{js: js, handling: map[string]chan struct{}{}, waiting: map[jetstream.Msg]bool{}}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	stream, err := js.Stream(setup, d.Stream)
@@ -139,11 +148,17 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 		}
 	}
 	p.ds = st
+	go p.keepWaiting(st)
 	batch := 0
 	for _, r := range p.routes {
 		batch += r.concurrency
 	}
+	// A short heartbeat bounds a stall of nats.go's Consume, whose pull
+	// requests can run out under load while it believes some are still
+	// open (nats-io/nats.go#1622): after two missed heartbeats it pulls
+	// again. With the default (15s) the stall lasted 30s.
 	st.consume, err = cons.Consume(p.consumeMsg, jetstream.PullMaxMessages(max(1, min(batch, d.MaxAckPending))),
+		jetstream.PullHeartbeat(2*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, nats.ErrConnectionClosed) {
 				p.log.Debug("durable consumer", "err", err)
@@ -201,7 +216,42 @@ func (p *Plugin) consumeMsg(m jetstream.Msg) {
 		p.deadLetter(m, msg, fmt.Errorf("no handler of plugin %q matches type %q", p.name, typ))
 		return
 	}
-	p.dispatch(r, func() { p.handleDurable(r, m, msg) })
+	st := p.ds
+	st.mu.Lock()
+	st.waiting[m] = true
+	st.mu.Unlock()
+	p.dispatch(r, func() {
+		st.mu.Lock()
+		delete(st.waiting, m)
+		st.mu.Unlock()
+		p.handleDurable(r, m, msg)
+	})
+}
+
+// keepWaiting sends, every AckWait/3 until the plugin stops, an in-progress
+// signal for each event waiting for a free worker of its handler, so that
+// the bus does not hand the event to another instance (or to this one
+// again) while the workers are busy with long handlers.
+func (p *Plugin) keepWaiting(st *durableState) {
+	t := time.NewTicker(p.durable.AckWait / 3)
+	defer t.Stop()
+	var msgs []jetstream.Msg
+	for {
+		select {
+		case <-p.quit:
+			return
+		case <-t.C:
+		}
+		st.mu.Lock()
+		for m := range st.waiting {
+			msgs = append(msgs, m)
+		}
+		st.mu.Unlock()
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
+		msgs = msgs[:0]
+	}
 }
 
 // routeFor returns the durable handler whose pattern matches typ.
@@ -258,11 +308,30 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 	key := ""
 	if p.ds.dedup != nil {
 		key = p.name + "." + bus.MsgID(producer, e.Source(), e.ID())
+		defer p.claim(key, m)()
 		if _, err := p.ds.dedup.Get(ctx, key); err == nil {
 			p.log.Debug("already handled; acknowledging the redelivery", "type", e.Type(), "id", e.ID(), "attempt", attempt)
 			p.ack(m, e)
 			return
+		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			// Running the handler could repeat its effect.
+			delay := p.durable.Backoff[min(attempt-1, len(p.durable.Backoff)-1)]
+			p.log.Warn("could not tell whether the event was handled; will retry", "type", e.Type(), "id", e.ID(), "attempt", attempt, "retry_in", delay, "err", err)
+			_ = m.NakWithDelay(delay)
+			return
 		}
+	}
+	if attempt > p.durable.MaxDeliver {
+		// Delivered MaxDeliver times already without success, and the last
+		// delivery had no outcome at all (no error, no ack): the plugin
+		// crashed or was killed while handling it. Checked before the
+		// handler runs, or an event that crashes the plugin would crash
+		// it forever.
+		err := fmt.Errorf("gave up after %d deliveries without an outcome (the plugin stopped while handling it)", attempt-1)
+		r.stats.Failed.Add(1)
+		p.log.Warn("giving up on an event: dead letter", "type", e.Type(), "id", e.ID(), "attempt", attempt, "err", err)
+		p.deadLetter(m, msg, err)
+		return
 	}
 	stop := p.keepInProgress(m)
 	ctx = context.WithValue(ctx, deliveryKey{}, &delivery{plugin: p, trigger: e, producer: producer})
@@ -290,11 +359,68 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 	}
 	r.stats.Handled.Add(1)
 	if key != "" {
-		if _, err := p.ds.dedup.Create(ctx, key, nil); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			p.log.Warn("could not record the event as handled; a redelivery would run it again", "id", e.ID(), "err", err)
-		}
+		p.record(key, m, e)
 	}
 	p.ack(m, e)
+}
+
+// claim makes the deliveries of one event in this instance take turns: a
+// redelivery that comes while an earlier delivery of the same event is
+// still being handled here (its record not stored yet, as after a NATS
+// restart) waits, keeping its event, for that one's outcome. The returned
+// func ends the turn.
+func (p *Plugin) claim(key string, m jetstream.Msg) (release func()) {
+	st := p.ds
+	for {
+		st.mu.Lock()
+		busy, ok := st.handling[key]
+		if !ok {
+			done := make(chan struct{})
+			st.handling[key] = done
+			st.mu.Unlock()
+			return func() {
+				st.mu.Lock()
+				delete(st.handling, key)
+				st.mu.Unlock()
+				close(done)
+			}
+		}
+		st.mu.Unlock()
+		stop := p.keepInProgress(m)
+		<-busy
+		stop()
+	}
+}
+
+// record stores the effectively-once record of a handled event, retrying
+// while NATS does not answer (a restart, a reconnect) for up to 30s, and
+// keeps the event meanwhile, so that a redelivery finds the record.
+func (p *Plugin) record(key string, m jetstream.Msg, e *Event) {
+	stop := p.keepInProgress(m)
+	defer stop()
+	ctx, cancel := context.WithTimeout(p.handlers, 30*time.Second)
+	defer cancel()
+	wait := 50 * time.Millisecond
+	for {
+		try, cancelTry := context.WithTimeout(ctx, 2*time.Second)
+		_, err := p.ds.dedup.Create(try, key, nil)
+		cancelTry()
+		if err == nil || errors.Is(err, jetstream.ErrKeyExists) {
+			return
+		}
+		transient := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+			errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionReconnecting)
+		if transient {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+				wait = min(2*wait, time.Second)
+				continue
+			}
+		}
+		p.log.Warn("could not record the event as handled; a redelivery would run it again", "id", e.ID(), "err", err)
+		return
+	}
 }
 
 func (p *Plugin) ack(m jetstream.Msg, e *Event) {
