@@ -47,8 +47,9 @@ var families = []family{
 	{
 		name:      "Durable",
 		title:     "Durable delivery (JetStream)",
-		about:     "Durable mode against raw JetStream doing the same work.",
-		baselines: []string{"raw-jetstream"},
+		about:     "Events/s from the first publish to the last event handled, on one embedded server with file storage. `raw-jetstream`: nats.go alone as a careful user would write it (async publishes, a pull consumer with nats.go's defaults, Ack); `raw-jetstream-same-acks`: nats.go doing what Plugbus promises (each publish waits for its acknowledgement, each event double-acked by one of 16 workers); `pluginkit`: bus.PublishDurable to a durable plugin-kit plugin; `pluginkit-effectively-once`: the same with effectively-once records. Written with the fault tests in internal/faults.",
+		baselines: []string{"raw-jetstream", "raw-jetstream-same-acks"},
+		compare:   []string{"events/s"},
 	},
 	{
 		name:      "ColdStart",
@@ -61,6 +62,11 @@ var families = []family{
 		name:  "Footprint",
 		title: "Memory and binary size",
 		about: "Resident set size (VmRSS) of an idle process 0.5 s after it is ready, and the size of its binary as `go build` makes it (not stripped). `coordinator-idle`: `coordinator serve` with its embedded NATS server and no plugins; `hello`: plugins/hello connected to a bus; `goplugin-grpc`: the go-plugin plugin after its handshake and one call; `stdio-json`: the JSON-lines child after one call.",
+	},
+	{
+		name:  "Handle",
+		title: "The handler's own work",
+		about: "What the peers of the benchmarks above do per event without any transport: `oneway/…` decodes the request and encodes the acknowledgement, `greet/128B` answers a greeting. The floor under the one-way and invoke figures.",
 	},
 	{
 		name:      "Publish",
