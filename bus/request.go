@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
 )
 
 // Extension names Plugbus sets on events.
@@ -104,15 +106,13 @@ func Request(ctx context.Context, nc *nats.Conn, prefix, producer string, e *eve
 	// request on its reply subject too, and that acknowledgement must be
 	// skipped to get the plugin's reply. nats.go's request keeps only the
 	// first reply.
-	// A small channel: SubscribeSync would allocate nats.go's default
-	// 64k-message buffer for every request.
-	msg.Reply = nc.NewRespInbox()
-	replies := make(chan *nats.Msg, 4)
-	sub, err := nc.ChanSubscribe(msg.Reply, replies)
+	mux, err := repliesFor(nc)
 	if err != nil {
 		return nil, fmt.Errorf("bus: request %s: %w", subject, err)
 	}
-	defer sub.Unsubscribe()
+	var replies <-chan *nats.Msg
+	msg.Reply, replies = mux.await()
+	defer mux.forget(msg.Reply)
 	if err := nc.PublishMsg(&msg); err != nil {
 		return nil, fmt.Errorf("bus: request %s: %w", subject, err)
 	}
@@ -162,4 +162,70 @@ func Deadline(e *event.Event) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t, true
+}
+
+// replyMux routes the replies to one connection's requests, from a single
+// wildcard subscription, as nats.go's request does, but keeps a request
+// waiting past a stream's acknowledgement: nats.go's hands over the first
+// reply only, and a subscription per request costs a SUB and an UNSUB.
+type replyMux struct {
+	prefix string // <inbox>.
+	mu     sync.Mutex
+	// waiting maps each reply subject to its request's channel.
+	waiting map[string]chan *nats.Msg
+}
+
+// muxes holds one replyMux per connection; entries for closed connections
+// are dropped whenever a new one is made.
+var (
+	muxesMu sync.Mutex
+	muxes   = map[*nats.Conn]*replyMux{}
+)
+
+func repliesFor(nc *nats.Conn) (*replyMux, error) {
+	muxesMu.Lock()
+	defer muxesMu.Unlock()
+	if m := muxes[nc]; m != nil {
+		return m, nil
+	}
+	for c := range muxes {
+		if c.IsClosed() {
+			delete(muxes, c)
+		}
+	}
+	m := &replyMux{prefix: nc.NewInbox() + ".", waiting: map[string]chan *nats.Msg{}}
+	if _, err := nc.Subscribe(m.prefix+"*", m.deliver); err != nil {
+		return nil, err
+	}
+	muxes[nc] = m
+	return m, nil
+}
+
+// await returns a fresh reply subject and the channel its replies arrive on.
+func (m *replyMux) await() (string, <-chan *nats.Msg) {
+	subject := m.prefix + nuid.Next()
+	ch := make(chan *nats.Msg, 4)
+	m.mu.Lock()
+	m.waiting[subject] = ch
+	m.mu.Unlock()
+	return subject, ch
+}
+
+func (m *replyMux) forget(subject string) {
+	m.mu.Lock()
+	delete(m.waiting, subject)
+	m.mu.Unlock()
+}
+
+func (m *replyMux) deliver(msg *nats.Msg) {
+	m.mu.Lock()
+	ch := m.waiting[msg.Subject]
+	m.mu.Unlock()
+	if ch == nil {
+		return // a late reply to a request that gave up
+	}
+	select {
+	case ch <- msg:
+	default: // more replies than the request reads (several plugins answered)
+	}
 }
