@@ -1,58 +1,23 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/bustest"
+	"github.com/plugbus/plugbus/internal/proctest"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
-
-// buildBinary compiles this plugin into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build the plugin with")
-	}
-	bin := filepath.Join(t.TempDir(), name)
-	out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// syncBuffer collects a process's output for the test log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Events published before SIGTERM are all in the archive once the process
 // has exited: it drains the subscription, waits for its handlers, and syncs
 // the file.
 func TestProcessArchivesEverythingBeforeSIGTERM(t *testing.T) {
-	bin := buildBinary(t)
+	bin := proctest.Build(t, ".")
 	srv := bustest.NewServer(t)
 	nc := bustest.Connect(t, srv)
 	dir := t.TempDir()
@@ -71,7 +36,7 @@ func TestProcessArchivesEverythingBeforeSIGTERM(t *testing.T) {
 		"PLUGBUS_ARCHIVE_TYPES=com.example.>",
 		"PLUGBUS_ARCHIVE_MAX_BYTES=20000", // rotate a few times along the way
 	)
-	var logs syncBuffer
+	var logs proctest.Output
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

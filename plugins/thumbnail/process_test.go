@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,45 +14,13 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/bustest"
+	"github.com/plugbus/plugbus/internal/proctest"
 )
-
-// buildBinary compiles this plugin into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build the plugin with")
-	}
-	bin := filepath.Join(t.TempDir(), name)
-	out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// syncBuffer collects a process's output for the test log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Three instances of the binary share the uploaded events: every event is
 // handled once, by one of them, and more than one of them works.
 func TestProcessInstancesShareTheLoad(t *testing.T) {
-	bin := buildBinary(t)
+	bin := proctest.Build(t, ".")
 	srv := bustest.NewServer(t)
 	nc := bustest.Connect(t, srv)
 	out := t.TempDir()
@@ -69,7 +35,7 @@ func TestProcessInstancesShareTheLoad(t *testing.T) {
 	}
 	type proc struct {
 		cmd    *exec.Cmd
-		logs   *syncBuffer
+		logs   *proctest.Output
 		exited chan error
 		reaped bool // exited was read
 	}
@@ -77,7 +43,7 @@ func TestProcessInstancesShareTheLoad(t *testing.T) {
 	for i := range instances {
 		cmd := exec.Command(bin, "-out", out, "-size", "32", "-log-format", "text")
 		cmd.Env = append(os.Environ(), "PLUGBUS_URL="+srv.ClientURL(), fmt.Sprintf("PLUGBUS_INSTANCE=worker-%d", i+1))
-		p := &proc{cmd: cmd, logs: &syncBuffer{}, exited: make(chan error, 1)}
+		p := &proc{cmd: cmd, logs: &proctest.Output{}, exited: make(chan error, 1)}
 		cmd.Stdout, cmd.Stderr = p.logs, p.logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

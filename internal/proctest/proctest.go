@@ -1,0 +1,52 @@
+// Package proctest helps tests that run programs of this repository as
+// real processes: build a main package, collect a process's output.
+package proctest
+
+import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// Build compiles the main package pkg (a path the go command understands,
+// such as "." or "./plugins/hello") into a temporary directory and returns
+// the binary's path. It skips the test when there is no go command.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build the program with")
+	}
+	bin := filepath.Join(t.TempDir(), filepath.Base(filepath.Clean(pkg)))
+	if pkg == "." {
+		bin = filepath.Join(t.TempDir(), "program")
+	}
+	out, err := exec.Command(gobin, "build", "-o", bin, pkg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// Output collects what a process writes; it is safe for concurrent use, so
+// it can be a command's Stdout and Stderr while the test reads it.
+type Output struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.Write(p)
+}
+
+// String returns everything written so far.
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
+}
