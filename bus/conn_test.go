@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,21 +14,8 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/bustest"
+	"github.com/plugbus/plugbus/internal/proctest"
 )
-
-// freeAddr returns a loopback host:port nobody listens on (for now).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("net.Listen: %v", err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatalf("close listener: %v", err)
-	}
-	return addr
-}
 
 // eventLog records what OnEvent hears and lets a test wait for a kind.
 type eventLog struct {
@@ -85,7 +71,7 @@ func (l *eventLog) waitFor(t *testing.T, kind bus.ConnEventKind, timeout time.Du
 }
 
 func TestConnectRetriesFirstConnect(t *testing.T) {
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	log := newEventLog()
 	type result struct {
 		nc  *nats.Conn
@@ -132,7 +118,7 @@ func TestConnectRetriesFirstConnect(t *testing.T) {
 }
 
 func TestConnectReconnectsAfterRestart(t *testing.T) {
-	addr, store := freeAddr(t), t.TempDir()
+	addr, store := proctest.FreeAddr(t), t.TempDir()
 	s := bustest.NewServerOn(t, addr, store)
 	log := newEventLog()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -185,7 +171,7 @@ func TestConnectMissingFiles(t *testing.T) {
 	}
 	// Nothing listens here: a clear error must come from the settings,
 	// at once, not after retrying to connect.
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.cfg.URLs = []string{"nats://" + addr}
@@ -214,7 +200,7 @@ func TestConnectMissingFiles(t *testing.T) {
 }
 
 func TestConnectContextEndsBeforeFirstConnect(t *testing.T) {
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	t.Run("deadline", func(t *testing.T) {
 		log := newEventLog()
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/internal/natscli"
+	"github.com/plugbus/plugbus/internal/proctest"
 )
 
 // binDir holds the binaries the end-to-end tests run, built once.
@@ -44,16 +44,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // deployment is a coordinator process with its configuration.
@@ -239,7 +229,7 @@ plugins:
   - name: hello
     exec: %s/hello
 `, filepath.Join(dir, "data"), binDir, binDir, binDir)), 0o600)
-	d := &deployment{t: t, config: config, natsAddr: freeAddr(t), httpAddr: freeAddr(t)}
+	d := &deployment{t: t, config: config, natsAddr: proctest.FreeAddr(t), httpAddr: proctest.FreeAddr(t)}
 	d.start()
 	d.waitRunning(map[string]int{"alpha": 2, "beta": 1, "hello": 1}, 15*time.Second)
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/bustest"
+	"github.com/plugbus/plugbus/internal/proctest"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
@@ -396,21 +396,6 @@ func TestProcessSIGTERMDrains(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address with a port that was free a moment
-// ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // ping asks $SRV.PING.<name> and returns the instance that answered.
 func ping(nc *nats.Conn, name string, timeout time.Duration) (micro.Ping, error) {
 	subject, err := micro.ControlSubject(micro.PingVerb, name, "")
@@ -451,7 +436,7 @@ func greet(nc *nats.Conn, name string, timeout time.Duration) error {
 func TestProcessSurvivesNATSRestart(t *testing.T) {
 	t.Parallel()
 	bin := build(t, helloPkg)
-	addr, dir := freeAddr(t), t.TempDir()
+	addr, dir := proctest.FreeAddr(t), t.TempDir()
 	s1 := bustest.NewServerOn(t, addr, dir)
 	nc1 := bustest.Connect(t, s1)
 	started := watchStarted(t, nc1, "hello")

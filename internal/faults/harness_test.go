@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/internal/proctest"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
@@ -76,35 +77,6 @@ func bin(t testing.TB, name string) string {
 	return filepath.Join(binDir, name)
 }
 
-// freeAddr returns a loopback address with a port nobody listens on.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // proc is a process under test. Its output (stdout and stderr) is kept,
 // and shown when the test fails; the process is killed when the test ends.
 type proc struct {
@@ -114,14 +86,14 @@ type proc struct {
 	args []string
 	env  []string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *proctest.Output
 	done chan struct{}
 }
 
 // start runs a process; t.Cleanup kills it if it still runs.
 func start(t testing.TB, name, path string, args, env []string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, path: path, args: args, env: env, out: &syncBuffer{}}
+	p := &proc{t: t, name: name, path: path, args: args, env: env, out: &proctest.Output{}}
 	p.restart()
 	t.Cleanup(func() {
 		p.kill()
@@ -227,7 +199,7 @@ type natsServer struct {
 
 func startNATS(t testing.TB) *natsServer {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
 	s := &natsServer{addr: addr}
 	s.proc = start(t, "nats-server", bin(t, "nats-server"), []string{"-a", host, "-p", port, "-js", "-sd", t.TempDir(), "-n", "faults"}, nil)
@@ -626,7 +598,7 @@ func startCoordinator(t testing.TB, config string, args ...string) *coordinator 
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &coordinator{natsAddr: freeAddr(t), httpAddr: freeAddr(t)}
+	c := &coordinator{natsAddr: proctest.FreeAddr(t), httpAddr: proctest.FreeAddr(t)}
 	args = append([]string{"serve", "--config", cfg, "--nats-listen", c.natsAddr, "--http-listen", c.httpAddr, "--gone-after", "2s", "--log-format", "json"}, args...)
 	c.proc = start(t, "coordinator", bin(t, "coordinator"), args, []string{"PLUGBUS_CONFIG="})
 	t.Cleanup(func() { c.stop(20 * time.Second) }) // before the kill: let it stop its plugins

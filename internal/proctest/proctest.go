@@ -4,6 +4,7 @@ package proctest
 
 import (
 	"bytes"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -49,4 +50,16 @@ func (o *Output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.b.String()
+}
+
+// FreeAddr returns a loopback host:port that was free a moment ago, for a
+// server a test starts (and may stop and start again on the same address).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("proctest: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
