@@ -111,7 +111,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	handler, err := api.New(api.Config{
 		Conn: c.nc, Prefix: c.cfg.Prefix, Token: c.cfg.HTTPToken,
 		MaxBodyBytes: c.cfg.MaxBodyBytes, InvokeTimeout: time.Duration(c.cfg.InvokeTimeout),
-		Plugins: func() any { return c.reg.Plugins() },
+		Plugins:    func() any { return c.reg.Plugins() },
+		Supervised: func() any { return c.sup.Status() },
 		Ready: func() error {
 			if !c.nc.IsConnected() {
 				return errors.New("not connected to NATS")

@@ -450,6 +450,25 @@ plugins:
 				t.Errorf("the running instance is the killed one: %+v", in)
 			}
 		}
+		resp, err := http.Get("http://" + d.httpAddr + "/v1/supervised")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var supervised []struct {
+			Plugin, State string
+			PID, Restarts int
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&supervised); err != nil {
+			t.Fatalf("GET /v1/supervised: %v", err)
+		}
+		restarted := false
+		for _, p := range supervised {
+			restarted = restarted || (p.Plugin == "hello" && p.Restarts >= 1 && p.State == "running" && p.PID != before.PID)
+		}
+		if !restarted {
+			t.Errorf("GET /v1/supervised: %+v; want hello running again with a restart counted", supervised)
+		}
 	})
 
 	t.Run("coordinator killed with -9 leaves no orphan and finds external plugins again", func(t *testing.T) {

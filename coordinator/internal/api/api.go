@@ -56,6 +56,10 @@ type Config struct {
 	// Plugins returns the snapshot served by GET /v1/plugins, marshalled
 	// as JSON as is. Nil serves an empty list.
 	Plugins func() any
+	// Supervised returns the snapshot served by GET /v1/supervised: the
+	// processes the coordinator runs itself, with their restarts. Nil
+	// serves an empty list.
+	Supervised func() any
 	// Ready returns nil when the coordinator is ready to serve; /readyz
 	// answers 503 with its error otherwise. Nil means always ready.
 	Ready func() error
@@ -90,6 +94,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.InvokeTimeout == 0 {
 		c.InvokeTimeout = DefaultInvokeTimeout
+	}
+	if c.Supervised == nil {
+		c.Supervised = func() any { return []any{} }
 	}
 	if c.Plugins == nil {
 		c.Plugins = func() any { return []any{} }
@@ -153,7 +160,8 @@ func New(cfg Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	s.route(mux, "POST", "/v1/events", s.v1(s.handleEvents))
 	s.route(mux, "POST", "/v1/invoke/{type}", s.v1(s.handleInvoke))
-	s.route(mux, "GET", "/v1/plugins", s.v1(s.handlePlugins))
+	s.route(mux, "GET", "/v1/plugins", s.v1(s.snapshot("plugin list", s.cfg.Plugins)))
+	s.route(mux, "GET", "/v1/supervised", s.v1(s.snapshot("supervised processes", s.cfg.Supervised)))
 	s.routeDeadLetters(mux)
 	s.route(mux, "GET", "/healthz", http.HandlerFunc(s.handleHealth))
 	s.route(mux, "GET", "/readyz", http.HandlerFunc(s.handleReady))
@@ -183,7 +191,7 @@ func (s *server) route(mux *http.ServeMux, method, pattern string, h http.Handle
 func (s *server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, &apiError{
 		status: http.StatusNotFound,
-		msg: fmt.Sprintf("no endpoint %s %s; the API has POST /v1/events, POST /v1/invoke/{type}, GET /v1/plugins, GET /healthz, GET /readyz, GET /metrics and the dashboard at GET /",
+		msg: fmt.Sprintf("no endpoint %s %s; the API has POST /v1/events, POST /v1/invoke/{type}, GET /v1/plugins, GET /v1/supervised, GET /healthz, GET /readyz, GET /metrics and the dashboard at GET /",
 			r.Method, r.URL.Path),
 	})
 }
@@ -218,17 +226,21 @@ func bearer(header string) (string, bool) {
 	return strings.TrimSpace(header[len(scheme):]), true
 }
 
-func (s *server) handlePlugins(w http.ResponseWriter, r *http.Request) {
-	body, err := json.Marshal(s.cfg.Plugins())
-	if err != nil {
-		s.fail(w, r, &apiError{status: http.StatusInternalServerError, msg: "cannot encode the plugin list as JSON: " + err.Error()})
-		return
+// snapshot serves what get returns as JSON: GET /v1/plugins and
+// GET /v1/supervised.
+func (s *server) snapshot(what string, get func() any) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := json.Marshal(get())
+		if err != nil {
+			s.fail(w, r, &apiError{status: http.StatusInternalServerError, msg: "cannot encode the " + what + " as JSON: " + err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+		_, _ = w.Write([]byte("\n"))
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
-	_, _ = w.Write([]byte("\n"))
 }
 
 func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@
 //	POST /v1/events          publish CloudEvents (HTTP binding: binary, structured or batch mode); 202
 //	POST /v1/invoke/{type}   send a request of {type} and answer with the reply event; 200, 204
 //	GET  /v1/plugins         the registry's snapshot as JSON
+//	GET  /v1/supervised      the processes the coordinator runs, with restarts
 //	GET  /healthz            200 while the process serves HTTP
 //	GET  /readyz             200 when ready, 503 with the reason otherwise
 //	GET  /metrics            Prometheus text exposition
