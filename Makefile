@@ -50,7 +50,7 @@ bench:
 ## about 25 s once the modules are downloaded and built)
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime 100x $(BENCH_PKGS)
-	cd bench && $(GO) test -bench . -benchtime 1x ./...
+	cd bench && $(GO) test -short -bench . -benchtime 1x ./...
 
 ## lint: formatting, go vet and staticcheck, here and in bench/
 lint:

@@ -26,7 +26,7 @@ import (
 var bin struct {
 	dir                                                   string
 	hello, coordinator, natspeer, stdiopeer, gopluginpeer string
-	pluginpeer                                            string
+	pluginpeer, scalepeer                                 string
 }
 
 // TestMain builds the programs when benchmarks are to run: plugins/hello and
@@ -64,7 +64,7 @@ func build() error {
 		pkgs []string
 	}{
 		{"..", []string{"./plugins/hello", "./coordinator/cmd/coordinator"}},
-		{".", []string{"./cmd/natspeer", "./cmd/stdiopeer", "./cmd/gopluginpeer", "./cmd/pluginpeer"}},
+		{".", []string{"./cmd/natspeer", "./cmd/stdiopeer", "./cmd/gopluginpeer", "./cmd/pluginpeer", "./cmd/scalepeer"}},
 	} {
 		cmd := exec.Command(goCmd, append([]string{"build", "-o", bin.dir + string(filepath.Separator)}, b.pkgs...)...)
 		cmd.Dir = b.dir
@@ -75,6 +75,7 @@ func build() error {
 	p := func(name string) string { return filepath.Join(bin.dir, name) }
 	bin.hello, bin.coordinator = p("hello"), p("coordinator")
 	bin.natspeer, bin.stdiopeer, bin.gopluginpeer, bin.pluginpeer = p("natspeer"), p("stdiopeer"), p("gopluginpeer"), p("pluginpeer")
+	bin.scalepeer = p("scalepeer")
 	return nil
 }
 
