@@ -479,22 +479,46 @@ func (p *Plugin) handle(r *route, msg *nats.Msg) {
 		return
 	}
 	out, err := p.encodeResult(res, e)
-	if err == nil {
-		err = p.send(ctx, out)
-	}
 	if err != nil {
+		p.log.Error("could not encode the handler's result", "type", e.Type(), "result_type", res.Type(), "err", err)
+		if msg.Reply != "" {
+			p.respondError(msg.Reply, bus.CodeFailed, "result not sent: "+err.Error())
+		}
+		return
+	}
+	if p.ds == nil {
+		// At most once: the reply goes first, since the caller waits for
+		// it and nobody waits for the published result.
+		p.reply(msg.Reply, out, e)
+		if err := p.send(ctx, out); err != nil {
+			p.log.Error("could not publish the handler's result", "type", e.Type(), "result_type", res.Type(), "err", err)
+		}
+		return
+	}
+	// Durable: the reply says the result is stored, so it waits for the
+	// stream's acknowledgement.
+	if err := p.send(ctx, out); err != nil {
 		p.log.Error("could not publish the handler's result", "type", e.Type(), "result_type", res.Type(), "err", err)
 		if msg.Reply != "" {
 			p.respondError(msg.Reply, bus.CodeFailed, "result not sent: "+err.Error())
 		}
 		return
 	}
-	if msg.Reply != "" {
-		out.Subject = msg.Reply
-		if err := p.nc.PublishMsg(out); err != nil {
-			p.log.Warn("could not send the reply", "type", e.Type(), "err", err)
-		}
+	p.reply(msg.Reply, out, e)
+}
+
+// reply sends the encoded result out as the reply to a request, when
+// there is one, leaving out's subject as it was.
+func (p *Plugin) reply(to string, out *nats.Msg, trigger *Event) {
+	if to == "" {
+		return
 	}
+	subject := out.Subject
+	out.Subject = to
+	if err := p.nc.PublishMsg(out); err != nil {
+		p.log.Warn("could not send the reply", "type", trigger.Type(), "err", err)
+	}
+	out.Subject = subject
 }
 
 // decode reads the event and its producer, and checks that the type in the
