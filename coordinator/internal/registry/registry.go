@@ -7,6 +7,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -162,24 +163,37 @@ func (r *Registry) Run(ctx context.Context) error {
 func (r *Registry) Plugins() []Plugin {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// Versions, types and emitted types are gathered in sets and sorted
+	// once per plugin: with thousands of instances and types, searching
+	// and sorting the lists for every instance was quadratic.
+	type sets struct{ versions, handles, emits map[string]bool }
 	byName := map[string]*Plugin{}
+	seen := map[string]sets{}
 	for _, in := range r.instances {
 		p := byName[in.Plugin]
 		if p == nil {
 			p = &Plugin{Name: in.Plugin, State: in.State}
 			byName[in.Plugin] = p
+			seen[in.Plugin] = sets{map[string]bool{}, map[string]bool{}, map[string]bool{}}
 		}
 		p.Instances = append(p.Instances, clone(in))
 		if in.State == Running {
 			p.Running++
 			p.State = Running
 		}
-		p.Versions = addAll(p.Versions, in.Version)
-		p.Handles = addAll(p.Handles, in.Handles...)
-		p.Emits = addAll(p.Emits, in.Emits...)
+		s := seen[in.Plugin]
+		s.versions[in.Version] = true
+		for _, t := range in.Handles {
+			s.handles[t] = true
+		}
+		for _, t := range in.Emits {
+			s.emits[t] = true
+		}
 	}
 	out := make([]Plugin, 0, len(byName))
-	for _, p := range byName {
+	for name, p := range byName {
+		s := seen[name]
+		p.Versions, p.Handles, p.Emits = sorted(s.versions), sorted(s.handles), sorted(s.emits)
 		slices.SortFunc(p.Instances, func(a, b Instance) int { return strings.Compare(a.ID, b.ID) })
 		out = append(out, *p)
 	}
@@ -187,9 +201,11 @@ func (r *Registry) Plugins() []Plugin {
 	return out
 }
 
-func addAll(list []string, items ...string) []string {
-	for _, s := range items {
-		if s != "" && !slices.Contains(list, s) {
+// sorted returns the set's non-empty members in order, nil when none.
+func sorted(set map[string]bool) []string {
+	var list []string
+	for s := range set {
+		if s != "" {
 			list = append(list, s)
 		}
 	}
@@ -287,13 +303,13 @@ func (r *Registry) setState(in *Instance, state State, reason string) {
 // poll asks every micro service for its STATS, updates the instances that
 // answer, fetches INFO for new ones, and marks silent ones gone.
 func (r *Registry) poll(ctx context.Context) {
-	replies, err := r.gather(ctx, micro.StatsVerb, "", "")
+	replies, err := r.gather(ctx, micro.StatsVerb)
 	if err != nil {
 		r.cfg.Logger.Warn("discovery poll failed", "err", err)
 		return
 	}
 	now := time.Now()
-	var fresh []string
+	var fresh []micro.Stats
 	for _, data := range replies {
 		var st micro.Stats
 		if err := json.Unmarshal(data, &st); err != nil || st.ID == "" {
@@ -310,7 +326,7 @@ func (r *Registry) poll(ctx context.Context) {
 			r.instances[st.ID] = in
 		}
 		if !r.described[st.ID] {
-			fresh = append(fresh, st.Name+"."+st.ID)
+			fresh = append(fresh, st)
 		}
 		in.Plugin, in.Version, in.Protocol = st.Name, st.Version, protocol
 		in.Started, in.LastSeen = st.Started, now
@@ -336,9 +352,7 @@ func (r *Registry) poll(ctx context.Context) {
 		}
 		r.mu.Unlock()
 	}
-	for _, key := range fresh {
-		r.fetchInfo(ctx, key)
-	}
+	r.describe(ctx, fresh)
 	r.mu.Lock()
 	for id, in := range r.instances {
 		silent := now.Sub(in.LastSeen)
@@ -353,15 +367,42 @@ func (r *Registry) poll(ctx context.Context) {
 	r.mu.Unlock()
 }
 
-// fetchInfo reads the description and per-type schemas of a new instance.
-func (r *Registry) fetchInfo(ctx context.Context, key string) {
-	name, id, _ := strings.Cut(key, ".")
-	replies, err := r.gather(ctx, micro.InfoVerb, name, id)
-	if err != nil || len(replies) == 0 {
+// describe reads the description and per-type schemas of new instances,
+// with up to infoRequests requests in flight. Each request asks one
+// instance ($SRV.INFO.<name>.<id>) and takes its one reply, so it waits
+// only as long as that instance takes to answer: asked one after another,
+// each waiting for a quiet period as gather does, 1,000 new instances held
+// up the poll for minutes. An instance that does not answer is asked again
+// at the next poll.
+func (r *Registry) describe(ctx context.Context, fresh []micro.Stats) {
+	const infoRequests = 64
+	sem := make(chan struct{}, infoRequests)
+	var wg sync.WaitGroup
+	for _, st := range fresh {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r.fetchInfo(ctx, st.Name, st.ID)
+		})
+	}
+	wg.Wait()
+}
+
+// fetchInfo reads the description and per-type schemas of one instance.
+func (r *Registry) fetchInfo(ctx context.Context, name, id string) {
+	subject, err := micro.ControlSubject(micro.InfoVerb, name, id)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, infoTimeout)
+	defer cancel()
+	msg, err := r.cfg.Conn.RequestWithContext(ctx, subject, nil)
+	if err != nil {
+		r.cfg.Logger.Debug("no answer to INFO", "plugin", name, "instance", id, "err", err)
 		return
 	}
 	var info micro.Info
-	if json.Unmarshal(replies[0], &info) != nil {
+	if json.Unmarshal(msg.Data, &info) != nil {
 		return
 	}
 	schemas := map[string]string{}
@@ -381,17 +422,31 @@ func (r *Registry) fetchInfo(ctx context.Context, key string) {
 	r.mu.Unlock()
 }
 
-// gather sends one discovery request and collects the replies until none
-// has come for a short while. nats.go's request API takes the first reply
-// only, and discovery needs all of them.
-func (r *Registry) gather(ctx context.Context, verb micro.Verb, name, id string) ([][]byte, error) {
-	subject, err := micro.ControlSubject(verb, name, id)
+// Discovery timing. An INFO request has one answer and waits for it up to
+// infoTimeout. A STATS request has as many answers as there are
+// instances, so gather collects them until none has come for gatherQuiet,
+// or for at most gatherMost.
+const (
+	infoTimeout = 2 * time.Second
+	gatherQuiet = 200 * time.Millisecond
+	gatherMost  = 2 * time.Second
+)
+
+// gather sends one discovery request to every micro service and collects
+// the replies until none has come for gatherQuiet. nats.go's request API
+// takes the first reply only, and discovery needs all of them.
+func (r *Registry) gather(ctx context.Context, verb micro.Verb) ([][]byte, error) {
+	subject, err := micro.ControlSubject(verb, "", "")
 	if err != nil {
 		return nil, err
 	}
 	inbox := r.cfg.Conn.NewRespInbox()
-	ch := make(chan *nats.Msg, 4096)
-	sub, err := r.cfg.Conn.ChanSubscribe(inbox, ch)
+	// A synchronous subscription queues replies up to its pending limits
+	// (nats.go's defaults: 512Ki messages, 64 MiB). A channel subscription,
+	// used before, dropped every reply beyond its channel's capacity
+	// (4096) when they came faster than this loop took them, and the
+	// instances that sent them were eventually marked gone.
+	sub, err := r.cfg.Conn.SubscribeSync(inbox)
 	if err != nil {
 		return nil, err
 	}
@@ -399,24 +454,23 @@ func (r *Registry) gather(ctx context.Context, verb micro.Verb, name, id string)
 	if err := r.cfg.Conn.PublishRequest(subject, inbox, nil); err != nil {
 		return nil, err
 	}
-	const quiet, most = 200 * time.Millisecond, 2 * time.Second
 	var out [][]byte
-	deadline := time.After(most)
-	idle := time.NewTimer(quiet)
-	defer idle.Stop()
-	for {
-		select {
-		case msg := <-ch:
-			out = append(out, msg.Data)
-			idle.Reset(quiet)
-		case <-idle.C:
-			return out, nil
-		case <-deadline:
-			return out, nil
-		case <-ctx.Done():
-			return out, nil
+	deadline := time.Now().Add(gatherMost)
+	for ctx.Err() == nil {
+		wait := min(gatherQuiet, time.Until(deadline))
+		if wait <= 0 {
+			break
 		}
+		msg, err := sub.NextMsg(wait)
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
+			break // ErrNoResponders: no micro service at all
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, msg.Data)
 	}
+	return out, nil
 }
 
 func splitList(s string) []string {

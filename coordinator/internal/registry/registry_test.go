@@ -3,6 +3,9 @@ package registry_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,7 +78,12 @@ func servePlugin(t *testing.T, nc *nats.Conn, p *pluginkit.Plugin) (stop func())
 
 func waitFor(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitForWithin(t, 5*time.Second, what, check)
+}
+
+func waitForWithin(t *testing.T, limit time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	var err error
 	for time.Now().Before(deadline) {
 		if err = check(); err == nil {
@@ -83,7 +91,7 @@ func waitFor(t *testing.T, what string, check func() error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("waited 5s for %s: %v", what, err)
+	t.Fatalf("waited %v for %s: %v", limit, what, err)
 }
 
 func find(r *registry.Registry, name string) (registry.Plugin, bool) {
@@ -226,6 +234,55 @@ func TestRegistryIgnoresOtherMicroServicesAndForgedLifecycle(t *testing.T) {
 	for _, p := range r.Plugins() {
 		if p.Name != "honest" {
 			t.Errorf("listed %q (%+v); want only the plugin", p.Name, p)
+		}
+	}
+}
+
+// TestRegistryListsAndDescribesHundredsOfInstances runs 300 instances, each
+// on its own connection, over 30 plugins with 3 types of its own each, and
+// waits for the registry to list all of them with their descriptions: it
+// asked new instances for their INFO one at a time, waiting for a quiet
+// period after each, which took a minute for these.
+func TestRegistryListsAndDescribesHundredsOfInstances(t *testing.T) {
+	const instances, plugins, types = 300, 30, 3
+	s := bustest.NewServer(t)
+	r := startRegistry(t, bustest.Connect(t, s), &changes{})
+	for i := range instances {
+		p := pluginkit.New(fmt.Sprintf("many-%d", i%plugins), "1.0.0",
+			pluginkit.WithDescription(fmt.Sprintf("instance %d", i)), pluginkit.WithConcurrency(1),
+			pluginkit.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		for j := range types {
+			p.HandleFunc(fmt.Sprintf("com.example.many.i%d.t%d", i, j), noop)
+		}
+		servePlugin(t, bustest.Connect(t, s), p)
+	}
+	waitForWithin(t, 20*time.Second, "every instance listed and described", func() error {
+		listed, described := 0, 0
+		for _, p := range r.Plugins() {
+			for _, in := range p.Instances {
+				if in.State == registry.Running {
+					listed++
+				}
+				if in.Description != "" {
+					described++
+				}
+			}
+		}
+		if listed != instances || described != instances {
+			return fmt.Errorf("%d of %d listed, %d described", listed, instances, described)
+		}
+		return nil
+	})
+	got := r.Plugins()
+	if len(got) != plugins {
+		t.Fatalf("%d plugins, want %d", len(got), plugins)
+	}
+	for _, p := range got {
+		if want := instances / plugins * types; len(p.Handles) != want || !slices.IsSorted(p.Handles) {
+			t.Errorf("%s handles %d types (sorted: %v), want %d, sorted", p.Name, len(p.Handles), slices.IsSorted(p.Handles), want)
+		}
+		if len(p.Versions) != 1 || p.Versions[0] != "1.0.0" {
+			t.Errorf("%s versions %v, want [1.0.0]", p.Name, p.Versions)
 		}
 	}
 }
