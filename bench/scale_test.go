@@ -30,7 +30,9 @@ import (
 //     (the embedded NATS server with every connection, and the registry);
 //   - peers-rss-MiB: the peers' together, for the cost of the connections;
 //   - plugins-api-ms and plugins-api-KiB: one GET /v1/plugins with all of
-//     them listed.
+//     them listed;
+//   - coord-steady-cpu-%: the coordinator's CPU (100 = one core) over the
+//     next 8 s, polling them all, after which they must all still be listed.
 //
 // Each iteration starts everything afresh. With -short (CI's smoke run) it
 // runs a few dozen instances only.
@@ -58,6 +60,7 @@ func BenchmarkScale(b *testing.B) {
 				sum.peersRSS += r.peersRSS
 				sum.apiTime += r.apiTime
 				sum.apiKiB += r.apiKiB
+				sum.steadyCPU += r.steadyCPU
 				n++
 			}
 			f := float64(n)
@@ -69,6 +72,7 @@ func BenchmarkScale(b *testing.B) {
 			b.ReportMetric(sum.peersRSS/f, "peers-rss-MiB")
 			b.ReportMetric(float64(sum.apiTime.Microseconds())/1e3/f, "plugins-api-ms")
 			b.ReportMetric(sum.apiKiB/f, "plugins-api-KiB")
+			b.ReportMetric(sum.steadyCPU/f, "coord-steady-cpu-%")
 		})
 	}
 }
@@ -80,12 +84,16 @@ type scaleCase struct {
 
 type scaleResult struct {
 	listed, described, peersReady, apiTime time.Duration
-	coordRSS, peersRSS, apiKiB             float64
+	coordRSS, peersRSS, apiKiB, steadyCPU  float64
 }
 
 // scaleDeadline is how long the instances may take to be listed and
 // described before the benchmark fails.
 const scaleDeadline = 120 * time.Second
+
+// scaleSteady is how long the instances must stay listed once they all are:
+// longer than the coordinator's default gone-after.
+const scaleSteady = 8 * time.Second
 
 func (c scaleCase) run(b *testing.B) scaleResult {
 	// Every instance holds a connection, and the coordinator's embedded
@@ -135,8 +143,8 @@ func (c scaleCase) run(b *testing.B) scaleResult {
 			}
 			continue
 		case <-deadline:
-			b.Fatalf("after %v: %d of %d instances listed as running, %d described, %d of %d peers ready",
-				scaleDeadline, running, c.instances, described, len(peers)-waitingPeers, len(peers))
+			b.Fatalf("after %v: %d of %d instances listed as running (all after %v), %d described, %d of %d peers ready",
+				scaleDeadline, running, c.instances, res.listed, described, len(peers)-waitingPeers, len(peers))
 		case <-time.After(200 * time.Millisecond):
 		}
 		var err error
@@ -166,6 +174,26 @@ func (c scaleCase) run(b *testing.B) scaleResult {
 		b.Fatal(err)
 	}
 	res.apiTime, res.apiKiB = took, float64(size)/1024
+
+	// Once all are known, the coordinator keeps polling them: they must
+	// stay listed past its gone-after time (5s), which they do only if
+	// every poll hears every one of them. What that polling costs is the
+	// coordinator's CPU meanwhile.
+	pid := coord.cmd.Process.Pid
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(scaleSteady)
+	cpu1, err := procCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res.steadyCPU = 100 * (cpu1 - cpu0).Seconds() / scaleSteady.Seconds()
+	if running, _, _, _, err = listPlugins(httpAddr); err != nil || running != c.instances {
+		b.Fatalf("%v after all were listed: %d of %d instances running (%v); the coordinator's standard error:\n%s",
+			scaleSteady, running, c.instances, err, coord.stderr)
+	}
 	return res
 }
 
