@@ -19,6 +19,7 @@ import (
 	"github.com/plugbus/plugbus/bench/greet"
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/bustest"
+	"github.com/plugbus/plugbus/bus/embedded"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
@@ -28,48 +29,56 @@ const invokeSubject = "bench.greet" // natspeer's in mode reply
 // the call and the process id of the child that answers (0 for none).
 type invoker struct {
 	name  string
-	setup func(b *testing.B, url string, payload []byte) (call func() error, pid int)
+	setup func(b *testing.B, s *embedded.Server, payload []byte) (call func() error, pid int)
 }
 
 var invokers = []invoker{
-	{"direct", func(b *testing.B, _ string, payload []byte) (func() error, int) {
+	{"direct", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, int) {
 		handler := greet.Greet // through a variable, as a registry of handlers would call it
 		return func() error {
 			_, err := handler(payload)
 			return err
 		}, 0
 	}},
-	{"stdio-json", func(b *testing.B, _ string, payload []byte) (func() error, int) {
+	{"stdio-json", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, int) {
 		c := startStdio(b)
 		return func() error { return c.call(payload) }, c.p.cmd.Process.Pid
 	}},
-	{"goplugin-netrpc", func(b *testing.B, _ string, payload []byte) (func() error, int) {
+	{"goplugin-netrpc", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, int) {
 		return goPluginCall(b, plugin.ProtocolNetRPC, payload)
 	}},
-	{"goplugin-grpc", func(b *testing.B, _ string, payload []byte) (func() error, int) {
+	{"goplugin-grpc", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, int) {
 		return goPluginCall(b, plugin.ProtocolGRPC, payload)
 	}},
-	{"nats-raw", func(b *testing.B, url string, payload []byte) (func() error, int) {
-		p := startProc(b, nil, "ready", bin.natspeer, "-url", url, "-mode", "reply", "-subject", invokeSubject)
-		nc := connect(b, url)
-		return func() error {
-			_, err := nc.Request(invokeSubject, payload, 5*time.Second)
-			return err
-		}, p.cmd.Process.Pid
+	{"nats-raw", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, int) {
+		return natsRawCall(b, s, connect(b, s.ClientURL()), payload)
 	}},
-	{"plugbus", func(b *testing.B, url string, payload []byte) (func() error, int) {
+	{"nats-raw-inprocess", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, int) {
+		return natsRawCall(b, s, connectInProcess(b, s), payload)
+	}},
+	{"plugbus", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, int) {
+		url := s.ClientURL()
 		nc := connect(b, url)
 		p := startHello(b, nc, url)
 		return plugbusCall(nc, payload), p.cmd.Process.Pid
 	}},
-	{"plugbus-c1", func(b *testing.B, url string, payload []byte) (func() error, int) {
+	{"plugbus-inprocess", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, int) {
+		// As the coordinator asks: from the process that embeds the
+		// server, over an in-process connection (no socket on its side).
+		nc := connectInProcess(b, s)
+		p := startHello(b, nc, s.ClientURL())
+		return plugbusCall(nc, payload), p.cmd.Process.Pid
+	}},
+	{"plugbus-c1", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, int) {
+		url := s.ClientURL()
 		// The same, to a plugin whose handler has Concurrency(1): handled
 		// on the subscription's goroutine, without a hand-off to a worker.
 		nc := connect(b, url)
 		p := startPlugin(b, nc, url, bin.pluginpeer, sinkName, "PLUGBUS_BENCH_NAME="+sinkName, "PLUGBUS_BENCH_CONCURRENCY=1", "PLUGBUS_BENCH_CPUPROFILE="+os.Getenv("PLUGBUS_BENCH_CPUPROFILE"))
 		return plugbusCall(nc, payload), p.cmd.Process.Pid
 	}},
-	{"plugbus-natsreq", func(b *testing.B, url string, payload []byte) (func() error, int) {
+	{"plugbus-natsreq", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, int) {
+		url := s.ClientURL()
 		// The plugin side alone: a request computed once, sent with
 		// nats.go's Request, and the reply's error headers checked.
 		nc := connect(b, url)
@@ -102,7 +111,7 @@ func BenchmarkInvoke(b *testing.B) {
 	payload := greet.Payload(128)
 	for _, inv := range invokers {
 		b.Run(inv.name, func(b *testing.B) {
-			call, pid := inv.setup(b, s.ClientURL(), payload)
+			call, pid := inv.setup(b, s, payload)
 			for range 100 { // warm up: connections, caches, the JIT-less Go runtime's pools
 				if err := call(); err != nil {
 					b.Fatal(err)
@@ -130,6 +139,15 @@ func BenchmarkInvoke(b *testing.B) {
 	}
 }
 
+// natsRawCall starts the raw nats.go replier and returns a call through nc.
+func natsRawCall(b *testing.B, s *embedded.Server, nc *nats.Conn, payload []byte) (func() error, int) {
+	p := startProc(b, nil, "ready", bin.natspeer, "-url", s.ClientURL(), "-mode", "reply", "-subject", invokeSubject)
+	return func() error {
+		_, err := nc.Request(invokeSubject, payload, 5*time.Second)
+		return err
+	}, p.cmd.Process.Pid
+}
+
 func plugbusCall(nc *nats.Conn, payload []byte) func() error {
 	return func() error {
 		reply, err := bus.Request(context.Background(), nc, bus.DefaultPrefix, "bench", pluginkit.NewEvent(greet.GreetType, json.RawMessage(payload)))
@@ -143,6 +161,18 @@ func plugbusCall(nc *nats.Conn, payload []byte) func() error {
 func connect(b testing.TB, url string) *nats.Conn {
 	b.Helper()
 	nc, err := nats.Connect(url, nats.Name(b.Name()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	return nc
+}
+
+// connectInProcess connects to s without a socket, as the coordinator
+// connects to its embedded server.
+func connectInProcess(b testing.TB, s *embedded.Server) *nats.Conn {
+	b.Helper()
+	nc, err := nats.Connect("", nats.InProcessServer(s), nats.Name(b.Name()))
 	if err != nil {
 		b.Fatal(err)
 	}
