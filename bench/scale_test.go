@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -193,6 +194,10 @@ func (c scaleCase) run(b *testing.B) scaleResult {
 	if running, _, _, _, err = listPlugins(httpAddr); err != nil || running != c.instances {
 		b.Fatalf("%v after all were listed: %d of %d instances running (%v); the coordinator's standard error:\n%s",
 			scaleSteady, running, c.instances, err, coord.stderr)
+	}
+	// Nor may any have been marked gone (unhealthy) in between.
+	if n := strings.Count(coord.stderr.String(), "plugin instance unhealthy"); n > 0 {
+		b.Fatalf("the coordinator marked instances unhealthy %d times (or more) while they all ran; its standard error:\n%.4000s", n, coord.stderr)
 	}
 	return res
 }

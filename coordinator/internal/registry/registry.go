@@ -303,6 +303,7 @@ func (r *Registry) setState(in *Instance, state State, reason string) {
 // poll asks every micro service for its STATS, updates the instances that
 // answer, fetches INFO for new ones, and marks silent ones gone.
 func (r *Registry) poll(ctx context.Context) {
+	start := time.Now()
 	replies, err := r.gather(ctx, micro.StatsVerb)
 	if err != nil {
 		r.cfg.Logger.Warn("discovery poll failed", "err", err)
@@ -310,6 +311,9 @@ func (r *Registry) poll(ctx context.Context) {
 	}
 	now := time.Now()
 	var fresh []micro.Stats
+	defer func() {
+		r.cfg.Logger.Debug("discovery poll", "replies", len(replies), "gathered_in", now.Sub(start), "new", len(fresh), "took", time.Since(start))
+	}()
 	for _, data := range replies {
 		var st micro.Stats
 		if err := json.Unmarshal(data, &st); err != nil || st.ID == "" {
@@ -423,42 +427,56 @@ func (r *Registry) fetchInfo(ctx context.Context, name, id string) {
 }
 
 // Discovery timing. An INFO request has one answer and waits for it up to
-// infoTimeout. A STATS request has as many answers as there are
-// instances, so gather collects them until none has come for gatherQuiet,
-// or for at most gatherMost.
+// infoTimeout. A STATS request has as many answers as there are instances:
+// gather waits up to gatherFirst for the first (with thousands of
+// instances, the server takes a while to deliver the request to all of
+// them, and the replies queue behind each other on the way back), then
+// collects the rest until none has come for gatherQuiet, or for at most
+// gatherMost in all.
 const (
 	infoTimeout = 2 * time.Second
+	gatherFirst = time.Second
 	gatherQuiet = 200 * time.Millisecond
-	gatherMost  = 2 * time.Second
+	gatherMost  = 3 * time.Second
 )
 
 // gather sends one discovery request to every micro service and collects
-// the replies until none has come for gatherQuiet. nats.go's request API
-// takes the first reply only, and discovery needs all of them.
+// the replies. nats.go's request API takes the first reply only, and
+// discovery needs all of them.
 func (r *Registry) gather(ctx context.Context, verb micro.Verb) ([][]byte, error) {
 	subject, err := micro.ControlSubject(verb, "", "")
 	if err != nil {
 		return nil, err
 	}
-	inbox := r.cfg.Conn.NewRespInbox()
-	// A synchronous subscription queues replies up to its pending limits
-	// (nats.go's defaults: 512Ki messages, 64 MiB). A channel subscription,
-	// used before, dropped every reply beyond its channel's capacity
-	// (4096) when they came faster than this loop took them, and the
+	// A plain inbox, not one under the connection's request inbox prefix:
+	// nats.go's subscription for requests (fetchInfo's) would receive every
+	// reply a second time, doubling what the server sends this connection.
+	inbox := r.cfg.Conn.NewInbox()
+	// A synchronous subscription queues replies where a channel
+	// subscription, used before, dropped every reply beyond its channel's
+	// capacity (4096) when they came faster than this loop took them: the
 	// instances that sent them were eventually marked gone.
 	sub, err := r.cfg.Conn.SubscribeSync(inbox)
 	if err != nil {
 		return nil, err
 	}
 	defer sub.Unsubscribe()
+	// Not limited: the replies are as many as the instances, and the loop
+	// below stops taking them after gatherMost anyway.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return nil, err
+	}
 	if err := r.cfg.Conn.PublishRequest(subject, inbox, nil); err != nil {
 		return nil, err
 	}
 	var out [][]byte
 	deadline := time.Now().Add(gatherMost)
 	for ctx.Err() == nil {
-		wait := min(gatherQuiet, time.Until(deadline))
-		if wait <= 0 {
+		wait := gatherQuiet
+		if len(out) == 0 {
+			wait = gatherFirst
+		}
+		if wait = min(wait, time.Until(deadline)); wait <= 0 {
 			break
 		}
 		msg, err := sub.NextMsg(wait)
