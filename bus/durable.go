@@ -171,19 +171,44 @@ func ParseDurableSubject(prefix, subject string) (producer, typ string, err erro
 // to acknowledge it, retrying until ctx ends: when it returns nil the event
 // is stored. Retries carry the same [MsgID], so the event is stored once.
 func PublishDurable(ctx context.Context, js jetstream.JetStream, prefix, producer string, e *event.Event) error {
-	subject, err := EventSubject(prefix, producer, e.Type())
+	msg, err := durableMsg(prefix, producer, e)
 	if err != nil {
 		return err
+	}
+	return PublishMsgDurable(ctx, js, msg)
+}
+
+// PublishDurableAsync publishes e like [PublishDurable] without waiting for
+// the acknowledgement: the future says whether the stream stored it. It is
+// for many events at once, where waiting for each in turn would bound the
+// rate by the round trip; wait for them with js.PublishAsyncComplete() or
+// each future's Ok(). It does not retry: when a future fails, publish the
+// event again (its [MsgID] is the same, so it is stored once). opts are
+// nats.go's, such as jetstream.WithStallWait for how long to wait while
+// too many publishes are unacknowledged (jetstream.WithPublishAsyncMaxPending).
+func PublishDurableAsync(js jetstream.JetStream, prefix, producer string, e *event.Event, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	msg, err := durableMsg(prefix, producer, e)
+	if err != nil {
+		return nil, err
+	}
+	return js.PublishMsgAsync(msg, opts...)
+}
+
+// durableMsg encodes e for the events stream, with its [MsgID].
+func durableMsg(prefix, producer string, e *event.Event) (*nats.Msg, error) {
+	subject, err := EventSubject(prefix, producer, e.Type())
+	if err != nil {
+		return nil, err
 	}
 	if e.Source() == "" {
 		e.SetSource(Source(producer))
 	}
 	msg := &nats.Msg{Subject: subject}
 	if err := Encode(e, msg); err != nil {
-		return err
+		return nil, err
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, MsgID(producer, e.Source(), e.ID()))
-	return PublishMsgDurable(ctx, js, msg)
+	return msg, nil
 }
 
 // PublishMsgDurable publishes msg to a stream and waits for its

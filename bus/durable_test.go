@@ -2,6 +2,8 @@ package bus_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -72,6 +74,55 @@ func TestPublishDurableStoresARetriedEventOnce(t *testing.T) {
 	}
 	if n := stream.CachedInfo().State.Msgs; n != 2 {
 		t.Errorf("the stream holds %d messages, want 2: o-1 once and o-2", n)
+	}
+}
+
+func TestPublishDurableAsyncStoresEveryEventOnce(t *testing.T) {
+	s := bustest.NewServer(t)
+	js, _ := jetstream.New(bustest.Connect(t, s))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bus.EnsureStreams(ctx, js, bus.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	var futures []jetstream.PubAckFuture
+	for i := range 100 {
+		id := fmt.Sprintf("o-%d", i%50) // every event published twice
+		f, err := bus.PublishDurableAsync(js, bus.DefaultPrefix, "shop", newEvent(id, "com.example.order.placed"))
+		if err != nil {
+			t.Fatalf("PublishDurableAsync: %v", err)
+		}
+		futures = append(futures, f)
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal("the publishes were not all acknowledged within 10s")
+	}
+	duplicates := 0
+	for _, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				duplicates++
+			}
+		case err := <-f.Err():
+			t.Fatalf("a publish failed: %v", err)
+		}
+	}
+	if duplicates != 50 {
+		t.Errorf("%d acknowledgements say duplicate, want 50", duplicates)
+	}
+	stream, err := js.Stream(ctx, bus.DefaultEventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := stream.CachedInfo().State.Msgs; n != 50 {
+		t.Errorf("the stream holds %d messages, want 50", n)
+	}
+
+	if _, err := bus.PublishDurableAsync(js, bus.DefaultPrefix, "shop", newEvent("o-x", "not a type")); !errors.Is(err, bus.ErrInvalidType) {
+		t.Errorf("PublishDurableAsync with a bad type: got %v, want ErrInvalidType", err)
 	}
 }
 

@@ -44,8 +44,9 @@ import (
 func BenchmarkDurable(b *testing.B) {
 	b.Run("raw-jetstream", benchRawJetStream)
 	b.Run("raw-jetstream-same-acks", benchRawSameAcks)
-	b.Run("pluginkit", func(b *testing.B) { benchDurablePlugin(b, false) })
-	b.Run("pluginkit-effectively-once", func(b *testing.B) { benchDurablePlugin(b, true) })
+	b.Run("pluginkit", func(b *testing.B) { benchDurablePlugin(b, false, false) })
+	b.Run("pluginkit-async-publish", func(b *testing.B) { benchDurablePlugin(b, false, true) })
+	b.Run("pluginkit-effectively-once", func(b *testing.B) { benchDurablePlugin(b, true, false) })
 }
 
 const (
@@ -112,7 +113,7 @@ func benchRawJetStream(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		if _, err := ajs.PublishMsgAsync(bm.message("raw-" + strconv.Itoa(i))); err != nil {
+		if _, err := ajs.PublishMsgAsync(bm.message("raw-"+strconv.Itoa(i)), jetstream.WithStallWait(benchTimeout)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -233,7 +234,11 @@ func benchRawSameAcks(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 }
 
-func benchDurablePlugin(b *testing.B, once bool) {
+// benchDurablePlugin publishes b.N events to a durable plugin-kit plugin,
+// from 64 goroutines each waiting for every acknowledgement
+// (bus.PublishDurable) or, with async, from one goroutine that waits for
+// them all at the end (bus.PublishDurableAsync), as raw-jetstream does.
+func benchDurablePlugin(b *testing.B, once, async bool) {
 	js, plugConn := benchSetup(b)
 	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
 	defer cancel()
@@ -273,28 +278,53 @@ func benchDurablePlugin(b *testing.B, once bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 
+	var pubErrs atomic.Int64
+	ajs, err := jetstream.New(js.Conn(), jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { pubErrs.Add(1) }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	event := func(i int64) *pluginkit.Event {
+		e := pluginkit.NewEvent(benchType, benchData)
+		e.SetID("pk-" + strconv.FormatInt(i, 10))
+		return e
+	}
+
 	b.ResetTimer()
 	start := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var pubErr atomic.Value
-	for w := 0; w < benchPublishers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := next.Add(1) - 1; i < n; i = next.Add(1) - 1 {
-				e := pluginkit.NewEvent(benchType, benchData)
-				e.SetID("pk-" + strconv.FormatInt(i, 10))
-				if err := bus.PublishDurable(ctx, js, bus.DefaultPrefix, producer, e); err != nil {
-					pubErr.Store(err)
-					return
-				}
+	if async {
+		for i := range n {
+			if _, err := bus.PublishDurableAsync(ajs, bus.DefaultPrefix, producer, event(i), jetstream.WithStallWait(benchTimeout)); err != nil {
+				b.Fatal(err)
 			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := pubErr.Load().(error); err != nil {
-		b.Fatal(err)
+		}
+		select {
+		case <-ajs.PublishAsyncComplete():
+		case <-ctx.Done():
+			b.Fatal("publishes not acknowledged")
+		}
+		if pubErrs.Load() > 0 {
+			b.Fatalf("%d publishes failed", pubErrs.Load())
+		}
+	} else {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		var pubErr atomic.Value
+		for w := 0; w < benchPublishers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1) - 1; i < n; i = next.Add(1) - 1 {
+					if err := bus.PublishDurable(ctx, js, bus.DefaultPrefix, producer, event(i)); err != nil {
+						pubErr.Store(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err, _ := pubErr.Load().(error); err != nil {
+			b.Fatal(err)
+		}
 	}
 	select {
 	case <-done:
