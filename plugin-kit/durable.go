@@ -96,7 +96,7 @@ type durableState struct {
 
 	mu       sync.Mutex
 	handling map[string]chan struct{} // effectively-once keys of the events being handled here
-	waiting  map[jetstream.Msg]bool   // events received and waiting for a free worker
+	held     map[jetstream.Msg]bool   // events received and not settled yet: waiting for a worker or being handled
 }
 
 // startDurable creates or updates the plugin's consumer and starts
@@ -107,7 +107,7 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st := &durableState{js: js, handling: map[string]chan struct{}{}, waiting: map[jetstream.Msg]bool{}}
+	st := &durableState{js: js, handling: map[string]chan struct{}{}, held: map[jetstream.Msg]bool{}}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	stream, err := js.Stream(setup, d.Stream)
@@ -148,7 +148,7 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 		}
 	}
 	p.ds = st
-	go p.keepWaiting(st)
+	go p.keepHeld(st)
 	batch := 0
 	for _, r := range p.routes {
 		batch += r.concurrency
@@ -218,21 +218,23 @@ func (p *Plugin) consumeMsg(m jetstream.Msg) {
 	}
 	st := p.ds
 	st.mu.Lock()
-	st.waiting[m] = true
+	st.held[m] = true
 	st.mu.Unlock()
 	p.dispatch(r, func() {
-		st.mu.Lock()
-		delete(st.waiting, m)
-		st.mu.Unlock()
 		p.handleDurable(r, m, msg)
+		st.mu.Lock()
+		delete(st.held, m)
+		st.mu.Unlock()
 	})
 }
 
-// keepWaiting sends, every AckWait/3 until the plugin stops, an in-progress
-// signal for each event waiting for a free worker of its handler, so that
-// the bus does not hand the event to another instance (or to this one
-// again) while the workers are busy with long handlers.
-func (p *Plugin) keepWaiting(st *durableState) {
+// keepHeld sends, every AckWait/3 until the plugin stops, an in-progress
+// signal for each event this instance holds, waiting for a free worker of
+// its handler or being handled, so that the bus does not hand the event to
+// another instance (or to this one again) while a long handler runs or
+// while the workers are busy with long handlers. One ticker for all of
+// them: a timer per event cost more than the rest of its handling.
+func (p *Plugin) keepHeld(st *durableState) {
 	t := time.NewTicker(p.durable.AckWait / 3)
 	defer t.Stop()
 	var msgs []jetstream.Msg
@@ -243,7 +245,7 @@ func (p *Plugin) keepWaiting(st *durableState) {
 		case <-t.C:
 		}
 		st.mu.Lock()
-		for m := range st.waiting {
+		for m := range st.held {
 			msgs = append(msgs, m)
 		}
 		st.mu.Unlock()
@@ -308,7 +310,7 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 	key := ""
 	if p.ds.dedup != nil {
 		key = p.name + "." + bus.MsgID(producer, e.Source(), e.ID())
-		defer p.claim(key, m)()
+		defer p.claim(key)()
 		if _, err := p.ds.dedup.Get(ctx, key); err == nil {
 			p.log.Debug("already handled; acknowledging the redelivery", "type", e.Type(), "id", e.ID(), "attempt", attempt)
 			p.ack(m, e)
@@ -333,7 +335,6 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 		p.deadLetter(m, msg, err)
 		return
 	}
-	stop := p.keepInProgress(m)
 	ctx = context.WithValue(ctx, deliveryKey{}, &delivery{plugin: p, trigger: e, producer: producer})
 	res, err := p.call(ctx, r, e)
 	if err == nil && res != nil {
@@ -342,7 +343,6 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 			err = p.send(ctx, out)
 		}
 	}
-	stop()
 	if err != nil {
 		r.stats.Failed.Add(1)
 		if IsPermanent(err) || attempt >= p.durable.MaxDeliver {
@@ -359,7 +359,7 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 	}
 	r.stats.Handled.Add(1)
 	if key != "" {
-		p.record(key, m, e)
+		p.record(key, e)
 	}
 	p.ack(m, e)
 }
@@ -369,7 +369,7 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 // still being handled here (its record not stored yet, as after a NATS
 // restart) waits, keeping its event, for that one's outcome. The returned
 // func ends the turn.
-func (p *Plugin) claim(key string, m jetstream.Msg) (release func()) {
+func (p *Plugin) claim(key string) (release func()) {
 	st := p.ds
 	for {
 		st.mu.Lock()
@@ -386,18 +386,15 @@ func (p *Plugin) claim(key string, m jetstream.Msg) (release func()) {
 			}
 		}
 		st.mu.Unlock()
-		stop := p.keepInProgress(m)
-		<-busy
-		stop()
+		<-busy // the event is held: keepHeld keeps it
 	}
 }
 
 // record stores the effectively-once record of a handled event, retrying
 // while NATS does not answer (a restart, a reconnect) for up to 30s, and
-// keeps the event meanwhile, so that a redelivery finds the record.
-func (p *Plugin) record(key string, m jetstream.Msg, e *Event) {
-	stop := p.keepInProgress(m)
-	defer stop()
+// keeps the event meanwhile (it is held), so that a redelivery finds the
+// record.
+func (p *Plugin) record(key string, e *Event) {
 	ctx, cancel := context.WithTimeout(p.handlers, 30*time.Second)
 	defer cancel()
 	wait := 50 * time.Millisecond
@@ -429,25 +426,6 @@ func (p *Plugin) ack(m jetstream.Msg, e *Event) {
 	if err := m.DoubleAck(ctx); err != nil {
 		p.log.Warn("acknowledgement not confirmed; the event may be redelivered", "type", e.Type(), "id", e.ID(), "err", err)
 	}
-}
-
-// keepInProgress tells the bus every AckWait/3 that the handler still works
-// on m, so a long handler keeps its event; the returned func stops it.
-func (p *Plugin) keepInProgress(m jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(p.durable.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = m.InProgress()
-			}
-		}
-	}()
-	return func() { close(done) }
 }
 
 // deadLetter stores the message as received, with why and after how many
