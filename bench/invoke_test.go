@@ -2,10 +2,13 @@ package bench_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"testing"
@@ -29,55 +32,77 @@ const invokeSubject = "bench.greet" // natspeer's in mode reply
 // the call and the process id of the child that answers (0 for none).
 type invoker struct {
 	name  string
-	setup func(b *testing.B, s *embedded.Server, payload []byte) (call func() error, pid int)
+	setup func(b *testing.B, s *embedded.Server, payload []byte) (call func() error, pids []int)
 }
 
 var invokers = []invoker{
-	{"direct", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, int) {
+	{"direct", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
 		handler := greet.Greet // through a variable, as a registry of handlers would call it
 		return func() error {
 			_, err := handler(payload)
 			return err
-		}, 0
+		}, nil
 	}},
-	{"stdio-json", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, int) {
+	{"stdio-json", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
 		c := startStdio(b)
-		return func() error { return c.call(payload) }, c.p.cmd.Process.Pid
+		return func() error { return c.call(payload) }, []int{c.p.cmd.Process.Pid}
 	}},
-	{"goplugin-netrpc", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, int) {
+	{"goplugin-netrpc", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
 		return goPluginCall(b, plugin.ProtocolNetRPC, payload)
 	}},
-	{"goplugin-grpc", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, int) {
+	{"goplugin-grpc", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
 		return goPluginCall(b, plugin.ProtocolGRPC, payload)
 	}},
-	{"nats-raw", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, int) {
+	{"nats-raw", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, []int) {
 		return natsRawCall(b, s, connect(b, s.ClientURL()), payload)
 	}},
-	{"nats-raw-inprocess", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, int) {
+	{"nats-raw-inprocess", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, []int) {
 		return natsRawCall(b, s, connectInProcess(b, s), payload)
 	}},
-	{"plugbus", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, int) {
+	{"plugbus", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, []int) {
 		url := s.ClientURL()
 		nc := connect(b, url)
 		p := startHello(b, nc, url)
-		return plugbusCall(nc, payload), p.cmd.Process.Pid
+		return plugbusCall(nc, payload), []int{p.cmd.Process.Pid}
 	}},
-	{"plugbus-inprocess", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, int) {
+	{"plugbus-inprocess", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, []int) {
 		// As the coordinator asks: from the process that embeds the
 		// server, over an in-process connection (no socket on its side).
 		nc := connectInProcess(b, s)
 		p := startHello(b, nc, s.ClientURL())
-		return plugbusCall(nc, payload), p.cmd.Process.Pid
+		return plugbusCall(nc, payload), []int{p.cmd.Process.Pid}
 	}},
-	{"plugbus-c1", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, int) {
+	{"plugbus-http", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
+		// Through the coordinator's HTTP API: POST /v1/invoke/{type} to the
+		// coordinator binary (its own embedded server), which asks
+		// plugins/hello over its in-process connection.
+		coord, natsAddr, httpAddr := startCoordinator(b)
+		nc := connect(b, "nats://"+natsAddr)
+		p := startHello(b, nc, "nats://"+natsAddr)
+		url := "http://" + httpAddr + "/v1/invoke/" + greet.GreetType
+		client := &http.Client{Timeout: 5 * time.Second}
+		return func() error {
+			resp, err := client.Post(url, "application/json", bytes.NewReader(payload))
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("POST %s: %s: %s", url, resp.Status, body)
+			}
+			return err
+		}, []int{coord.cmd.Process.Pid, p.cmd.Process.Pid}
+	}},
+	{"plugbus-c1", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, []int) {
 		url := s.ClientURL()
 		// The same, to a plugin whose handler has Concurrency(1): handled
 		// on the subscription's goroutine, without a hand-off to a worker.
 		nc := connect(b, url)
 		p := startPlugin(b, nc, url, bin.pluginpeer, sinkName, "PLUGBUS_BENCH_NAME="+sinkName, "PLUGBUS_BENCH_CONCURRENCY=1", "PLUGBUS_BENCH_CPUPROFILE="+os.Getenv("PLUGBUS_BENCH_CPUPROFILE"))
-		return plugbusCall(nc, payload), p.cmd.Process.Pid
+		return plugbusCall(nc, payload), []int{p.cmd.Process.Pid}
 	}},
-	{"plugbus-natsreq", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, int) {
+	{"plugbus-natsreq", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, []int) {
 		url := s.ClientURL()
 		// The plugin side alone: a request computed once, sent with
 		// nats.go's Request, and the reply's error headers checked.
@@ -99,7 +124,7 @@ var invokers = []invoker{
 				err = errors.New(reply.Header.Get("Nats-Service-Error"))
 			}
 			return err
-		}, p.cmd.Process.Pid
+		}, []int{p.cmd.Process.Pid}
 	}},
 }
 
@@ -111,15 +136,11 @@ func BenchmarkInvoke(b *testing.B) {
 	payload := greet.Payload(128)
 	for _, inv := range invokers {
 		b.Run(inv.name, func(b *testing.B) {
-			call, pid := inv.setup(b, s, payload)
+			call, pids := inv.setup(b, s, payload)
 			for range 100 { // warm up: connections, caches, the JIT-less Go runtime's pools
 				if err := call(); err != nil {
 					b.Fatal(err)
 				}
-			}
-			var pids []int
-			if pid != 0 {
-				pids = append(pids, pid)
 			}
 			latencies := make([]time.Duration, b.N)
 			b.ResetTimer()
@@ -140,12 +161,12 @@ func BenchmarkInvoke(b *testing.B) {
 }
 
 // natsRawCall starts the raw nats.go replier and returns a call through nc.
-func natsRawCall(b *testing.B, s *embedded.Server, nc *nats.Conn, payload []byte) (func() error, int) {
+func natsRawCall(b *testing.B, s *embedded.Server, nc *nats.Conn, payload []byte) (func() error, []int) {
 	p := startProc(b, nil, "ready", bin.natspeer, "-url", s.ClientURL(), "-mode", "reply", "-subject", invokeSubject)
 	return func() error {
 		_, err := nc.Request(invokeSubject, payload, 5*time.Second)
 		return err
-	}, p.cmd.Process.Pid
+	}, []int{p.cmd.Process.Pid}
 }
 
 func plugbusCall(nc *nats.Conn, payload []byte) func() error {
@@ -282,11 +303,11 @@ func startGoPlugin(b testing.TB, protocol plugin.Protocol) (*plugin.Client, gopl
 	return client, raw.(goplugin.Greeter)
 }
 
-func goPluginCall(b *testing.B, protocol plugin.Protocol, payload []byte) (func() error, int) {
+func goPluginCall(b *testing.B, protocol plugin.Protocol, payload []byte) (func() error, []int) {
 	client, g := startGoPlugin(b, protocol)
 	b.Cleanup(client.Kill)
 	return func() error {
 		_, err := g.Greet(payload)
 		return err
-	}, client.ReattachConfig().Pid
+	}, []int{client.ReattachConfig().Pid}
 }
