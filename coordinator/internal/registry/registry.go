@@ -103,6 +103,9 @@ type Registry struct {
 	mu        sync.Mutex
 	instances map[string]*Instance // by instance id
 	described map[string]bool      // instance ids whose INFO was read
+	changes   []Change             // for OnChange, once r.mu is released
+
+	notifyMu sync.Mutex // held while handing changes to OnChange, in order
 }
 
 // New returns a registry; call [Registry.Run] to fill it.
@@ -240,6 +243,7 @@ func (r *Registry) onStarted(msg *nats.Msg) {
 	state, reason := r.compatibility(in.Protocol)
 	r.setState(cur, state, reason)
 	r.mu.Unlock()
+	r.notify()
 }
 
 func (r *Registry) onStopped(msg *nats.Msg) {
@@ -287,16 +291,32 @@ func (r *Registry) compatibility(v string) (State, string) {
 	return Running, ""
 }
 
-// setState moves an instance to state, announcing unhealthy and recovered
-// changes. r.mu is held.
+// setState moves an instance to state, queueing unhealthy and recovered
+// changes for [Registry.notify]. r.mu is held.
 func (r *Registry) setState(in *Instance, state State, reason string) {
 	prev := in.State
 	in.State, in.Reason = state, reason
 	switch {
 	case prev == Running && state == Gone:
-		r.cfg.OnChange(Change{Type: bus.TypePluginUnhealthy, Instance: clone(in)})
+		r.changes = append(r.changes, Change{Type: bus.TypePluginUnhealthy, Instance: clone(in)})
 	case prev == Gone && state == Running:
-		r.cfg.OnChange(Change{Type: bus.TypePluginRecovered, Instance: clone(in)})
+		r.changes = append(r.changes, Change{Type: bus.TypePluginRecovered, Instance: clone(in)})
+	}
+}
+
+// notify hands the queued changes to OnChange, without r.mu: the
+// coordinator logs and publishes each, and when thousands of instances
+// change at once, doing that under r.mu held up the poll and Plugins() for
+// seconds. Call it after releasing r.mu.
+func (r *Registry) notify() {
+	r.notifyMu.Lock()
+	defer r.notifyMu.Unlock()
+	r.mu.Lock()
+	changes := r.changes
+	r.changes = nil
+	r.mu.Unlock()
+	for _, ch := range changes {
+		r.cfg.OnChange(ch)
 	}
 }
 
@@ -356,6 +376,7 @@ func (r *Registry) poll(ctx context.Context) {
 		}
 		r.mu.Unlock()
 	}
+	r.notify()
 	r.describe(ctx, fresh)
 	r.mu.Lock()
 	for id, in := range r.instances {
@@ -369,6 +390,7 @@ func (r *Registry) poll(ctx context.Context) {
 		}
 	}
 	r.mu.Unlock()
+	r.notify()
 }
 
 // describe reads the description and per-type schemas of new instances,

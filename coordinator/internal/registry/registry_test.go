@@ -186,7 +186,9 @@ func TestRegistryMarksStoppedAndGoneInstances(t *testing.T) {
 
 func TestRegistryReportsIncompatibleProtocol(t *testing.T) {
 	s := bustest.NewServer(t)
-	r := startRegistry(t, bustest.Connect(t, s), &changes{})
+	// The service exists before the registry polls: nats.go's micro
+	// AddService sets the start time after it subscribes, without a lock,
+	// and a STATS request in between is a data race (nats.go v1.55.0).
 	svc, err := micro.AddService(bustest.Connect(t, s), micro.Config{
 		Name: "future", Version: "9.0.0",
 		Metadata: map[string]string{bus.MetaProtocol: "2.0"},
@@ -195,6 +197,7 @@ func TestRegistryReportsIncompatibleProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Stop()
+	r := startRegistry(t, bustest.Connect(t, s), &changes{})
 	waitFor(t, "future listed as incompatible", func() error {
 		p, _ := find(r, "future")
 		if len(p.Instances) != 1 || p.Instances[0].State != registry.Incompatible {
@@ -210,12 +213,12 @@ func TestRegistryReportsIncompatibleProtocol(t *testing.T) {
 func TestRegistryIgnoresOtherMicroServicesAndForgedLifecycle(t *testing.T) {
 	s := bustest.NewServer(t)
 	nc := bustest.Connect(t, s)
-	r := startRegistry(t, bustest.Connect(t, s), &changes{})
 	svc, err := micro.AddService(nc, micro.Config{Name: "not-a-plugin", Version: "1.0.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer svc.Stop()
+	r := startRegistry(t, bustest.Connect(t, s), &changes{}) // after AddService: see above
 	// mallory announces an instance of "hello": the subject says mallory
 	// sent it, so it must not be believed.
 	forged := pluginkit.NewEvent(bus.TypePluginStarted, bus.Instance{Plugin: "hello", ID: "forged", Version: "1.0.0", Protocol: bus.ProtocolVersion})
@@ -284,5 +287,41 @@ func TestRegistryListsAndDescribesHundredsOfInstances(t *testing.T) {
 		if len(p.Versions) != 1 || p.Versions[0] != "1.0.0" {
 			t.Errorf("%s versions %v, want [1.0.0]", p.Name, p.Versions)
 		}
+	}
+}
+
+// TestRegistryCallsOnChangeWithoutItsLock checks that OnChange runs outside
+// the registry's lock (it may read the registry), which also keeps the
+// registry readable while thousands of changes are logged and published.
+func TestRegistryCallsOnChangeWithoutItsLock(t *testing.T) {
+	s := bustest.NewServer(t)
+	var r *registry.Registry
+	listed := make(chan int, 10)
+	r = registry.New(registry.Config{Conn: bustest.Connect(t, s), Prefix: bus.DefaultPrefix,
+		PollInterval: 100 * time.Millisecond, GoneAfter: 500 * time.Millisecond,
+		OnChange: func(registry.Change) { listed <- len(r.Plugins()) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	p := pluginkit.New("vanishing", "1.0.0")
+	p.HandleFunc("com.example.v", noop)
+	nc := bustest.Connect(t, s)
+	servePlugin(t, nc, p)
+	waitFor(t, "vanishing listed", func() error {
+		if got, _ := find(r, "vanishing"); got.Running != 1 {
+			return fmt.Errorf("got %+v", got)
+		}
+		return nil
+	})
+	nc.Close() // gone without a word: unhealthy
+	select {
+	case n := <-listed:
+		if n != 1 {
+			t.Errorf("OnChange saw %d plugins, want 1", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change within 5s: OnChange blocked on the registry's lock?")
 	}
 }
