@@ -32,6 +32,8 @@ BenchmarkInvoke/plugbus-2      	   10000	    120000 ns/op	       100.0 p50-µs	 
 BenchmarkInvoke/plugbus-2      	   10000	    120000 ns/op	       120.0 p50-µs	       260.0 p99-µs
 BenchmarkProcOneWay/1KiB/raw-2 	  100000	     10000 ns/op	    100000 events/s	       0 B/op
 BenchmarkProcOneWay/1KiB/plugbus-2 	  100000	     10000 ns/op	     95000 events/s	       0 B/op
+BenchmarkScale/1000x10types-2 	       1	         0 ns/op	         2.500 listed-s	       300.0 coord-rss-MiB
+BenchmarkScale/10000x1type-2 	       1	         0 ns/op	        41.00 listed-s	       900.0 coord-rss-MiB
 PASS
 ok  	github.com/plugbus/plugbus/bench	30.1s
 `
@@ -44,8 +46,8 @@ func TestParse(t *testing.T) {
 	if e.cpu != "AMD EPYC" || e.goos != "linux" || e.goarch != "amd64" {
 		t.Errorf("env = %+v", e)
 	}
-	if len(rs) != 14 {
-		t.Fatalf("got %d results, want 14", len(rs))
+	if len(rs) != 16 {
+		t.Fatalf("got %d results, want 16", len(rs))
 	}
 	r := rs[3]
 	if r.pkg != "github.com/plugbus/plugbus/bus" || r.name != "Publish/raw" || r.iters != 2000000 {
@@ -176,7 +178,7 @@ func TestCollectMedians(t *testing.T) {
 	for _, g := range gs {
 		names = append(names, g.family)
 	}
-	if got := strings.Join(names, ","); got != "Encode,Publish,Invoke,ProcOneWay" {
+	if got := strings.Join(names, ","); got != "Encode,Publish,Invoke,ProcOneWay,Scale" {
 		t.Fatalf("groups = %s", got)
 	}
 	enc := gs[0].bench("128B")
@@ -229,6 +231,9 @@ func TestWrite(t *testing.T) {
 		"| `1KiB/plugbus` | 1 | 95,000 | 10,000 | 0% | 0.95× |",
 		// Targets: Invoke plugbus p50 over nats-raw 1.38 > 1.1.
 		"| Invoke `plugbus` p50-µs ÷ `nats-raw` | ≤ 1.10× | 1.38× | **missed** |",
+		// Bounds on the figure itself, without a baseline.
+		"| Scale `1000x10types` listed-s | ≤ 5 | 2.50 | met |",
+		"| Scale `10000x1type` listed-s | ≤ 30 | 41 | **missed** |",
 		"## Encode an event into a NATS message",
 		"## Notes\n\nhand-written\n",
 	} {

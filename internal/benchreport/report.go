@@ -124,11 +124,12 @@ func familyOf(name string) (family, bool) {
 	return family{}, false
 }
 
-// A target is a ratio the issue or the design asks for.
+// A target is a ratio the issue or the design asks for, or, without a
+// baseline, a bound on the figure itself.
 type target struct {
 	family, sub string // sub may use path.Match patterns: "*/plugbus"
 	unit        string
-	baseline    string // last path element of the baseline
+	baseline    string // last path element of the baseline; "" for a bound on the figure
 	atLeast     bool   // true: ratio >= value is met; false: ratio <= value is met
 	value       float64
 	source      string
@@ -144,6 +145,8 @@ var targets = []target{
 	{"FanOut", "*/plugbus", "events/s", "raw", true, 0.5, "benchmark issue: fan-out at least 0.5× raw"},
 	{"Durable", "pluginkit", "events/s", "raw-jetstream", true, 0.7, "durable issue: at least 0.7× raw JetStream"},
 	{"ColdStart", "plugbus", "p50-ms", "goplugin-grpc", false, 1.0, "benchmark issue: cold start no slower than go-plugin's start, dispense, first call"},
+	{"Scale", "1000x*", "listed-s", "", false, 5, "benchmark issue: 1,000 instances listed by the coordinator within 5 s"},
+	{"Scale", "10000x*", "listed-s", "", false, 30, "benchmark issue: 10,000 instances listed within 30 s"},
 }
 
 // baselineOf is the sub-benchmark sub is compared with for baseline: sub
@@ -202,13 +205,21 @@ func writeTargets(b *strings.Builder, gs []*group) {
 				if ok, _ := path.Match(t.sub, be.sub); !ok {
 					continue
 				}
-				base := g.bench(baselineOf(be.sub, t.baseline))
-				if base == nil {
-					continue
+				r, label, bound := be.median(t.unit), fmt.Sprintf("%s `%s` %s", g.family, be.sub, t.unit), fmtNum(t.value)
+				if t.baseline != "" {
+					base := g.bench(baselineOf(be.sub, t.baseline))
+					if base == nil {
+						continue
+					}
+					r = ratio(r, base.median(t.unit))
+					label, bound = fmt.Sprintf("%s ÷ `%s`", label, t.baseline), fmtRatio(t.value)
 				}
-				r := ratio(be.median(t.unit), base.median(t.unit))
 				if math.IsNaN(r) {
 					continue
+				}
+				measured := fmtRatio(r)
+				if t.baseline == "" {
+					measured = fmtNum(r)
 				}
 				op, met := "≤", r <= t.value
 				if t.atLeast {
@@ -218,8 +229,7 @@ func writeTargets(b *strings.Builder, gs []*group) {
 				if met {
 					verdict = "met"
 				}
-				rows = append(rows, fmt.Sprintf("| %s `%s` %s ÷ `%s` | %s %s | %s | %s | %s |",
-					g.family, be.sub, t.unit, t.baseline, op, fmtRatio(t.value), fmtRatio(r), verdict, t.source))
+				rows = append(rows, fmt.Sprintf("| %s | %s %s | %s | %s | %s |", label, op, bound, measured, verdict, t.source))
 			}
 		}
 	}
