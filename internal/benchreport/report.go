@@ -47,7 +47,7 @@ var families = []family{
 	{
 		name:      "Durable",
 		title:     "Durable delivery (JetStream)",
-		about:     "Events/s from the first publish to the last event handled, on one embedded server with file storage. `raw-jetstream`: nats.go alone as a careful user would write it (async publishes, a pull consumer with nats.go's defaults, Ack); `raw-jetstream-same-acks`: nats.go doing what Plugbus promises (each publish waits for its acknowledgement, each event double-acked by one of 16 workers); `pluginkit`: bus.PublishDurable to a durable plugin-kit plugin; `pluginkit-effectively-once`: the same with effectively-once records. Written with the fault tests in internal/faults.",
+		about:     "Events/s from the first publish to the last event handled, on one embedded server with file storage. `raw-jetstream`: nats.go alone as a careful user would write it (async publishes, a pull consumer with nats.go's defaults, Ack); `raw-jetstream-same-acks`: nats.go doing what Plugbus promises (each publish waits for its acknowledgement, each event double-acked by one of 16 workers); `pluginkit`: bus.PublishDurable (waiting for each acknowledgement, from 64 goroutines) to a durable plugin-kit plugin; `pluginkit-async-publish`: the same plugin, the events published with bus.PublishDurableAsync from one goroutine as `raw-jetstream` publishes; `pluginkit-effectively-once`: the same with effectively-once records. Written with the fault tests in internal/faults.",
 		baselines: []string{"raw-jetstream", "raw-jetstream-same-acks"},
 		compare:   []string{"events/s"},
 	},
@@ -57,6 +57,11 @@ var families = []family{
 		about:     "Each iteration starts a fresh plugin process and times until its first reply; stopping it is outside the timer. `plugbus`: exec plugins/hello with the bus already up, then bus.Request until the first reply (a request answers \"no responders\" at once until the plugin has subscribed); `goplugin-grpc`: go-plugin's NewClient, Client (start and handshake), Dispense, first call; `stdio-json`: exec, first JSON line answered.",
 		baselines: []string{"goplugin-grpc"},
 		compare:   []string{"p50-ms"},
+	},
+	{
+		name:  "Scale",
+		title: "Scale: many plugin instances registering with one coordinator",
+		about: "Each run starts `coordinator serve` (its embedded NATS server) and scalepeer processes (bench/cmd/scalepeer) that run the instances between them, each instance a plugin-kit plugin on its own NATS connection, and polls `GET /v1/plugins`. `1000x10types`: 1,000 instances of 100 plugins, each handling 10 types (10,000 handled types) in 4 processes; `10000x1type`: 10,000 instances of 100 plugins, one type each, in 8 processes. listed-s: from starting the peers until every instance is listed as running; described-s: until each also has the description read from its `$SRV.INFO`; peers-ready-s: until every instance has announced itself; coord-rss-MiB: the coordinator's resident memory then (server, connections, registry); plugins-api-ms and -KiB: one `GET /v1/plugins` with all listed; coord-steady-cpu-%: the coordinator's CPU (100 = one core) over the next 8 s of discovery polls.",
 	},
 	{
 		name:  "Footprint",
@@ -144,6 +149,7 @@ var targets = []target{
 	{"Invoke", "plugbus-inprocess", "p50-µs", "goplugin-grpc", false, 1.0, "benchmark issue: from the coordinator (in-process connection to its embedded server), below go-plugin gRPC's p50"},
 	{"FanOut", "*/plugbus", "events/s", "raw", true, 0.5, "benchmark issue: fan-out at least 0.5× raw"},
 	{"Durable", "pluginkit", "events/s", "raw-jetstream", true, 0.7, "durable issue: at least 0.7× raw JetStream"},
+	{"Durable", "pluginkit-async-publish", "events/s", "raw-jetstream", true, 0.7, "durable issue: as above, publishing as raw JetStream does"},
 	{"ColdStart", "plugbus", "p50-ms", "goplugin-grpc", false, 1.0, "benchmark issue: cold start no slower than go-plugin's start, dispense, first call"},
 	{"Scale", "1000x*", "listed-s", "", false, 5, "benchmark issue: 1,000 instances listed by the coordinator within 5 s"},
 	{"Scale", "10000x*", "listed-s", "", false, 30, "benchmark issue: 10,000 instances listed within 30 s"},
