@@ -79,7 +79,7 @@ func ValidatePrefix(prefix string) error {
 	if prefix == "" {
 		return fmt.Errorf("%w: subject prefix is empty; use %q or another name", ErrInvalidSubject, DefaultPrefix)
 	}
-	for _, tok := range strings.Split(prefix, ".") {
+	for tok := range strings.SplitSeq(prefix, ".") {
 		if tok == "" || !isNameToken(tok) {
 			return fmt.Errorf("%w: subject prefix %q: each dot-separated part must be non-empty and use only A-Z, a-z, 0-9, '_' and '-'", ErrInvalidSubject, prefix)
 		}

@@ -50,6 +50,9 @@ type Plugin struct {
 	handlers  context.Context // handlers' base context, cancelled when draining ends
 	cancel    context.CancelFunc
 
+	subjectsMu sync.RWMutex
+	subjects   map[string]string // result type -> its event subject, see resultSubject
+
 	quit     chan struct{} // closed when Serve returns: workers end
 	mu       sync.RWMutex  // guards stopping against inflight.Add
 	stopping bool
@@ -556,13 +559,42 @@ func (p *Plugin) encodeResult(res, trigger *Event) (*nats.Msg, error) {
 	if err := bus.Validate(res); err != nil {
 		return nil, err
 	}
-	subject, err := bus.EventSubject(p.prefix, p.name, res.Type())
+	subject, err := p.resultSubject(res.Type())
 	if err != nil {
 		return nil, err
 	}
 	msg := &nats.Msg{Subject: subject}
 	return msg, bus.Encode(res, msg)
 }
+
+// resultSubject returns the subject of this plugin's events of type typ.
+// It remembers the subjects of up to maxSubjects types, since handlers
+// return the same few types over and over, and checking and joining the
+// names again cost as much as the rest of encoding a small result.
+func (p *Plugin) resultSubject(typ string) (string, error) {
+	p.subjectsMu.RLock()
+	subject, ok := p.subjects[typ]
+	p.subjectsMu.RUnlock()
+	if ok {
+		return subject, nil
+	}
+	subject, err := bus.EventSubject(p.prefix, p.name, typ)
+	if err != nil {
+		return "", err
+	}
+	p.subjectsMu.Lock()
+	if p.subjects == nil {
+		p.subjects = map[string]string{}
+	}
+	if len(p.subjects) < maxSubjects {
+		p.subjects[typ] = subject
+	}
+	p.subjectsMu.Unlock()
+	return subject, nil
+}
+
+// maxSubjects bounds the result subjects a plugin remembers.
+const maxSubjects = 256
 
 // stamp sets the plugin as the event's source, fills in a missing id and
 // time, and links the event to trigger when there is one.
