@@ -420,7 +420,28 @@ func (p *Plugin) record(key string, e *Event) {
 	}
 }
 
+// ack acknowledges m and waits for the server to confirm it (double ack).
+// The wait runs on a goroutine of its own, so that the worker takes its
+// next event meanwhile instead of idling for a round trip per event;
+// shutdown waits for it as for a handler. While stopping it acks here.
 func (p *Plugin) ack(m jetstream.Msg, e *Event) {
+	p.mu.RLock()
+	tracked := !p.stopping
+	if tracked {
+		p.inflight.Add(1)
+	}
+	p.mu.RUnlock()
+	if !tracked {
+		p.doubleAck(m, e)
+		return
+	}
+	go func() {
+		defer p.inflight.Done()
+		p.doubleAck(m, e)
+	}()
+}
+
+func (p *Plugin) doubleAck(m jetstream.Msg, e *Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := m.DoubleAck(ctx); err != nil {
