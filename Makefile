@@ -27,7 +27,7 @@ test:
 ## go-plugin, gRPC and sdk-go's NATS binding stay out of go.mod), in
 ## BENCH_COUNT rounds so that a burst of load from elsewhere on the machine
 ## hits every variant alike. Writes docs/benchmarks.md, with the raw runs in
-## docs/benchmarks.txt for benchstat. About 3 minutes a round: not for CI.
+## docs/benchmarks.txt for benchstat. About 6 minutes a round: not for CI.
 BENCH_COUNT ?= 5
 BENCH_PKGS  := ./bus/ ./plugin-kit/ $(if $(shell grep -ls '^func Benchmark' internal/faults/*_test.go),./internal/faults/)
 BENCH_FLAGS := -run '^$$' -bench . -benchmem -count 1 -timeout 30m
