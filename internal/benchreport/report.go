@@ -148,6 +148,7 @@ var targets = []target{
 	{"Invoke", "plugbus-inprocess", "p50-µs", "nats-raw-inprocess", false, 1.1, "benchmark issue: as above, both asking from the process that embeds the server"},
 	{"Invoke", "plugbus-inprocess", "p50-µs", "goplugin-grpc", false, 1.0, "benchmark issue: from the coordinator (in-process connection to its embedded server), below go-plugin gRPC's p50"},
 	{"FanOut", "*/plugbus", "events/s", "raw", true, 0.5, "benchmark issue: fan-out at least 0.5× raw"},
+	{"FanOut", "*/plugbus", "events/s", "raw-ce-headers", true, 0.5, "benchmark issue, read as the one-way target is, against raw with the same headers (the one-way target itself expects about 0.4× header-less raw at 128 B)"},
 	{"Durable", "pluginkit", "events/s", "raw-jetstream", true, 0.7, "durable issue: at least 0.7× raw JetStream"},
 	{"Durable", "pluginkit-async-publish", "events/s", "raw-jetstream", true, 0.7, "durable issue: as above, publishing as raw JetStream does"},
 	{"ColdStart", "plugbus", "p50-ms", "goplugin-grpc", false, 1.0, "benchmark issue: cold start no slower than go-plugin's start, dispense, first call"},
