@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -42,6 +43,8 @@ type Coordinator struct {
 	reg    *registry.Registry
 	sup    *supervise.Supervisor
 	http   net.Listener
+
+	closing atomic.Bool // set once stopBus closes the connection itself
 }
 
 // New checks cfg (after filling in defaults) and returns a coordinator.
@@ -173,6 +176,9 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 	conn.OnEvent = func(ev bus.ConnEvent) {
 		switch ev.Kind {
 		case bus.Disconnected:
+			if c.closing.Load() {
+				return // stopBus draining the connection, not an outage
+			}
 			c.log.Warn("disconnected from NATS; reconnecting", "url", ev.URL, "err", ev.Err)
 		case bus.Reconnected:
 			c.log.Info("reconnected to NATS", "url", ev.URL)
@@ -219,6 +225,7 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 }
 
 func (c *Coordinator) stopBus() {
+	c.closing.Store(true)
 	if c.nc != nil {
 		_ = c.nc.Drain()
 		for i := 0; i < 50 && !c.nc.IsClosed(); i++ {

@@ -515,6 +515,19 @@ plugins:
 		}
 		t.Logf("the restarted coordinator found the external plugin after %v", time.Since(start).Round(time.Millisecond))
 	})
+
+	t.Run("a clean stop is not logged as an outage", func(t *testing.T) {
+		d.stop(syscall.SIGTERM)
+		d.logMu.Lock()
+		log := d.log.String()
+		d.logMu.Unlock()
+		if !strings.Contains(log, `"msg":"coordinator ready"`) {
+			t.Fatalf("the log lacks the coordinator's records:\n%s", log)
+		}
+		if strings.Contains(log, "disconnected from NATS") {
+			t.Errorf("stopping the coordinator logged a disconnection, as if NATS had gone away:\n%s", log)
+		}
+	})
 }
 
 func TestRefusesToListenBeyondLoopbackWithoutAuth(t *testing.T) {
