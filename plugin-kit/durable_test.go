@@ -210,3 +210,58 @@ func TestStreamPublishesAreNotRequests(t *testing.T) {
 		return true
 	})
 }
+
+// A durable plugin acknowledges each event after its handler, without
+// making the worker wait for the server's confirmation; stopping must
+// still wait for every acknowledgement, or the events are redelivered.
+func TestDurableStopWaitsForAcknowledgements(t *testing.T) {
+	s := bustest.NewServer(t)
+	js, _ := jetstream.New(bustest.Connect(t, s))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	handled := &counter{}
+	p := newPlugin("acker", "1.0.0", pluginkit.WithDurable(fastRetries))
+	p.Handle("com.example.order.>", handled)
+	running := serve(t, s, p)
+	const n = 200
+	for i := range n {
+		e := pluginkit.NewEvent("com.example.order.placed", map[string]int{"n": i})
+		e.SetID("o-" + strconv.Itoa(i))
+		if _, err := bus.PublishDurableAsync(js, bus.DefaultPrefix, "shop", e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal("the publishes were not acknowledged")
+	}
+	eventually(t, "every event handled", func() bool {
+		for i := range n {
+			if handled.count("o-"+strconv.Itoa(i)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if err := running.stop(); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(ctx, bus.DefaultEventsStream, "acker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 || info.NumPending != 0 {
+		t.Errorf("after the plugin stopped, %d events await acknowledgement and %d delivery; want none", info.NumAckPending, info.NumPending)
+	}
+	for i := range n {
+		if c := handled.count("o-" + strconv.Itoa(i)); c != 1 {
+			t.Errorf("o-%d handled %d times, want once", i, c)
+		}
+	}
+}
