@@ -89,10 +89,11 @@ func WithDurable(d Durable) Option {
 
 // durableState is what a running durable plugin holds.
 type durableState struct {
-	js      jetstream.JetStream
-	consume jetstream.ConsumeContext
-	dedup   jetstream.KeyValue // nil unless EffectivelyOnce
-	ttl     time.Duration
+	js       jetstream.JetStream
+	stopPull context.CancelFunc // ends pull
+	pulled   chan struct{}      // closed when pull has returned
+	dedup    jetstream.KeyValue // nil unless EffectivelyOnce
+	ttl      time.Duration
 
 	mu       sync.Mutex
 	handling map[string]chan struct{} // effectively-once keys of the events being handled here
@@ -149,22 +150,76 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 	}
 	p.ds = st
 	go p.keepHeld(st)
-	batch := 0
+	slots := 0
 	for _, r := range p.routes {
-		batch += r.concurrency
+		if !r.broadcast {
+			slots += r.concurrency
+		}
 	}
-	// A short heartbeat bounds a stall of nats.go's Consume, whose pull
-	// requests can run out under load while it believes some are still
-	// open (nats-io/nats.go#1622): after two missed heartbeats it pulls
-	// again. With the default (15s) the stall lasted 30s.
-	st.consume, err = cons.Consume(p.consumeMsg, jetstream.PullMaxMessages(max(1, min(batch, d.MaxAckPending))),
-		jetstream.PullHeartbeat(2*time.Second),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !errors.Is(err, nats.ErrConnectionClosed) {
-				p.log.Debug("durable consumer", "err", err)
+	pullCtx, stop := context.WithCancel(context.Background())
+	st.stopPull, st.pulled = stop, make(chan struct{})
+	go p.pull(pullCtx, st, cons, max(1, min(slots, d.MaxAckPending)))
+	return nil
+}
+
+// pullWait bounds one pull request: with no events it ends after this
+// long and the next one starts, so that a pull lost in an outage of NATS
+// is replaced soon after.
+const pullWait = 2 * time.Second
+
+// pull takes events from the plugin's consumer as workers free up,
+// asking for as many as there are free workers, until ctx ends. Each event
+// it receives is held at once (in-progress signals, see keepHeld) and has
+// a worker waiting for it, so none sits pulled and unheld while long
+// handlers run. (nats.go's Consume, used before, keeps a buffer of pulled
+// events that get no in-progress signals while they wait for a worker,
+// and its pull requests could run out under load while it believed some
+// were open: nats-io/nats.go#1622.)
+func (p *Plugin) pull(ctx context.Context, st *durableState, cons jetstream.Consumer, slots int) {
+	defer close(st.pulled)
+	free := make(chan struct{}, slots) // one token per free worker
+	for range slots {
+		free <- struct{}{}
+	}
+	release := func() { free <- struct{}{} }
+	for {
+		select {
+		case <-free:
+		case <-ctx.Done():
+			return
+		}
+		n := 1
+	take:
+		for n < slots {
+			select {
+			case <-free:
+				n++
+			default:
+				break take
 			}
-		}))
-	return err
+		}
+		fetchCtx, cancel := context.WithTimeout(ctx, pullWait)
+		batch, err := cons.Fetch(n, jetstream.FetchContext(fetchCtx))
+		got := 0
+		if err == nil {
+			for m := range batch.Messages() {
+				got++
+				p.consumeMsg(m, release)
+			}
+			err = batch.Error()
+		}
+		cancel()
+		for ; got < n; got++ {
+			release()
+		}
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+			p.log.Debug("durable consumer: pull failed; pulling again", "err", err)
+			select { // not a busy loop while NATS is away
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
 }
 
 // ensureConsumer updates the plugin's consumer when it exists, keeping where
@@ -207,13 +262,15 @@ func (p *Plugin) ensureConsumer(ctx context.Context, stream jetstream.Stream, fi
 }
 
 // consumeMsg takes an event from the plugin's consumer and hands it to the
-// handler whose pattern matches, within that handler's concurrency.
-func (p *Plugin) consumeMsg(m jetstream.Msg) {
+// handler whose pattern matches, within that handler's concurrency, and
+// calls settled once the event is settled.
+func (p *Plugin) consumeMsg(m jetstream.Msg, settled func()) {
 	msg := &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
 	_, typ, _ := bus.ParseDurableSubject(p.prefix, m.Subject())
 	r := p.routeFor(typ)
 	if r == nil {
 		p.deadLetter(m, msg, fmt.Errorf("no handler of plugin %q matches type %q", p.name, typ))
+		settled()
 		return
 	}
 	st := p.ds
@@ -225,6 +282,7 @@ func (p *Plugin) consumeMsg(m jetstream.Msg) {
 		st.mu.Lock()
 		delete(st.held, m)
 		st.mu.Unlock()
+		settled()
 	})
 }
 

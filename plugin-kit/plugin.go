@@ -273,8 +273,8 @@ func (p *Plugin) serve(ctx context.Context, nc *nats.Conn, reconnected <-chan st
 	for _, r := range p.routes {
 		if err := p.addEndpoint(svc, r, names); err != nil {
 			_ = svc.Stop()
-			if p.ds != nil && p.ds.consume != nil {
-				p.ds.consume.Stop()
+			if p.ds != nil && p.ds.stopPull != nil {
+				p.ds.stopPull()
 			}
 			return err
 		}
@@ -662,12 +662,12 @@ func (p *Plugin) announce(typ, reason string) {
 // shutdown stops taking events, waits for running handlers up to the drain
 // timeout, cancels the ones still running, and announces the stop.
 func (p *Plugin) shutdown(svc micro.Service) error {
-	if p.ds != nil && p.ds.consume != nil {
-		// No more events from the stream; the ones already fetched are
-		// handed to handlers before Closed.
-		p.ds.consume.Drain()
+	if p.ds != nil && p.ds.stopPull != nil {
+		// No more events from the stream; the ones already pulled are
+		// handed to handlers.
+		p.ds.stopPull()
 		select {
-		case <-p.ds.consume.Closed():
+		case <-p.ds.pulled:
 		case <-time.After(p.drainTimeout):
 		}
 	}

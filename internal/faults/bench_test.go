@@ -31,7 +31,7 @@ import (
 //     each publish waits for its acknowledgement (PublishMsg from
 //     benchPublishers goroutines) and each event is acknowledged with a
 //     double ack by one of 16 workers, fed by Consume with 16 messages
-//     pulled at a time, as plugin-kit does by default.
+//     pulled at a time (plugin-kit pulls as many as it has free workers).
 //   - pluginkit: each event published with bus.PublishDurable (waiting for
 //     the stream's acknowledgement, as every Plugbus publisher does) from
 //     benchPublishers goroutines, and a durable plugin (plugin-kit's

@@ -610,18 +610,18 @@ plugins:
 	l.check(t, acked, true)
 }
 
-// 8b. Handlers longer than the ack wait, with every worker busy: the events
-// waiting for a free worker are kept with in-progress signals too, so
-// none is handed out again; each handler runs once, even without
-// effectively-once.
+// 8b. Handlers longer than the ack wait, with every worker busy and three
+// times as many events as workers: the events not yet pulled stay in the
+// stream, and the ones pulled are kept with in-progress signals, so none is
+// handed out again; each handler runs once, even without effectively-once.
 func TestLongHandlersKeepQueuedEvents(t *testing.T) {
 	t.Parallel()
 	s := startNATS(t)
 	c := connect(t, s.url())
 	l := newLedger(t)
-	ledgerPlugin(t, "ledger", l, s.url(), "LEDGER_ACK_WAIT=2s", "LEDGER_CONCURRENCY=1", "LEDGER_DELAY=2500ms")
+	ledgerPlugin(t, "ledger", l, s.url(), "LEDGER_ACK_WAIT=2s", "LEDGER_CONCURRENCY=2", "LEDGER_DELAY=2500ms")
 	c.waitConsumer("ledger", 20*time.Second)
-	acked := publishSeveral(c, "long", 4)
+	acked := publishSeveral(c, "long", 6)
 	l.waitHandled(t, acked, 30*time.Second)
 	c.waitSettled("ledger", 10*time.Second)
 	for id, n := range l.calls() {
