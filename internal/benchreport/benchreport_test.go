@@ -28,6 +28,8 @@ cpu: AMD EPYC
 BenchmarkInvoke/nats-raw
     bench_test.go:10: a log line
 BenchmarkInvoke/nats-raw-2     	   10000	    100000 ns/op	        80.00 p50-µs	       200.0 p99-µs
+BenchmarkInvoke/goplugin-netrpc-2 	2026/11/26 02:04:35 [ERR] yamux: Failed to write header: broken pipe
+    6092	    180889 ns/op	       175.0 p50-µs	       364.6 p99-µs
 BenchmarkInvoke/plugbus-2      	   10000	    120000 ns/op	       100.0 p50-µs	       300.0 p99-µs
 BenchmarkInvoke/plugbus-2      	   10000	    120000 ns/op	       120.0 p50-µs	       260.0 p99-µs
 BenchmarkProcOneWay/1KiB/raw-2 	  100000	     10000 ns/op	    100000 events/s	       0 B/op
@@ -46,8 +48,8 @@ func TestParse(t *testing.T) {
 	if e.cpu != "AMD EPYC" || e.goos != "linux" || e.goarch != "amd64" {
 		t.Errorf("env = %+v", e)
 	}
-	if len(rs) != 16 {
-		t.Fatalf("got %d results, want 16", len(rs))
+	if len(rs) != 17 {
+		t.Fatalf("got %d results, want 17", len(rs))
 	}
 	r := rs[3]
 	if r.pkg != "github.com/plugbus/plugbus/bus" || r.name != "Publish/raw" || r.iters != 2000000 {
@@ -66,8 +68,11 @@ func TestParse(t *testing.T) {
 	if inv.name != "Invoke/nats-raw" || inv.metrics["p50-µs"] != 80 || inv.metrics["p99-µs"] != 200 {
 		t.Errorf("custom units: %+v", inv)
 	}
-	if rs[13].name != "ProcOneWay/1KiB/plugbus" || rs[13].sub() != "1KiB/plugbus" {
-		t.Errorf("nested sub = %+v", rs[13])
+	if r := rs[10]; r.name != "Invoke/goplugin-netrpc" || r.iters != 6092 || r.metrics["p50-µs"] != 175 {
+		t.Errorf("a result whose name line a log interrupted: %+v", r)
+	}
+	if rs[14].name != "ProcOneWay/1KiB/plugbus" || rs[14].sub() != "1KiB/plugbus" {
+		t.Errorf("nested sub = %+v", rs[14])
 	}
 }
 

@@ -40,14 +40,17 @@ var procsSuffix = regexp.MustCompile(`-(\d+)$`)
 // parse reads go test -bench output, any number of packages and runs
 // (-count N), and returns every result line in order. Lines that are not
 // results (PASS, ok, logs, "BenchmarkX" alone while a benchmark runs) are
-// skipped. The -N suffix go test adds for GOMAXPROCS is removed when every
+// skipped. A result whose name line a log interrupted (something the
+// benchmark ran wrote to standard error mid-line, as go-plugin's yamux
+// does) is read from the name and the figures on the next line. The -N suffix go test adds for GOMAXPROCS is removed when every
 // result of a package ends in the same one, so that a sub-benchmark named
 // "c-1" with GOMAXPROCS 1 keeps its name.
 func parse(r io.Reader) ([]result, env, error) {
 	var (
-		out []result
-		e   env
-		pkg string
+		out     []result
+		e       env
+		pkg     string
+		pending string // a benchmark's name whose figures have not come yet
 	)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -67,15 +70,25 @@ func parse(r io.Reader) ([]result, env, error) {
 			continue
 		}
 		if !strings.HasPrefix(line, "Benchmark") {
+			if pending != "" {
+				if res, ok, err := parseLine(pending + " " + line); ok && err == nil {
+					res.pkg = pkg
+					out = append(out, res)
+					pending = ""
+				}
+			}
 			continue
 		}
 		res, ok, err := parseLine(line)
 		if err != nil {
 			return nil, e, fmt.Errorf("line %d: %w", lineNo, err)
 		}
+		pending = ""
 		if ok {
 			res.pkg = pkg
 			out = append(out, res)
+		} else {
+			pending = strings.Fields(line)[0]
 		}
 	}
 	if err := sc.Err(); err != nil {
