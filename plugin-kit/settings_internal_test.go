@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -96,21 +97,26 @@ func TestSetFromEnv(t *testing.T) {
 	}
 }
 
+// bindRuns names TestBindEnv's flag afresh on every run (-count): flags
+// live in the process-wide set.
+var bindRuns atomic.Int32
+
 func TestBindEnv(t *testing.T) {
 	saved := envFlags
 	t.Cleanup(func() { envFlags = saved })
-	flag.String("pluginkit-test-bind", "", "a test flag")
-	BindEnv("pluginkit-test-bind", "PLUGINKIT_TEST_BIND")
-	if got := flag.Lookup("pluginkit-test-bind").Usage; got != "a test flag [PLUGINKIT_TEST_BIND]" {
+	name := "pluginkit-test-bind-" + strconv.Itoa(int(bindRuns.Add(1)))
+	flag.String(name, "", "a test flag")
+	BindEnv(name, "PLUGINKIT_TEST_BIND")
+	if got := flag.Lookup(name).Usage; got != "a test flag [PLUGINKIT_TEST_BIND]" {
 		t.Errorf("usage %q: want the variable's name in it, for -h", got)
 	}
-	if got := envFlags[len(envFlags)-1]; got != (envFlag{"pluginkit-test-bind", "PLUGINKIT_TEST_BIND"}) {
+	if got := envFlags[len(envFlags)-1]; got != (envFlag{name, "PLUGINKIT_TEST_BIND"}) {
 		t.Errorf("binding %+v", got)
 	}
 	for _, tt := range []struct{ flag, env, want string }{
 		{"pluginkit-test-nosuch", "X", "no flag -pluginkit-test-nosuch"},
-		{"pluginkit-test-bind", "OTHER", "already bound to PLUGINKIT_TEST_BIND"},
-		{"pluginkit-test-bind", "", "empty environment variable name"},
+		{name, "OTHER", "already bound to PLUGINKIT_TEST_BIND"},
+		{name, "", "empty environment variable name"},
 	} {
 		msg := func() (msg string) {
 			defer func() { msg, _ = recover().(string) }()
