@@ -25,6 +25,10 @@ const (
 	MetaSchema   = "plugbus.schema"   // endpoint metadata: JSON Schema (or its URL) of the data
 )
 
+// MetaSchemaOf is the service metadata key holding the JSON Schema of the
+// data of an emitted type: "plugbus.schema.<type>".
+func MetaSchemaOf(typ string) string { return MetaSchema + "." + typ }
+
 // Instance describes one running plugin instance; it is the data of the
 // lifecycle events a plugin publishes about itself.
 type Instance struct {

@@ -48,9 +48,13 @@ func Invoke(ctx context.Context, e *Event) (*Event, error) {
 // a file watcher...). The plugin must be running.
 func (p *Plugin) Publish(e *Event) error { return p.publish(e, nil) }
 
-// Invoke sends e as a request from the plugin, outside any handler, and
-// returns the reply event. ctx bounds the wait.
+// Invoke sends e as a request from the plugin and returns the reply event.
+// ctx bounds the wait; when ctx is the context one of p's handlers got, the
+// request is linked to the event being handled, as with [Invoke].
 func (p *Plugin) Invoke(ctx context.Context, e *Event) (*Event, error) {
+	if d, ok := ctx.Value(deliveryKey{}).(*delivery); ok && d.plugin == p {
+		return p.invoke(ctx, e, d.trigger)
+	}
 	return p.invoke(ctx, e, nil)
 }
 

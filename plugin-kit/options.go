@@ -1,10 +1,13 @@
 package pluginkit
 
 import (
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/internal/schema"
 )
 
 // An Option configures a [Plugin] in [New].
@@ -51,6 +54,20 @@ func Concurrency(n int) HandleOption { return func(r *route) { r.concurrency = n
 // invalidation, configuration reloads and the like.
 func Broadcast() HandleOption { return func(r *route) { r.broadcast = true } }
 
-// Schema attaches a JSON Schema (the document, or its URL) for the data of
-// the events this handler takes, published in the plugin's manifest.
-func Schema(schema string) HandleOption { return func(r *route) { r.schema = schema } }
+// Schema attaches a JSON Schema for the data of the events this handler
+// takes, published in the plugin's manifest. A schema document (JSON) is
+// also checked: data that does not match gets a [Permanent] error naming
+// the field and the rule, and the handler does not run. A URL is only
+// published. Schema panics on a document that is not a valid schema, as
+// [Plugin.Handle] does on an invalid pattern. [Answer] and [On] generate
+// the schema from Go types instead.
+func Schema(doc string) HandleOption {
+	if !strings.HasPrefix(strings.TrimSpace(doc), "{") {
+		return func(r *route) { r.schema = doc }
+	}
+	v, err := schema.Compile([]byte(doc))
+	if err != nil {
+		panic(fmt.Sprintf("pluginkit: Schema: %v", err))
+	}
+	return withSchema(v)
+}

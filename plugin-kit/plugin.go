@@ -30,6 +30,7 @@ type Plugin struct {
 	name, version string
 	description   string
 	emits         []string
+	schemas       map[string]string // emitted type -> JSON Schema of its data
 	logger        *slog.Logger
 	prefix        string
 	connCfg       bus.ConnConfig
@@ -241,17 +242,21 @@ func (p *Plugin) serve(ctx context.Context, nc *nats.Conn, reconnected <-chan st
 		}
 	}
 	host, _ := os.Hostname()
+	meta := map[string]string{
+		bus.MetaProtocol: bus.ProtocolVersion,
+		bus.MetaEmits:    strings.Join(p.emits, ","),
+		bus.MetaHost:     host,
+		bus.MetaPID:      strconv.Itoa(os.Getpid()),
+	}
+	for typ, doc := range p.schemas {
+		meta[bus.MetaSchemaOf(typ)] = doc
+	}
 	svc, err := micro.AddService(nc, micro.Config{
-		Name:        p.name,
-		Version:     p.version,
-		Description: p.description,
-		QueueGroup:  p.name,
-		Metadata: map[string]string{
-			bus.MetaProtocol: bus.ProtocolVersion,
-			bus.MetaEmits:    strings.Join(p.emits, ","),
-			bus.MetaHost:     host,
-			bus.MetaPID:      strconv.Itoa(os.Getpid()),
-		},
+		Name:         p.name,
+		Version:      p.version,
+		Description:  p.description,
+		QueueGroup:   p.name,
+		Metadata:     meta,
 		StatsHandler: p.endpointStats,
 	})
 	if err != nil {

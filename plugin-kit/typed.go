@@ -1,0 +1,137 @@
+package pluginkit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/plugbus/plugbus/internal/schema"
+)
+
+// Answer registers f as the handler of typ, an exact type, with Go types
+// for its data: the request's data is checked against the JSON Schema of
+// Req and decoded into Req before f runs, and f's reply becomes the answer,
+// an event of type replyType whose data is the reply as JSON. With
+// replyType "" the answer is empty and f's reply is dropped (use struct{}).
+//
+// The schemas of Req and Resp are generated from the Go types, advertised
+// in the plugin's manifest (`nats micro info` shows them) and set as the
+// events' dataschema. Data that does not match, sent by a caller in any
+// language, gets a [Permanent] error naming the field and the rule, and f
+// does not run. Answer panics, as [Plugin.Handle] does, on an invalid type
+// or a Go type JSON Schema cannot describe.
+func Answer[Req, Resp any](p *Plugin, typ, replyType string, f func(ctx context.Context, req Req) (Resp, error), opts ...HandleOption) {
+	in := mustSchema[Req](p, typ)
+	var replySchema string
+	if replyType != "" {
+		replySchema = SchemaURI(p.name, p.version, replyType)
+		p.declareSchema(replyType, mustSchema[Resp](p, replyType))
+	}
+	h := HandlerFunc(func(ctx context.Context, e Event) (*Event, error) {
+		req, err := decode[Req](e)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := f(ctx, req)
+		if err != nil || replyType == "" {
+			return nil, err
+		}
+		out := NewEvent(replyType, resp)
+		out.SetDataSchema(replySchema)
+		return out, nil
+	})
+	p.Handle(typ, h, append([]HandleOption{withSchema(in)}, opts...)...)
+}
+
+// On registers f as the handler of events matching pattern with data of Go
+// type T, checked against T's JSON Schema and decoded before f runs, as
+// [Answer] does. f returns no event; an error means what it means for any
+// handler.
+func On[T any](p *Plugin, pattern string, f func(ctx context.Context, data T) error, opts ...HandleOption) {
+	in := mustSchema[T](p, pattern)
+	h := HandlerFunc(func(ctx context.Context, e Event) (*Event, error) {
+		data, err := decode[T](e)
+		if err != nil {
+			return nil, err
+		}
+		return nil, f(ctx, data)
+	})
+	p.Handle(pattern, h, append([]HandleOption{withSchema(in)}, opts...)...)
+}
+
+// Call invokes typ through the running plugin p with req as JSON data and
+// decodes the answer's data into Resp. From inside a handler, pass the
+// handler's ctx: the request carries what is left of its deadline and
+// links to the event being handled. An empty answer gives Resp's zero
+// value. The errors are those of [Plugin.Invoke].
+func Call[Resp any](ctx context.Context, p *Plugin, typ string, req any) (Resp, error) {
+	var resp Resp
+	reply, err := p.Invoke(ctx, NewEvent(typ, req))
+	if err != nil || reply == nil {
+		return resp, err
+	}
+	if err := json.Unmarshal(reply.Data(), &resp); err != nil {
+		return resp, fmt.Errorf("pluginkit: answer to %s (type %s) does not decode into %T: %w", typ, reply.Type(), resp, err)
+	}
+	return resp, nil
+}
+
+// mustSchema generates and compiles the schema of T for events of typ.
+func mustSchema[T any](p *Plugin, typ string) *schema.Validator {
+	doc, err := schema.For[T](SchemaURI(p.name, p.version, typ))
+	if err == nil {
+		var v *schema.Validator
+		if v, err = schema.Compile(doc); err == nil {
+			return v
+		}
+	}
+	var zero T
+	panic(fmt.Sprintf("pluginkit: schema of %T for %q: %v", zero, typ, err))
+}
+
+// decode decodes e's data, already checked against its schema, into a T.
+func decode[T any](e Event) (T, error) {
+	var data T
+	if err := json.Unmarshal(e.Data(), &data); err != nil {
+		return data, Permanent(fmt.Errorf("data does not decode into %T: %w", data, err))
+	}
+	return data, nil
+}
+
+// SchemaURI is the URI Plugbus gives the JSON Schema that version version
+// of plugin declares for the data of events of type typ; events carry it
+// as their dataschema:
+// urn:plugbus:schema:<plugin>:<version>:<type>.
+func SchemaURI(plugin, version, typ string) string {
+	return "urn:plugbus:schema:" + plugin + ":" + version + ":" + typ
+}
+
+// withSchema checks the data of the handler's events against v before the
+// handler runs and advertises v's document as the schema of its type.
+func withSchema(v *schema.Validator) HandleOption {
+	return func(r *route) {
+		r.schema = string(v.Doc())
+		next := r.handler
+		r.handler = HandlerFunc(func(ctx context.Context, e Event) (*Event, error) {
+			if err := v.Validate(e.Data()); err != nil {
+				return nil, Permanent(err)
+			}
+			return next.HandleEvent(ctx, e)
+		})
+	}
+}
+
+// declareSchema records the schema of the data of an emitted type, for the
+// plugin's manifest, and declares the type as emitted.
+func (p *Plugin) declareSchema(typ string, v *schema.Validator) {
+	if p.schemas == nil {
+		p.schemas = map[string]string{}
+	}
+	p.schemas[typ] = string(v.Doc())
+	for _, t := range p.emits {
+		if t == typ {
+			return
+		}
+	}
+	p.emits = append(p.emits, typ)
+}
