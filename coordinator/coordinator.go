@@ -22,6 +22,7 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/embedded"
+	"github.com/plugbus/plugbus/coordinator/internal/activity"
 	"github.com/plugbus/plugbus/coordinator/internal/api"
 	"github.com/plugbus/plugbus/coordinator/internal/deadletter"
 	"github.com/plugbus/plugbus/coordinator/internal/registry"
@@ -111,6 +112,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	streams.SetDefaults()
 	metrics.MustRegister(deadletter.NewCollector(c.js, c.cfg.Prefix, streams.Name, streams.DeadLetterName))
 	deadLetters := deadletter.New(c.js, c.cfg.Prefix, streams.DeadLetterName)
+	tracker := activity.New(activity.Config{Source: c.reg, Supervised: c.supervisedPIDs})
+	streamsDone := make(chan struct{})
 	handler, err := api.New(api.Config{
 		Conn: c.nc, Prefix: c.cfg.Prefix, Token: c.cfg.HTTPToken,
 		MaxBodyBytes: c.cfg.MaxBodyBytes, InvokeTimeout: time.Duration(c.cfg.InvokeTimeout),
@@ -125,6 +128,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		Registerer: metrics, Gatherer: metrics, Logger: c.log,
 		DeadLetters: deadLetters,
 		JetStream:   durableJS(c.cfg.Durable, c.js),
+		Activity:    tracker,
+		Done:        streamsDone,
 	})
 	if err != nil {
 		return err
@@ -134,6 +139,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return fmt.Errorf("coordinator: HTTP listen on %s: %w; pick another address with --http-listen", c.cfg.HTTPListen, err)
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(func() { close(streamsDone) })
 	c.sup, err = supervise.New(supervise.Config{
 		Specs:   c.specs(),
 		BaseEnv: c.pluginEnv(),
@@ -149,6 +155,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.reg.Run(gctx) })
+	g.Go(func() error { return tracker.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.Serve(c.http); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("coordinator: HTTP: %w", err)

@@ -30,3 +30,18 @@ func (c *Coordinator) onSupervisorEvent(ev supervise.Event) {
 		"exit_code": ev.ExitCode, "reason": reason, "next_restart_in": ev.NextRestartIn.String(),
 	})
 }
+
+// supervisedPIDs returns the process ids of the running supervised
+// instances, so the dashboard can tell them from external ones.
+func (c *Coordinator) supervisedPIDs() []int {
+	if c.sup == nil {
+		return nil
+	}
+	var pids []int
+	for _, st := range c.sup.Status() {
+		if st.PID > 0 {
+			pids = append(pids, st.PID)
+		}
+	}
+	return pids
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/activity"
 	"github.com/plugbus/plugbus/coordinator/internal/deadletter"
 )
 
@@ -77,6 +78,14 @@ type Config struct {
 	// JetStream, when set (durable mode), makes POST /v1/events wait until
 	// the events stream has stored each event before answering 202.
 	JetStream jetstream.JetStream
+	// Activity feeds the dashboard's plugin overview (GET /v1/overview and
+	// /v1/plugins/{name}/instances); nil answers those endpoints 404.
+	Activity *activity.Tracker
+	// Done, once closed, ends the streams (server-sent events) still open,
+	// so that a graceful shutdown of the HTTP server does not wait for
+	// them; close it from [http.Server.RegisterOnShutdown]. Nil: streams
+	// end only when their clients leave.
+	Done <-chan struct{}
 }
 
 // ErrInvalidConfig is returned by [New] for settings that can never work.
@@ -169,7 +178,10 @@ func New(cfg Config) (http.Handler, error) {
 		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
-	s.route(mux, "GET", "/{$}", http.HandlerFunc(handleDashboard))
+	s.route(mux, "GET", "/v1/stream", s.v1(s.handleStream))
+	s.route(mux, "GET", "/v1/overview", s.v1(s.needActivity(s.handleOverview)))
+	s.route(mux, "GET", "/v1/plugins/{name}/instances", s.v1(s.needActivity(s.handleInstances)))
+	s.routeDashboard(mux)
 	mux.HandleFunc("/", s.handleNotFound)
 	return s.recover(mux), nil
 }
@@ -191,7 +203,7 @@ func (s *server) route(mux *http.ServeMux, method, pattern string, h http.Handle
 func (s *server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, &apiError{
 		status: http.StatusNotFound,
-		msg: fmt.Sprintf("no endpoint %s %s; the API has POST /v1/events, POST /v1/invoke/{type}, GET /v1/plugins, GET /v1/supervised, GET /healthz, GET /readyz, GET /metrics and the dashboard at GET /",
+		msg: fmt.Sprintf("no endpoint %s %s; the API has POST /v1/events, POST /v1/invoke/{type}, GET /v1/plugins, GET /v1/plugins/{name}/instances, GET /v1/supervised, GET /v1/stream, GET /v1/overview, /v1/deadletters, GET /healthz, GET /readyz, GET /metrics and the dashboard at GET /",
 			r.Method, r.URL.Path),
 	})
 }

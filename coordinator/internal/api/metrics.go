@@ -40,6 +40,8 @@ type metrics struct {
 	published    *prometheus.CounterVec
 	ingestErrors *prometheus.CounterVec
 	invoke       *prometheus.HistogramVec
+	streams      prometheus.Gauge
+	streamDrop   prometheus.Counter
 	types        typeLabels
 }
 
@@ -63,6 +65,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help:    "Round trip of invokes through the HTTP API, by type and outcome (ok, error, timeout, no_responders).",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 	}, []string{"type", "outcome"}))
+	m.streams = register(reg, &errs, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "plugbus_http_streams",
+		Help: "Server-sent event streams open (the dashboard's live events and overview).",
+	}))
+	m.streamDrop = register(reg, &errs, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "plugbus_stream_dropped_total",
+		Help: "Events not sent to a live stream's client because it did not keep up.",
+	}))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

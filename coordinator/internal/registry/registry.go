@@ -50,6 +50,10 @@ type Instance struct {
 	State       State             `json:"state"`
 	Reason      string            `json:"reason,omitempty"`
 	Stats       Counters          `json:"stats"`
+
+	// byType holds Stats per handled type (from each endpoint's STATS),
+	// summed over instances by [Registry.TypeCounters].
+	byType map[string]Counters
 }
 
 // Counters sum what an instance's handlers report in their micro STATS.
@@ -58,6 +62,13 @@ type Counters struct {
 	Handled  uint64 `json:"handled"`
 	Failed   uint64 `json:"failed"`
 	Invalid  uint64 `json:"invalid"`
+}
+
+func (c *Counters) add(o Counters) {
+	c.Received += o.Received
+	c.Handled += o.Handled
+	c.Failed += o.Failed
+	c.Invalid += o.Invalid
 }
 
 // Plugin groups the instances of one plugin.
@@ -204,6 +215,23 @@ func (r *Registry) Plugins() []Plugin {
 	return out
 }
 
+// TypeCounters returns, for each handled type, the counters of every
+// listed instance that handles it, summed. They are cumulative, like
+// [Instance.Stats]; an instance that is forgotten takes its share with it.
+func (r *Registry) TypeCounters() map[string]Counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]Counters{}
+	for _, in := range r.instances {
+		for typ, c := range in.byType {
+			t := out[typ]
+			t.add(c)
+			out[typ] = t
+		}
+	}
+	return out
+}
+
 // sorted returns the set's non-empty members in order, nil when none.
 func sorted(set map[string]bool) []string {
 	var list []string
@@ -220,6 +248,7 @@ func clone(in *Instance) Instance {
 	c := *in
 	c.Handles = slices.Clone(in.Handles)
 	c.Emits = slices.Clone(in.Emits)
+	c.byType = nil
 	return c
 }
 
@@ -358,16 +387,23 @@ func (r *Registry) poll(ctx context.Context) {
 		in.PID, _ = strconv.Atoi(st.Metadata[bus.MetaPID])
 		in.Emits = splitList(st.Metadata[bus.MetaEmits])
 		in.Handles, in.Stats = in.Handles[:0], Counters{}
+		clear(in.byType)
 		for _, ep := range st.Endpoints {
-			if _, typ, ok := strings.Cut(ep.Subject, ".events.*."); ok {
+			_, typ, ok := strings.Cut(ep.Subject, ".events.*.")
+			if ok {
 				in.Handles = append(in.Handles, typ)
 			}
 			var c Counters
 			if json.Unmarshal(ep.Data, &c) == nil {
-				in.Stats.Received += c.Received
-				in.Stats.Handled += c.Handled
-				in.Stats.Failed += c.Failed
-				in.Stats.Invalid += c.Invalid
+				in.Stats.add(c)
+				if ok {
+					if in.byType == nil {
+						in.byType = map[string]Counters{}
+					}
+					t := in.byType[typ]
+					t.add(c)
+					in.byType[typ] = t
+				}
 			}
 		}
 		if in.State != Stopped {
