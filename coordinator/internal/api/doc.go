@@ -8,10 +8,13 @@
 //	POST /v1/invoke/{type}   send a request of {type} and answer with the reply event; 200, 204
 //	GET  /v1/plugins         the registry's snapshot as JSON
 //	GET  /v1/supervised      the processes the coordinator runs, with restarts
+//	GET  /v1/stream          server-sent events: the events on the bus, live (stream.go)
+//	GET  /v1/overview        server-sent events: plugin summaries and rates (overview.go)
+//	GET  /v1/plugins/{name}/instances   a page of one plugin's instances
 //	GET  /healthz            200 while the process serves HTTP
 //	GET  /readyz             200 when ready, 503 with the reason otherwise
 //	GET  /metrics            Prometheus text exposition
-//	GET  /                   the dashboard (one embedded HTML page)
+//	GET  /                   the dashboard (embedded HTML, CSS and JavaScript; no build step)
 //
 // When [Config.Token] is set every /v1/ endpoint wants the header
 // "Authorization: Bearer <token>". Every answer but the dashboard and
@@ -71,6 +74,8 @@
 //	                                                too_large, unsupported_media_type (ingest and invoke),
 //	                                                unauthorized (any /v1/ endpoint), publish_failed
 //	plugbus_invoke_duration_seconds{type,outcome}   invoke round trips: ok, error, timeout, no_responders
+//	plugbus_http_streams                            server-sent event streams open
+//	plugbus_stream_dropped_total                    events a slow /v1/stream client did not get
 //
 // Types come from clients, so the type label takes at most 1000 distinct
 // values per handler; later types are counted under "other".
