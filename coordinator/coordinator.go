@@ -24,6 +24,7 @@ import (
 	"github.com/plugbus/plugbus/bus/embedded"
 	"github.com/plugbus/plugbus/coordinator/internal/activity"
 	"github.com/plugbus/plugbus/coordinator/internal/api"
+	"github.com/plugbus/plugbus/coordinator/internal/catalog"
 	"github.com/plugbus/plugbus/coordinator/internal/deadletter"
 	"github.com/plugbus/plugbus/coordinator/internal/registry"
 	"github.com/plugbus/plugbus/coordinator/internal/supervise"
@@ -42,8 +43,11 @@ type Coordinator struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	reg    *registry.Registry
-	sup    *supervise.Supervisor
-	http   net.Listener
+	// catalog lists the types the registry's plugins emit, handle and
+	// answer, and checks data against their schemas.
+	catalog *catalog.Catalog
+	sup     *supervise.Supervisor
+	http    net.Listener
 
 	closing atomic.Bool // set once stopBus closes the connection itself
 }
@@ -103,6 +107,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			c.publish(ch.Type, ch.Instance)
 		},
 	})
+	c.catalog = catalog.New(c.reg.Plugins, time.Second)
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newRegistryCollector(c.reg))
 	// Durable plugins may run without deployment-wide durability, so the
@@ -118,6 +123,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		Conn: c.nc, Prefix: c.cfg.Prefix, Token: c.cfg.HTTPToken,
 		MaxBodyBytes: c.cfg.MaxBodyBytes, InvokeTimeout: time.Duration(c.cfg.InvokeTimeout),
 		Plugins:    func() any { return c.reg.Plugins() },
+		Types:      func() any { return c.catalog.Types() },
+		CheckData:  c.catalog.Check,
 		Supervised: func() any { return c.sup.Status() },
 		Ready: func() error {
 			if !c.nc.IsConnected() {

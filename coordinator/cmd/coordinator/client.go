@@ -63,6 +63,31 @@ func (f *clientFlags) connect() (*nats.Conn, error) {
 	return nc, nil
 }
 
+// get reads a GET endpoint of the coordinator's HTTP API: the body of a
+// 200 answer, or an error saying what went wrong.
+func (f *clientFlags) get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(f.api, "/")+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--api %q: %w", f.api, err)
+	}
+	if f.httpToken != "" {
+		req.Header.Set("Authorization", "Bearer "+f.httpToken)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach the coordinator at %s: %w (is it running? set --api or PLUGBUS_API)", f.api, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
 const cliProducer = "cli"
 
 func newPluginsCmd() *cobra.Command {
@@ -72,24 +97,9 @@ func newPluginsCmd() *cobra.Command {
 		Short: "List plugins, their instances and health (from the coordinator's HTTP API)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, strings.TrimSuffix(f.api, "/")+"/v1/plugins", nil)
-			if err != nil {
-				return fmt.Errorf("--api %q: %w", f.api, err)
-			}
-			if f.httpToken != "" {
-				req.Header.Set("Authorization", "Bearer "+f.httpToken)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return fmt.Errorf("reach the coordinator at %s: %w (is it running? set --api or PLUGBUS_API)", f.api, err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
+			body, err := f.get(cmd.Context(), "/v1/plugins")
 			if err != nil {
 				return err
-			}
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 			}
 			if f.asJSON {
 				_, err := cmd.OutOrStdout().Write(body)

@@ -64,7 +64,7 @@ the HTTP API and dashboard on http://127.0.0.1:8090, and the plugins listed in
 		RunE:          serve.RunE,
 	}
 	root.Flags().AddFlagSet(serve.Flags())
-	root.AddCommand(serve, newPluginsCmd(), newPublishCmd(), newInvokeCmd(), newTailCmd(), &cobra.Command{
+	root.AddCommand(serve, newPluginsCmd(), newTypesCmd(), newPublishCmd(), newInvokeCmd(), newTailCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,

@@ -57,6 +57,13 @@ type Config struct {
 	// Plugins returns the snapshot served by GET /v1/plugins, marshalled
 	// as JSON as is. Nil serves an empty list.
 	Plugins func() any
+	// Types returns the catalogue served by GET /v1/types. Nil serves an
+	// empty list.
+	Types func() any
+	// CheckData, when set, checks the data of an event of type typ before
+	// it is published or sent as a request; its error, naming the field
+	// and the rule (a *schema.Error), answers 400 and nothing is sent.
+	CheckData func(typ string, data []byte) error
 	// Supervised returns the snapshot served by GET /v1/supervised: the
 	// processes the coordinator runs itself, with their restarts. Nil
 	// serves an empty list.
@@ -109,6 +116,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Plugins == nil {
 		c.Plugins = func() any { return []any{} }
+	}
+	if c.Types == nil {
+		c.Types = func() any { return []any{} }
 	}
 	if c.Ready == nil {
 		c.Ready = func() error { return nil }
@@ -170,6 +180,7 @@ func New(cfg Config) (http.Handler, error) {
 	s.route(mux, "POST", "/v1/events", s.v1(s.handleEvents))
 	s.route(mux, "POST", "/v1/invoke/{type}", s.v1(s.handleInvoke))
 	s.route(mux, "GET", "/v1/plugins", s.v1(s.snapshot("plugin list", s.cfg.Plugins)))
+	s.route(mux, "GET", "/v1/types", s.v1(s.snapshot("type catalogue", s.cfg.Types)))
 	s.route(mux, "GET", "/v1/supervised", s.v1(s.snapshot("supervised processes", s.cfg.Supervised)))
 	s.routeDeadLetters(mux)
 	s.route(mux, "GET", "/healthz", http.HandlerFunc(s.handleHealth))
@@ -203,7 +214,7 @@ func (s *server) route(mux *http.ServeMux, method, pattern string, h http.Handle
 func (s *server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, &apiError{
 		status: http.StatusNotFound,
-		msg: fmt.Sprintf("no endpoint %s %s; the API has POST /v1/events, POST /v1/invoke/{type}, GET /v1/plugins, GET /v1/plugins/{name}/instances, GET /v1/supervised, GET /v1/stream, GET /v1/overview, /v1/deadletters, GET /healthz, GET /readyz, GET /metrics and the dashboard at GET /",
+		msg: fmt.Sprintf("no endpoint %s %s; the API has POST /v1/events, POST /v1/invoke/{type}, GET /v1/plugins, GET /v1/plugins/{name}/instances, GET /v1/types, GET /v1/supervised, GET /v1/stream, GET /v1/overview, /v1/deadletters, GET /healthz, GET /readyz, GET /metrics and the dashboard at GET /",
 			r.Method, r.URL.Path),
 	})
 }
@@ -238,8 +249,8 @@ func bearer(header string) (string, bool) {
 	return strings.TrimSpace(header[len(scheme):]), true
 }
 
-// snapshot serves what get returns as JSON: GET /v1/plugins and
-// GET /v1/supervised.
+// snapshot serves what get returns as JSON: GET /v1/plugins, GET /v1/types
+// and GET /v1/supervised.
 func (s *server) snapshot(what string, get func() any) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := json.Marshal(get())

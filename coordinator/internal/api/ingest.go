@@ -20,6 +20,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/internal/schema"
 )
 
 // Media types of the CloudEvents HTTP binding's structured and batch modes.
@@ -286,6 +287,9 @@ func (s *server) validate(e *event.Event, what string, pre error) *apiError {
 	if err = errors.Join(err, pre); err != nil {
 		return invalidEvent(err, what)
 	}
+	if aerr := s.checkData(e, what); aerr != nil {
+		return aerr
+	}
 	if max := s.cfg.Conn.MaxPayload(); max > 0 && encodedSize(e) > max {
 		return &apiError{
 			status: http.StatusRequestEntityTooLarge, reason: reasonTooLarge,
@@ -293,6 +297,42 @@ func (s *server) validate(e *event.Event, what string, pre error) *apiError {
 		}
 	}
 	return nil
+}
+
+// checkData checks an event's data at the door: data that claims to be
+// JSON must be JSON, and data of a type whose plugins declare a JSON Schema
+// must match it (see [Config.CheckData]).
+func (s *server) checkData(e *event.Event, what string) *apiError {
+	data := e.Data()
+	ct := e.DataContentType()
+	if len(data) == 0 || (ct != "" && !isJSON(ct)) {
+		return nil
+	}
+	if !json.Valid(data) {
+		if ct == "" {
+			return nil // no claim: the data may be anything
+		}
+		return &apiError{
+			status: http.StatusBadRequest, reason: reasonBadRequest, field: "data",
+			msg: fmt.Sprintf("%s: data: the datacontenttype %q says JSON, but the data is not valid JSON; send JSON or another content type", what, ct),
+		}
+	}
+	if s.cfg.CheckData == nil {
+		return nil
+	}
+	err := s.cfg.CheckData(e.Type(), data)
+	if err == nil {
+		return nil
+	}
+	field := "data"
+	var se *schema.Error
+	if errors.As(err, &se) && len(se.Problems) > 0 && se.Problems[0].Field != "" {
+		field = "data." + se.Problems[0].Field
+	}
+	return &apiError{
+		status: http.StatusBadRequest, reason: reasonBadRequest, field: field,
+		msg: fmt.Sprintf("%s: %v (see GET /v1/types for the schema of %s)", what, err, e.Type()),
+	}
 }
 
 // typeRule is the routing rule of bus.ValidateType, worded for clients.

@@ -44,7 +44,7 @@ type Instance struct {
 	Description string            `json:"description,omitempty"`
 	Handles     []string          `json:"handles"`
 	Emits       []string          `json:"emits,omitempty"`
-	Schemas     map[string]string `json:"schemas,omitempty"`
+	Schemas     map[string]string `json:"schemas,omitempty"` // type -> JSON Schema of its data, handled or emitted
 	Started     time.Time         `json:"started"`
 	LastSeen    time.Time         `json:"last_seen"`
 	State       State             `json:"state"`
@@ -471,6 +471,11 @@ func (r *Registry) fetchInfo(ctx context.Context, name, id string) {
 	for _, ep := range info.Endpoints {
 		if s := ep.Metadata[bus.MetaSchema]; s != "" {
 			schemas[ep.Metadata[bus.MetaType]] = s
+		}
+	}
+	for key, s := range info.Metadata {
+		if typ, ok := strings.CutPrefix(key, bus.MetaSchemaOf("")); ok && typ != "" && s != "" {
+			schemas[typ] = s // the schema of an emitted type
 		}
 	}
 	r.mu.Lock()
