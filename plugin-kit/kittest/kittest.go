@@ -164,7 +164,7 @@ func (h *Harness) Publish(e *pluginkit.Event) error {
 }
 
 // Request sends e as a request and returns the reply event, or the error
-// reply as a *bus.ServiceError.
+// reply as a *pluginkit.AnswerError.
 func (h *Harness) Request(e *pluginkit.Event) (*pluginkit.Event, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
 	defer cancel()
