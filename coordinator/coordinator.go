@@ -88,8 +88,22 @@ func (c *Coordinator) HTTPAddr() string {
 	return c.http.Addr().String()
 }
 
+// Plugin is a plugin as the coordinator's registry sees it: its instances,
+// versions, types and health.
+type Plugin = registry.Plugin
+
+// Instance is one running copy of a plugin.
+type Instance = registry.Instance
+
+// Type is one entry of the type catalogue: who emits, handles and answers
+// an event type, and the schema of its data.
+type Type = catalog.Type
+
 // Plugins returns the registry's view of plugins and instances.
-func (c *Coordinator) Plugins() []registry.Plugin { return c.reg.Plugins() }
+func (c *Coordinator) Plugins() []Plugin { return c.reg.Plugins() }
+
+// Types returns the type catalogue, as GET /v1/types serves it.
+func (c *Coordinator) Types() []Type { return c.catalog.Types() }
 
 // Run starts everything and serves until ctx ends, then stops supervised
 // plugins first (so they drain while the bus is still up), the HTTP API,
