@@ -100,6 +100,13 @@ type PluginSpec struct {
 	// Dir is the plugin's working directory; default: the directory of the
 	// configuration file, so relative paths in args work from there.
 	Dir string `json:"dir,omitempty"`
+	// Stdio runs Exec as a stdio plugin (docs/stdio.md): a program that
+	// reads and writes JSON lines instead of connecting to NATS, which the
+	// coordinator bridges to the bus.
+	Stdio bool `json:"stdio,omitempty"`
+	// Timeout is how long a stdio plugin may take to send its manifest or
+	// answer a line before it is taken as hung and restarted; default 30s.
+	Timeout Duration `json:"timeout,omitempty"`
 }
 
 // Duration is a time.Duration written as "10s" or "1m30s" in configuration.
@@ -205,6 +212,9 @@ func (c *Config) Validate() error {
 		names[p.Name] = true
 		if p.Exec == "" {
 			bad("%s (%s).exec: the plugin's executable is required", where, p.Name)
+		}
+		if p.Timeout < 0 {
+			bad("%s (%s).timeout %v: must be positive", where, p.Name, time.Duration(p.Timeout))
 		}
 		if p.Replicas < 0 {
 			bad("%s (%s).replicas %d: must be 1 or more", where, p.Name, p.Replicas)

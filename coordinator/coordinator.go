@@ -169,6 +169,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		// draining plugin is not killed while it finishes its events.
 		StopTimeout: 15 * time.Second,
 		OnEvent:     c.onSupervisorEvent,
+		Bridge:      c.runBridge,
 	})
 	if err != nil {
 		return fmt.Errorf("coordinator: plugins: %w", err)

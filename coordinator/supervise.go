@@ -1,7 +1,11 @@
 package coordinator
 
 import (
+	"context"
+	"time"
+
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/bridge"
 	"github.com/plugbus/plugbus/coordinator/internal/supervise"
 )
 
@@ -9,9 +13,40 @@ import (
 func (c *Coordinator) specs() []supervise.Spec {
 	specs := make([]supervise.Spec, len(c.cfg.Plugins))
 	for i, p := range c.cfg.Plugins {
-		specs[i] = supervise.Spec{Name: p.Name, Executable: p.Exec, Args: p.Args, Env: p.Env, Replicas: p.Replicas, SHA256: p.SHA256, Dir: p.Dir}
+		specs[i] = supervise.Spec{Name: p.Name, Executable: p.Exec, Args: p.Args, Env: p.Env, Replicas: p.Replicas, SHA256: p.SHA256, Dir: p.Dir, Stdio: p.Stdio, Timeout: time.Duration(p.Timeout)}
 	}
 	return specs
+}
+
+// runBridge serves a stdio plugin on the bus from the coordinator's
+// process, over the same connection settings the plugins get (in-process
+// with the embedded server).
+func (c *Coordinator) runBridge(ctx context.Context, io supervise.BridgeIO) error {
+	return bridge.Run(ctx, bridge.Config{
+		Plugin:    io.Spec.Name,
+		Instance:  io.Instance,
+		Stdin:     io.Stdin,
+		Stdout:    io.Stdout,
+		Conn:      c.pluginConn(),
+		Prefix:    c.cfg.Prefix,
+		Durable:   c.cfg.Durable,
+		Timeout:   io.Spec.Timeout,
+		Logger:    io.Log,
+		Malformed: io.Malformed,
+	})
+}
+
+// pluginConn is how a plugin running in the coordinator's process
+// connects to the bus.
+func (c *Coordinator) pluginConn() bus.ConnConfig {
+	cfg := bus.ConnConfig{
+		URLs: c.cfg.NATSURLs, Token: c.cfg.NATSToken, User: c.cfg.NATSUser,
+		Password: c.cfg.NATSPassword, CredsFile: c.cfg.NATSCreds,
+	}
+	if c.server != nil {
+		cfg.InProcess = c.server
+	}
+	return cfg
 }
 
 // onSupervisorEvent announces a crash-looping plugin on the bus; the other

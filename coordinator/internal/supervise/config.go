@@ -1,11 +1,14 @@
 package supervise
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/plugbus/plugbus/bus"
@@ -32,6 +35,13 @@ type Config struct {
 	// Logger receives the supervisor's own records and the plugins' output.
 	// Default slog.Default().
 	Logger *slog.Logger
+
+	// Bridge runs the stdio bridge of an instance whose spec sets Stdio:
+	// it serves the program on the bus until ctx ends (then it returns nil
+	// once drained) or the program exits or hangs (then it returns why).
+	// It must close io.Stdin before it returns. Required when a spec sets
+	// Stdio.
+	Bridge func(ctx context.Context, io BridgeIO) error
 
 	// OnEvent, if set, is called for every change in an instance's life. It
 	// is called from the goroutine supervising the instance, so calls for one
@@ -65,6 +75,29 @@ type Spec struct {
 
 	// Dir is the working directory. Default: the coordinator's.
 	Dir string `json:"dir,omitempty"`
+
+	// Stdio says the program speaks the stdio protocol (docs/stdio.md) on
+	// its standard input and output instead of connecting to NATS itself:
+	// the supervisor runs [Config.Bridge] between them and the bus.
+	Stdio bool `json:"stdio,omitempty"`
+
+	// Timeout is how long a stdio program may take to send its manifest
+	// or to answer a line before it is taken as hung and restarted.
+	// Default: the bridge's (30s).
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// BridgeIO is what [Config.Bridge] gets: the instance and the program's
+// standard input and output.
+type BridgeIO struct {
+	Spec     *Spec
+	Instance string
+	Stdin    io.WriteCloser
+	Stdout   io.Reader
+	Log      *slog.Logger
+	// Malformed counts the lines the bridge skipped, across the
+	// instance's runs; [InstanceStatus] reports it.
+	Malformed *atomic.Uint64
 }
 
 // Backoff sets the delays between restarts of an instance that exited. The
@@ -148,6 +181,12 @@ func (c Config) Validate() error {
 		seen[s.Name] = true
 		if s.Executable == "" {
 			bad("plugin %q: executable is empty", s.Name)
+		}
+		if s.Stdio && c.Bridge == nil {
+			bad("plugin %q: stdio is set but the supervisor has no bridge", s.Name)
+		}
+		if s.Timeout < 0 {
+			bad("plugin %q: timeout %s is negative", s.Name, s.Timeout)
 		}
 		if s.Replicas < 0 {
 			bad("plugin %q: replicas is %d; it must be 1 or more (0 means 1)", s.Name, s.Replicas)

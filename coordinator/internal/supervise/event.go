@@ -68,6 +68,10 @@ type InstanceStatus struct {
 	Started      time.Time   `json:"started,omitzero"`    // when the current or last process started
 	LastExit     *ExitStatus `json:"last_exit,omitempty"` // the last process's end, nil if none ended yet
 	Error        string      `json:"error,omitempty"`     // why the instance failed, in StateFailed
+
+	// MalformedLines counts the lines of a stdio program that its bridge
+	// skipped as malformed (docs/stdio.md), over all its runs.
+	MalformedLines uint64 `json:"malformed_lines,omitempty"`
 }
 
 // ExitStatus describes how a process ended.

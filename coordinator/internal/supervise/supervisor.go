@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +40,8 @@ type instance struct {
 	name   string // <plugin>-<n>
 	log    *slog.Logger
 	status InstanceStatus // guarded by Supervisor.mu
+
+	malformed atomic.Uint64 // lines a stdio program's bridge skipped
 }
 
 // A process is one run of an instance.
@@ -46,6 +49,11 @@ type process struct {
 	cmd     *exec.Cmd
 	started time.Time
 	exited  chan error // gets cmd.Wait's result once the output is logged
+
+	// For a stdio program: the bridge, and the read end of its stdout.
+	stopBridge context.CancelFunc
+	bridgeDone chan struct{} // closed when Config.Bridge has returned
+	stdout     *os.File
 }
 
 // New returns a Supervisor for cfg, or the errors of [Config.Validate].
@@ -133,6 +141,7 @@ func (s *Supervisor) Status() []InstanceStatus {
 		if st.State == StateRunning && time.Since(st.Started) > s.cfg.Backoff.ResetAfter {
 			st.CrashLooping = false // this run has lasted long enough to end the loop
 		}
+		st.MalformedLines = in.malformed.Load()
 		out[i] = st
 	}
 	return out
@@ -170,6 +179,7 @@ func (s *Supervisor) supervise(ctx context.Context, st starter, in *instance) {
 			s.stop(in, p)
 			return
 		}
+		p.endBridge(pipeDrainTimeout)
 
 		if time.Since(p.started) > b.ResetAfter {
 			quick = 0
@@ -237,24 +247,113 @@ func (s *Supervisor) start(st starter, in *instance) (*process, error) {
 		SysProcAttr: sysProcAttr(),
 		WaitDelay:   pipeDrainTimeout,
 	}
-	if err := st.start(cmd); err != nil {
+	p := &process{cmd: cmd, exited: make(chan error, 1)}
+	var childIn, childOut, stdin *os.File
+	if sp.Stdio {
+		// Pipes of our own rather than cmd's StdinPipe and StdoutPipe:
+		// cmd.Wait would close those while the bridge still reads.
+		var err error
+		if childIn, stdin, err = os.Pipe(); err != nil {
+			return nil, fmt.Errorf("supervise: %w", err)
+		}
+		if p.stdout, childOut, err = os.Pipe(); err != nil {
+			childIn.Close()
+			stdin.Close()
+			return nil, fmt.Errorf("supervise: %w", err)
+		}
+		cmd.Stdin, cmd.Stdout = childIn, childOut
+	}
+	err = st.start(cmd)
+	if sp.Stdio {
+		childIn.Close() // the child has its own copies now
+		childOut.Close()
+		if err != nil {
+			stdin.Close()
+			p.stdout.Close()
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
-	p := &process{cmd: cmd, started: time.Now(), exited: make(chan error, 1)}
+	p.started = time.Now()
 	go func() {
 		err := cmd.Wait()
 		stdout.flush()
 		stderr.flush()
 		p.exited <- err
 	}()
+	if sp.Stdio {
+		s.startBridge(in, p, stdin)
+	}
 	return p, nil
 }
 
-// stop ends p, politely first, and reports the instance stopped.
+// startBridge runs Config.Bridge between a stdio program and the bus. When
+// the bridge gives up on a program that still runs (it hung, or broke the
+// protocol), the program is killed, and restarted like any that exits.
+func (s *Supervisor) startBridge(in *instance, p *process, stdin *os.File) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopBridge, p.bridgeDone = cancel, make(chan struct{})
+	go func() {
+		defer close(p.bridgeDone)
+		err := s.cfg.Bridge(ctx, BridgeIO{Spec: in.spec, Instance: in.name, Stdin: stdin, Stdout: p.stdout, Log: in.log, Malformed: &in.malformed})
+		if err != nil && ctx.Err() == nil {
+			in.log.Error("stdio plugin failed; killing it to restart it", "pid", p.cmd.Process.Pid, "err", err)
+			kill(p.cmd.Process)
+		}
+	}()
+}
+
+// endBridge waits up to grace for the bridge of a program that exited to
+// see the end of its output, then stops it; a process the program started
+// may still hold the output open.
+func (p *process) endBridge(grace time.Duration) {
+	if p.bridgeDone == nil {
+		return
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-p.bridgeDone:
+	case <-t.C:
+	}
+	p.stopBridge()
+	p.stdout.Close() // ends a read the bridge may have left behind
+	<-p.bridgeDone
+}
+
+// stop ends p, politely first, and reports the instance stopped. A stdio
+// program's bridge drains first and closes the program's input, which asks
+// it to exit; a program still running after that gets SIGTERM.
 func (s *Supervisor) stop(in *instance, p *process) {
-	terminate(p.cmd.Process)
 	t := time.NewTimer(s.cfg.StopTimeout)
 	defer t.Stop()
+	var err error
+	exited := false
+	if p.bridgeDone != nil {
+		p.stopBridge()
+		select {
+		case <-p.bridgeDone:
+		case <-t.C:
+			t.Reset(0)
+		}
+		select {
+		case err = <-p.exited:
+			exited = true
+		case <-time.After(pipeDrainTimeout):
+		}
+	}
+	if !exited {
+		err = s.waitOrKill(in, p, t)
+	}
+	p.endBridge(0)
+	s.reportStopped(in, p, err)
+}
+
+// waitOrKill sends p SIGTERM and waits for it to exit until t fires, then
+// kills it.
+func (s *Supervisor) waitOrKill(in *instance, p *process, t *time.Timer) error {
+	terminate(p.cmd.Process)
 	var err error
 	select {
 	case err = <-p.exited:
@@ -263,7 +362,7 @@ func (s *Supervisor) stop(in *instance, p *process) {
 		kill(p.cmd.Process)
 		err = <-p.exited
 	}
-	s.reportStopped(in, p, err)
+	return err
 }
 
 // reportStopped reports in stopped; p is its last process and err what ending it

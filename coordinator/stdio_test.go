@@ -1,0 +1,299 @@
+package coordinator_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator"
+	"github.com/plugbus/plugbus/internal/proctest"
+	pluginkit "github.com/plugbus/plugbus/plugin-kit"
+)
+
+// runCoordinator runs a coordinator in this process with the given plugins
+// until the test ends, and returns it with a client connection.
+func runCoordinator(t *testing.T, plugins ...coordinator.PluginSpec) (*coordinator.Coordinator, *nats.Conn) {
+	t.Helper()
+	cfg := coordinator.Config{
+		NATSListen: proctest.FreeAddr(t),
+		HTTPListen: proctest.FreeAddr(t),
+		DataDir:    t.TempDir(),
+		Plugins:    plugins,
+	}
+	c, err := coordinator.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("coordinator: %v", err)
+		}
+	})
+	select {
+	case <-c.Ready():
+	case err := <-done:
+		t.Fatalf("coordinator stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("coordinator not ready within 30s")
+	}
+	nc, err := nats.Connect(c.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return c, nc
+}
+
+// invokeUntil asks for typ with data until an answer comes (the plugin may
+// still be starting), and returns it.
+func invokeUntil(t *testing.T, nc *nats.Conn, typ string, data any) (*pluginkit.Event, error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := bus.Request(ctx, nc, bus.DefaultPrefix, "test", pluginkit.NewEvent(typ, data))
+		cancel()
+		if !errors.Is(err, bus.ErrNoResponders) || time.Now().After(deadline) {
+			return res, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func pythonSpec(t *testing.T, name string) coordinator.PluginSpec {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3 to run the Python example with")
+	}
+	return coordinator.PluginSpec{Name: name, Exec: py, Args: []string{"../examples/stdio/hello.py"}, Stdio: true}
+}
+
+func TestStdioExamples(t *testing.T) {
+	c, nc := runCoordinator(t,
+		pythonSpec(t, "hello-py"),
+		coordinator.PluginSpec{Name: "counter", Exec: "sh", Args: []string{"../examples/stdio/counter.sh"}, Stdio: true, Replicas: 2},
+	)
+
+	res, err := invokeUntil(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"})
+	if err != nil {
+		t.Fatalf("invoke hello-py: %v", err)
+	}
+	var greeting struct{ Text string }
+	if err := res.DataAs(&greeting); err != nil || greeting.Text != "hello, Ada" || res.Type() != "com.example.greet.sent" {
+		t.Fatalf("hello-py answered %s %s (%v), want com.example.greet.sent with text \"hello, Ada\"", res.Type(), res.Data(), err)
+	}
+	if got, want := res.Source(), bus.Source("hello-py"); got != want {
+		t.Errorf("result source %q, want %q", got, want)
+	}
+
+	_, err = invokeUntil(t, nc, "com.example.greet.requested", map[string]int{"name": 3})
+	var se *bus.ServiceError
+	if !errors.As(err, &se) || se.Code != bus.CodePermanent || !strings.Contains(se.Description, `string "name"`) {
+		t.Fatalf("invoke hello-py with bad data: got %v, want a permanent error (%s) with the plugin's message", err, bus.CodePermanent)
+	}
+
+	// The shell plugin, over HTTP, twice: both replicas share the queue
+	// group, and each answer names the caller.
+	for range 2 {
+		var out struct {
+			Data struct {
+				Count    int    `json:"count"`
+				Producer string `json:"producer"`
+			} `json:"data"`
+		}
+		status, body := httpInvoke(t, c.HTTPAddr(), "com.example.counter.requested", `{}`)
+		if status != http.StatusOK {
+			t.Fatalf("HTTP invoke counter: %d %s", status, body)
+		}
+		if err := json.Unmarshal([]byte(body), &out); err != nil || out.Data.Count < 1 || out.Data.Producer == "" {
+			t.Fatalf("HTTP invoke counter answered %s (%v), want a count and the producer", body, err)
+		}
+	}
+
+	// Discovery sees the bridged plugins as any other.
+	waitFor(t, "hello-py and 2 counter instances in the registry", func() error {
+		n := map[string]int{}
+		for _, p := range c.Plugins() {
+			n[p.Name] = len(p.Instances)
+		}
+		if n["hello-py"] != 1 || n["counter"] != 2 {
+			return fmt.Errorf("instances %v", n)
+		}
+		return nil
+	})
+}
+
+func TestStdioRestartsAProgramThatExits(t *testing.T) {
+	c, nc := runCoordinator(t, pythonSpec(t, "hello-py"))
+	if _, err := invokeUntil(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"}); err != nil {
+		t.Fatal(err)
+	}
+	pid := supervisedPID(t, c.HTTPAddr(), "hello-py-1")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new hello-py process", func() error {
+		if p := supervisedPID(t, c.HTTPAddr(), "hello-py-1"); p == pid || p == 0 {
+			return fmt.Errorf("pid %d", p)
+		}
+		return nil
+	})
+	if _, err := invokeUntil(t, nc, "com.example.greet.requested", map[string]string{"name": "Bo"}); err != nil {
+		t.Fatalf("after the restart: %v", err)
+	}
+}
+
+// misbehaving writes a stdio program in shell: its manifest answers
+// com.example.test.requested, then body runs for each line read ($id holds
+// the line's id).
+func misbehaving(t *testing.T, body string) string {
+	t.Helper()
+	script := `printf '%s\n' '{"manifest":{"version":"1.0.0","answers":["com.example.test.requested"]}}'
+while IFS= read -r line; do
+	id=$(printf '%s\n' "$line" | sed -n 's/^{"id":"\([^"]*\)".*/\1/p')
+` + body + `
+done
+`
+	path := filepath.Join(t.TempDir(), "plugin.sh")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestStdioSkipsMalformedLines(t *testing.T) {
+	script := misbehaving(t, `
+	echo 'this is not JSON'
+	echo '{"id":"no-such-line"}'
+	echo '{"neither":"manifest nor id nor emit"}'
+	head -c 1100000 /dev/zero | tr '\0' x; echo
+	printf '{"id":"%s","event":{"type":"com.example.test.done","data":{"ok":true}}}\n' "$id"`)
+	c, nc := runCoordinator(t, coordinator.PluginSpec{Name: "sloppy", Exec: "sh", Args: []string{script}, Stdio: true})
+	for range 3 {
+		res, err := invokeUntil(t, nc, "com.example.test.requested", map[string]int{})
+		if err != nil || res == nil || res.Type() != "com.example.test.done" {
+			t.Fatalf("got %v, %v; want the answer after the malformed lines", res, err)
+		}
+	}
+	// Each answer came after its 4 bad lines had been read and skipped.
+	if got := supervised(t, c.HTTPAddr(), "sloppy-1").MalformedLines; got != 12 {
+		t.Errorf("malformed_lines %d, want 12", got)
+	}
+}
+
+func TestStdioRestartsAProgramThatStopsAnswering(t *testing.T) {
+	// The first process answers once, then never again; the restarted one
+	// (a marker file tells them apart) answers everything.
+	marker := filepath.Join(t.TempDir(), "hung-once")
+	script := misbehaving(t, `
+	if [ -e `+marker+` ]; then
+		printf '{"id":"%s"}\n' "$id"
+	elif [ -n "$answered" ]; then
+		touch `+marker+`
+		sleep 3600 &
+		wait
+	else
+		answered=1
+		printf '{"id":"%s"}\n' "$id"
+	fi`)
+	c, nc := runCoordinator(t, coordinator.PluginSpec{Name: "stuck", Exec: "sh", Args: []string{script}, Stdio: true, Timeout: coordinator.Duration(time.Second)})
+	if _, err := invokeUntil(t, nc, "com.example.test.requested", nil); err != nil {
+		t.Fatal(err)
+	}
+	pid := supervisedPID(t, c.HTTPAddr(), "stuck-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := bus.Request(ctx, nc, bus.DefaultPrefix, "test", pluginkit.NewEvent("com.example.test.requested", nil))
+	var se *bus.ServiceError
+	if !errors.As(err, &se) || !strings.Contains(se.Description, "restarting") {
+		t.Fatalf("request to a hung plugin: got %v, want an error saying it is restarting", err)
+	}
+	waitFor(t, "the hung program replaced", func() error {
+		if p := supervisedPID(t, c.HTTPAddr(), "stuck-1"); p == pid || p == 0 {
+			return fmt.Errorf("pid %d", p)
+		}
+		return nil
+	})
+	if _, err := invokeUntil(t, nc, "com.example.test.requested", nil); err != nil {
+		t.Fatalf("after the restart: %v", err)
+	}
+}
+
+func httpInvoke(t *testing.T, addr, typ, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post("http://"+addr+"/v1/invoke/"+typ, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// supervisedInstance is an instance as GET /v1/supervised shows it.
+type supervisedInstance struct {
+	Instance       string `json:"instance"`
+	PID            int    `json:"pid"`
+	MalformedLines uint64 `json:"malformed_lines"`
+}
+
+// supervised returns a supervised instance by name.
+func supervised(t *testing.T, addr, instance string) supervisedInstance {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/v1/supervised")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list []supervisedInstance
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range list {
+		if in.Instance == instance {
+			return in
+		}
+	}
+	t.Fatalf("no supervised instance %s in %v", instance, list)
+	return supervisedInstance{}
+}
+
+// supervisedPID returns the pid of a supervised instance, 0 if none runs.
+func supervisedPID(t *testing.T, addr, instance string) int {
+	t.Helper()
+	return supervised(t, addr, instance).PID
+}
+
+// waitFor polls check until it returns nil, failing the test after 30s.
+func waitFor(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
