@@ -20,6 +20,16 @@
 // instance and stream (stdout or stderr). A line that is itself a JSON log
 // record is logged as it is, not parsed.
 //
+// # Stdio programs
+//
+// A [Spec] with Stdio set is a program that speaks the stdio protocol of
+// docs/stdio.md: its standard input and output are pipes to
+// [Config.Bridge], which serves it on the bus, and only its standard error
+// is logged. When the bridge gives up on a program that still runs (it hung
+// or broke the protocol) the program is killed and restarted as if it had
+// exited. On stop the bridge drains first and closes the program's input;
+// a program still running after that is stopped as any other.
+//
 // # Restarts
 //
 // An instance that exits while the supervisor runs, whatever its exit status,
