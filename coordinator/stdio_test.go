@@ -129,7 +129,7 @@ func TestStdioExamples(t *testing.T) {
 	}
 
 	// Discovery sees the bridged plugins as any other.
-	waitFor(t, "hello-py and 2 counter instances in the registry", func() error {
+	waitFor(t, "hello-py and 2 counter instances in the registry", 30*time.Second, func() error {
 		n := map[string]int{}
 		for _, p := range c.Plugins() {
 			n[p.Name] = len(p.Instances)
@@ -150,7 +150,7 @@ func TestStdioRestartsAProgramThatExits(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a new hello-py process", func() error {
+	waitFor(t, "a new hello-py process", 30*time.Second, func() error {
 		if p := supervisedPID(t, c.HTTPAddr(), "hello-py-1"); p == pid || p == 0 {
 			return fmt.Errorf("pid %d", p)
 		}
@@ -226,7 +226,7 @@ func TestStdioRestartsAProgramThatStopsAnswering(t *testing.T) {
 	if !errors.As(err, &se) || !strings.Contains(se.Description, "restarting") {
 		t.Fatalf("request to a hung plugin: got %v, want an error saying it is restarting", err)
 	}
-	waitFor(t, "the hung program replaced", func() error {
+	waitFor(t, "the hung program replaced", 30*time.Second, func() error {
 		if p := supervisedPID(t, c.HTTPAddr(), "stuck-1"); p == pid || p == 0 {
 			return fmt.Errorf("pid %d", p)
 		}
@@ -280,20 +280,4 @@ func supervised(t *testing.T, addr, instance string) supervisedInstance {
 func supervisedPID(t *testing.T, addr, instance string) int {
 	t.Helper()
 	return supervised(t, addr, instance).PID
-}
-
-// waitFor polls check until it returns nil, failing the test after 30s.
-func waitFor(t *testing.T, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
