@@ -239,3 +239,21 @@ func PublishMsgDurable(ctx context.Context, js jetstream.JetStream, msg *nats.Ms
 		return fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
 	}
 }
+
+// DedupBucket opens the key-value bucket of effectively-once records
+// (PLUGBUS_DEDUP), creating it when missing with records kept for ttl and
+// the given number of replicas. A bucket that exists is used as it is, so
+// that a plugin does not undo the replicas the coordinator chose.
+func DedupBucket(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, DefaultDedupBucket)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return kv, err
+	}
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: DefaultDedupBucket, Description: "Plugbus: events handled, for effectively-once delivery", TTL: ttl, Replicas: replicas,
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		return js.KeyValue(ctx, DefaultDedupBucket)
+	}
+	return kv, err
+}

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/lease"
 )
 
 // Config is everything the coordinator needs to run. The zero value, after
@@ -33,6 +34,16 @@ type Config struct {
 	// Prefix is the subject prefix.
 	Prefix string `json:"prefix"`
 
+	// ServerName names the embedded NATS server. In a cluster every server
+	// needs its own name, and the same one after a restart (JetStream knows
+	// its peers by name). Default: the host name and the NATS port.
+	ServerName string `json:"server_name,omitempty"`
+	// Cluster joins the embedded server to a NATS cluster.
+	Cluster ClusterSettings `json:"cluster,omitzero"`
+	// Leaf makes the embedded server a leaf node of remote servers, or
+	// lets leaf nodes connect to it.
+	Leaf LeafSettings `json:"leaf,omitzero"`
+
 	// NATSToken, or NATSUser and NATSPassword, is what clients of the
 	// embedded server must present, and what the coordinator presents to
 	// an external server. Needed to listen beyond loopback.
@@ -48,6 +59,10 @@ type Config struct {
 	// GoneAfter is how long an instance may stay silent before it is
 	// marked gone.
 	GoneAfter Duration `json:"gone_after"`
+	// LeaseTTL is how long the lease of the coordinator announcing
+	// lifecycle changes lasts without renewal: when that coordinator dies,
+	// another takes over within about this long.
+	LeaseTTL Duration `json:"lease_ttl,omitempty"`
 	// InvokeTimeout is the default wait for a reply to an invoke.
 	InvokeTimeout Duration `json:"invoke_timeout"`
 	// MaxBodyBytes limits HTTP request bodies.
@@ -70,6 +85,9 @@ type Config struct {
 
 // StreamSettings configure the durable streams; zero fields take bus's
 // defaults (PLUGBUS_EVENTS, 24h, no size limit, one replica, on disk).
+// Replicas applies to every stream and key-value bucket the coordinator
+// creates: the events, the dead letters, the effectively-once records and
+// the coordinators' lease.
 type StreamSettings struct {
 	Name     string   `json:"name,omitempty"`
 	MaxAge   Duration `json:"max_age,omitempty"`
@@ -149,8 +167,17 @@ func (c *Config) SetDefaults() {
 	if c.Prefix == "" {
 		c.Prefix = bus.DefaultPrefix
 	}
+	if c.ServerName == "" && len(c.NATSURLs) == 0 {
+		c.ServerName = defaultServerName(c.NATSListen)
+	}
+	if c.Cluster.Name == "" && c.Cluster.Listen != "" {
+		c.Cluster.Name = "plugbus"
+	}
 	if c.GoneAfter == 0 {
 		c.GoneAfter = Duration(5 * time.Second)
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = Duration(lease.DefaultTTL)
 	}
 	if c.InvokeTimeout == 0 {
 		c.InvokeTimeout = Duration(10 * time.Second)
@@ -181,6 +208,7 @@ func (c *Config) Validate() error {
 			bad("nats_listen %q is not a loopback address and NATS has no authentication: set --nats-token (PLUGBUS_NATS_TOKEN) or --nats-user and PLUGBUS_NATS_PASSWORD, or listen on 127.0.0.1", c.NATSListen)
 		}
 	}
+	c.validateServer(bad)
 	if err := checkAddr(c.HTTPListen); err != nil {
 		bad("http_listen: %v", err)
 	} else if !isLoopback(c.HTTPListen) && c.HTTPToken == "" {
@@ -191,6 +219,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GoneAfter < Duration(time.Second) {
 		bad("gone_after %v is too short; use at least 1s", time.Duration(c.GoneAfter))
+	}
+	if c.LeaseTTL < Duration(time.Second) {
+		bad("lease_ttl %v is too short; use at least 1s", time.Duration(c.LeaseTTL))
 	}
 	if c.Stream.Replicas < 0 || c.Stream.Replicas > 5 {
 		bad("stream.replicas %d: must be 1 to 5", c.Stream.Replicas)

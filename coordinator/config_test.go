@@ -29,6 +29,17 @@ func TestConfigValidate(t *testing.T) {
 		{"plugin without exec", coordinator.Config{Plugins: []coordinator.PluginSpec{{Name: "hello"}}}, []string{"plugins[0]", "exec"}},
 		{"plugin listed twice", coordinator.Config{Plugins: []coordinator.PluginSpec{{Name: "a", Exec: "x"}, {Name: "a", Exec: "x"}}}, []string{"plugins[1]", "twice"}},
 		{"plugin with a dotted name", coordinator.Config{Plugins: []coordinator.PluginSpec{{Name: "a.b", Exec: "x"}}}, []string{"plugins[0].name", "a.b"}},
+		{"cluster on loopback", coordinator.Config{Cluster: coordinator.ClusterSettings{Listen: "127.0.0.1:6222", Routes: []string{"nats://127.0.0.1:6223"}}}, nil},
+		{"cluster beyond loopback without auth", coordinator.Config{Cluster: coordinator.ClusterSettings{Listen: "0.0.0.0:6222"}}, []string{"cluster.listen", "PLUGBUS_CLUSTER_PASSWORD"}},
+		{"cluster user without password", coordinator.Config{Cluster: coordinator.ClusterSettings{Listen: "0.0.0.0:6222", User: "route"}}, []string{"cluster.user", "PLUGBUS_CLUSTER_PASSWORD"}},
+		{"routes without a cluster listener", coordinator.Config{Cluster: coordinator.ClusterSettings{Routes: []string{"nats://n2:6222"}}}, []string{"cluster.routes", "cluster.listen"}},
+		{"bad route", coordinator.Config{Cluster: coordinator.ClusterSettings{Listen: "127.0.0.1:6222", Routes: []string{"n2"}}}, []string{"cluster.routes", "nats://n2:6222"}},
+		{"cluster with external NATS", coordinator.Config{NATSURLs: []string{"nats://n1:4222"}, Cluster: coordinator.ClusterSettings{Listen: "127.0.0.1:6222"}}, []string{"nats_urls"}},
+		{"replicas without a cluster", coordinator.Config{Stream: coordinator.StreamSettings{Replicas: 3}}, []string{"stream.replicas 3", "cluster"}},
+		{"bad server name", coordinator.Config{ServerName: "a b"}, []string{"server_name"}},
+		{"leaf remote", coordinator.Config{Leaf: coordinator.LeafSettings{Remotes: []string{"nats-leaf://hub:7422"}}}, nil},
+		{"leaf beyond loopback without auth", coordinator.Config{Leaf: coordinator.LeafSettings{Listen: "0.0.0.0:7422"}}, []string{"leaf.listen", "PLUGBUS_LEAF_PASSWORD"}},
+		{"bad leaf remote", coordinator.Config{Leaf: coordinator.LeafSettings{Remotes: []string{"hub"}}}, []string{"leaf.remotes", "nats-leaf://"}},
 		{"env without =", coordinator.Config{Plugins: []coordinator.PluginSpec{{Name: "a", Exec: "x", Env: []string{"FOO"}}}}, []string{"KEY=VALUE"}},
 	}
 	for _, tt := range tests {

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +25,7 @@ import (
 	"github.com/plugbus/plugbus/coordinator/internal/api"
 	"github.com/plugbus/plugbus/coordinator/internal/catalog"
 	"github.com/plugbus/plugbus/coordinator/internal/deadletter"
+	"github.com/plugbus/plugbus/coordinator/internal/lease"
 	"github.com/plugbus/plugbus/coordinator/internal/registry"
 	"github.com/plugbus/plugbus/coordinator/internal/supervise"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
@@ -46,6 +46,7 @@ type Coordinator struct {
 	// catalog lists the types the registry's plugins emit, handle and
 	// answer, and checks data against their schemas.
 	catalog *catalog.Catalog
+	lease   *lease.Lease
 	sup     *supervise.Supervisor
 	http    net.Listener
 
@@ -114,16 +115,21 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 	defer c.stopBus()
 
+	l, err := lease.New(lease.Config{
+		JetStream: c.js, Holder: c.Name(), TTL: time.Duration(c.cfg.LeaseTTL),
+		Replicas: c.cfg.Stream.Replicas, Logger: c.log,
+	})
+	if err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	c.lease = l
 	c.reg = registry.New(registry.Config{
 		Conn: c.nc, Prefix: c.cfg.Prefix, GoneAfter: time.Duration(c.cfg.GoneAfter), Logger: c.log,
-		OnChange: func(ch registry.Change) {
-			c.log.Warn("plugin instance "+strings.TrimPrefix(ch.Type, "io.plugbus.plugin."), "plugin", ch.Instance.Plugin, "instance", ch.Instance.ID, "reason", ch.Instance.Reason)
-			c.publish(ch.Type, ch.Instance)
-		},
+		OnChange: c.onRegistryChange,
 	})
 	c.catalog = catalog.New(c.reg.Plugins, time.Second)
 	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newRegistryCollector(c.reg))
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newRegistryCollector(c.reg), newLeaseCollector(c.lease))
 	// Durable plugins may run without deployment-wide durability, so the
 	// consumer and dead letter figures are always collected (nothing shows
 	// while the streams do not exist), and dead letters always reachable.
@@ -178,6 +184,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.reg.Run(gctx) })
 	g.Go(func() error { return tracker.Run(gctx) })
+	g.Go(func() error { return c.lease.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.Serve(c.http); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("coordinator: HTTP: %w", err)
@@ -196,6 +203,34 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	c.log.Info("coordinator ready", "nats", c.NATSURL(), "http", "http://"+c.HTTPAddr(), "data_dir", c.cfg.DataDir, "plugins", len(c.cfg.Plugins))
 	close(c.ready)
 	return g.Wait()
+}
+
+// Name is how this coordinator is known to the others: the embedded
+// server's name, or with external NATS the host name and the HTTP port.
+func (c *Coordinator) Name() string {
+	if c.cfg.ServerName != "" {
+		return c.cfg.ServerName
+	}
+	host, _ := os.Hostname()
+	_, port, _ := net.SplitHostPort(c.cfg.HTTPListen)
+	return host + "-" + port
+}
+
+// LeaseHeld reports whether this coordinator holds the lease that makes it
+// the one announcing lifecycle changes; false before Run.
+func (c *Coordinator) LeaseHeld() bool { return c.lease != nil && c.lease.Held() }
+
+// onRegistryChange logs a plugin instance's change of health and, if this
+// coordinator holds the lease, announces it on the bus: every coordinator
+// sees the change, one announces it.
+func (c *Coordinator) onRegistryChange(ch registry.Change) {
+	what := "plugin instance " + strings.TrimPrefix(ch.Type, "io.plugbus.plugin.")
+	if !c.lease.Held() {
+		c.log.Info(what+" (announced by the coordinator holding the lease)", "plugin", ch.Instance.Plugin, "instance", ch.Instance.ID, "reason", ch.Instance.Reason, "lease_holder", c.lease.Holder())
+		return
+	}
+	c.log.Warn(what, "plugin", ch.Instance.Plugin, "instance", ch.Instance.ID, "reason", ch.Instance.Reason)
+	c.publish(ch.Type, ch.Instance)
 }
 
 // startBus starts the embedded server (unless NATS is external) and
@@ -222,14 +257,17 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 		if err := os.MkdirAll(storeDir, 0o700); err != nil {
 			return fmt.Errorf("coordinator: data directory: %w; pick another with --data-dir", err)
 		}
-		opts := &server.Options{ServerName: "plugbus", Authorization: c.cfg.NATSToken, Username: c.cfg.NATSUser, Password: c.cfg.NATSPassword, SyncAlways: c.cfg.SyncAlways}
+		opts, err := c.cfg.serverOptions()
+		if err != nil {
+			return fmt.Errorf("coordinator: %w", err)
+		}
 		s, err := embedded.Start(embedded.Config{Listen: c.cfg.NATSListen, StoreDir: storeDir, Options: opts})
 		if err != nil {
 			return fmt.Errorf("coordinator: %w; pick another address with --nats-listen", err)
 		}
 		c.server = s
 		conn.InProcess = s
-		c.log.Info("embedded NATS server started", "url", c.NATSURL(), "data_dir", c.cfg.DataDir)
+		c.log.Info("embedded NATS server started", "url", c.NATSURL(), "data_dir", c.cfg.DataDir, "server_name", c.cfg.ServerName, "cluster", c.cfg.Cluster.Name, "cluster_listen", c.cfg.Cluster.Listen)
 	}
 	nc, err := bus.Connect(ctx, conn)
 	if err != nil {
@@ -242,15 +280,48 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 		return fmt.Errorf("coordinator: JetStream: %w", err)
 	}
 	if c.cfg.Durable {
-		setup, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := bus.EnsureStreams(setup, c.js, c.cfg.Stream.busConfig(c.cfg.Prefix)); err != nil {
+		if err := c.ensureDurable(ctx); err != nil {
 			c.stopBus()
 			return fmt.Errorf("coordinator: durable mode: %w (is JetStream enabled on the NATS server?)", err)
 		}
-		c.log.Info("durable delivery on", "stream", c.cfg.Stream.busConfig(c.cfg.Prefix).Name, "sync_always", c.cfg.SyncAlways)
+		streams := c.cfg.Stream.busConfig(c.cfg.Prefix)
+		streams.SetDefaults()
+		c.log.Info("durable delivery on", "stream", streams.Name, "replicas", streams.Replicas, "sync_always", c.cfg.SyncAlways)
 	}
 	return nil
+}
+
+// ensureDurable creates or updates the streams and the effectively-once
+// bucket. In a cluster that is still forming (servers starting together
+// elect JetStream's leader first) JetStream answers "temporarily
+// unavailable" for a while, so it tries again for up to a minute.
+func (c *Coordinator) ensureDurable(ctx context.Context) error {
+	setup, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	streams := c.cfg.Stream.busConfig(c.cfg.Prefix)
+	streams.SetDefaults()
+	for {
+		// Each try has its own deadline: JetStream may not answer at all
+		// while it has no leader.
+		try, cancelTry := context.WithTimeout(setup, 5*time.Second)
+		err := bus.EnsureStreams(try, c.js, streams)
+		if err == nil {
+			_, err = bus.DedupBucket(try, c.js, streams.MaxAge, streams.Replicas)
+		}
+		cancelTry()
+		if err == nil {
+			return nil
+		}
+		if setup.Err() != nil {
+			return err
+		}
+		c.log.Info("JetStream not ready; trying again", "err", err)
+		select {
+		case <-setup.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func (c *Coordinator) stopBus() {

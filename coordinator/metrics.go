@@ -3,8 +3,22 @@ package coordinator
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/plugbus/plugbus/coordinator/internal/lease"
 	"github.com/plugbus/plugbus/coordinator/internal/registry"
 )
+
+// newLeaseCollector exports whether this coordinator holds the lease.
+func newLeaseCollector(l *lease.Lease) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "plugbus_coordinator_lease_held",
+		Help: "1 while this coordinator holds the lease and announces lifecycle changes, 0 otherwise.",
+	}, func() float64 {
+		if l.Held() {
+			return 1
+		}
+		return 0
+	})
+}
 
 // registryCollector exports the registry's counts as gauges, read at scrape
 // time so they are never stale.

@@ -141,9 +141,7 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 		if ttl <= 0 {
 			ttl = 24 * time.Hour
 		}
-		st.dedup, err = js.CreateOrUpdateKeyValue(setup, jetstream.KeyValueConfig{
-			Bucket: bus.DefaultDedupBucket, Description: "Plugbus: events handled, for effectively-once delivery", TTL: ttl,
-		})
+		st.dedup, err = bus.DedupBucket(setup, js, ttl, 0)
 		if err != nil {
 			return fmt.Errorf("pluginkit: plugin %q: effectively-once bucket %s: %w", p.name, bus.DefaultDedupBucket, err)
 		}

@@ -21,6 +21,11 @@ type serveFlags struct {
 	natsToken, natsUser, httpToken                               string
 	goneAfter                                                    time.Duration
 	logFormat, logLevel                                          string
+
+	serverName, clusterName, clusterListen, routes, clusterUser string
+	leafRemotes, leafListen, leafUser                           string
+	replicas                                                    int
+	durable, syncAlways                                         bool
 }
 
 var serveEnv = map[string]string{
@@ -36,6 +41,18 @@ var serveEnv = map[string]string{
 	"gone-after":  "PLUGBUS_GONE_AFTER",
 	"log-format":  "PLUGBUS_LOG_FORMAT",
 	"log-level":   "PLUGBUS_LOG_LEVEL",
+
+	"server-name":    "PLUGBUS_SERVER_NAME",
+	"cluster-name":   "PLUGBUS_CLUSTER_NAME",
+	"cluster-listen": "PLUGBUS_CLUSTER_LISTEN",
+	"routes":         "PLUGBUS_ROUTES",
+	"cluster-user":   "PLUGBUS_CLUSTER_USER",
+	"leaf-remotes":   "PLUGBUS_LEAF_REMOTES",
+	"leaf-listen":    "PLUGBUS_LEAF_LISTEN",
+	"leaf-user":      "PLUGBUS_LEAF_USER",
+	"replicas":       "PLUGBUS_REPLICAS",
+	"durable":        "PLUGBUS_DURABLE",
+	"sync-always":    "PLUGBUS_SYNC_ALWAYS",
 }
 
 func newServeCmd() *cobra.Command {
@@ -49,11 +66,23 @@ registry of plugins, the HTTP API and dashboard, and the plugins listed in --con
 It listens on loopback only unless authentication is configured: a NATS token
 (or user and password) to listen beyond loopback for NATS, an HTTP token for HTTP.
 Every flag can also be set from the environment variable shown in brackets.
-The NATS password comes from PLUGBUS_NATS_PASSWORD only.`,
+The NATS password comes from PLUGBUS_NATS_PASSWORD only, the cluster's from
+PLUGBUS_CLUSTER_PASSWORD, the leaf nodes' from PLUGBUS_LEAF_PASSWORD.
+
+Several coordinators can share one bus: their embedded servers form a
+cluster (--cluster-listen, --routes, a --server-name each), or they all
+connect to an external cluster (--nats-url). One of them, holding a lease
+in the bus's key-value store, announces plugins turning unhealthy.`,
 		Example: `  coordinator serve
   coordinator serve --config examples/demo.yaml
   coordinator serve --nats-url nats://nats1:4222,nats://nats2:4222
-  PLUGBUS_HTTP_LISTEN=127.0.0.1:9090 coordinator serve --nats-listen 127.0.0.1:4333 --data-dir /tmp/pb2`,
+  PLUGBUS_HTTP_LISTEN=127.0.0.1:9090 coordinator serve --nats-listen 127.0.0.1:4333 --data-dir /tmp/pb2
+  # one of three coordinators whose embedded servers form a cluster
+  PLUGBUS_CLUSTER_PASSWORD=s3cret coordinator serve --server-name n1 --nats-listen 0.0.0.0:4222 --nats-token t \
+    --cluster-listen 0.0.0.0:6222 --cluster-user route --routes nats://n2:6222,nats://n3:6222 \
+    --durable --replicas 3 --sync-always --http-listen 0.0.0.0:8090 --http-token h
+  # an edge host: a leaf node of the hub, its plugins keep talking while the hub is away
+  coordinator serve --leaf-remotes nats-leaf://leaf:secret@hub:7422`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(f.logFormat, f.logLevel)
@@ -82,6 +111,17 @@ The NATS password comes from PLUGBUS_NATS_PASSWORD only.`,
 	fl.StringVar(&f.natsUser, "nats-user", "", "NATS user name; the password comes from PLUGBUS_NATS_PASSWORD")
 	fl.StringVar(&f.httpToken, "http-token", "", "bearer token the HTTP API requires on /v1/")
 	fl.DurationVar(&f.goneAfter, "gone-after", 5*time.Second, "mark an instance gone after this long without answering discovery")
+	fl.StringVar(&f.serverName, "server-name", "", "name of the embedded NATS server, unique in a cluster and stable across restarts (default: host name and NATS port)")
+	fl.StringVar(&f.clusterName, "cluster-name", "plugbus", "cluster name, the same on every server")
+	fl.StringVar(&f.clusterListen, "cluster-listen", "", "address where the embedded server accepts routes from the other cluster servers, such as 0.0.0.0:6222")
+	fl.StringVar(&f.routes, "routes", "", "the other cluster servers' route URLs, comma-separated, such as nats://n2:6222,nats://n3:6222")
+	fl.StringVar(&f.clusterUser, "cluster-user", "", "user routes present; the password comes from PLUGBUS_CLUSTER_PASSWORD")
+	fl.StringVar(&f.leafRemotes, "leaf-remotes", "", "connect the embedded server as a leaf node to these hub URLs, comma-separated, such as nats-leaf://user:pw@hub:7422")
+	fl.StringVar(&f.leafListen, "leaf-listen", "", "address where the embedded server accepts leaf nodes, such as 0.0.0.0:7422")
+	fl.StringVar(&f.leafUser, "leaf-user", "", "user leaf nodes present; the password comes from PLUGBUS_LEAF_PASSWORD")
+	fl.IntVar(&f.replicas, "replicas", 0, "copies of every stream and key-value bucket the coordinator creates (3 in a 3-server cluster; default 1)")
+	fl.BoolVar(&f.durable, "durable", false, "durable delivery for the whole deployment (JetStream streams; HTTP events acknowledged once stored)")
+	fl.BoolVar(&f.syncAlways, "sync-always", false, "the embedded server syncs every stored event to disk before acknowledging it")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.VisitAll(func(fl *pflag.Flag) {
@@ -146,6 +186,45 @@ func (f *serveFlags) resolve(fl *pflag.FlagSet) (coordinator.Config, error) {
 	}
 	if set("gone-after") {
 		cfg.GoneAfter = coordinator.Duration(f.goneAfter)
+	}
+	if f.serverName != "" {
+		cfg.ServerName = f.serverName
+	}
+	if fl.Changed("cluster-name") {
+		cfg.Cluster.Name = f.clusterName
+	}
+	if f.clusterListen != "" {
+		cfg.Cluster.Listen = f.clusterListen
+	}
+	if f.routes != "" {
+		cfg.Cluster.Routes = strings.Split(f.routes, ",")
+	}
+	if f.clusterUser != "" {
+		cfg.Cluster.User = f.clusterUser
+	}
+	if pw := os.Getenv("PLUGBUS_CLUSTER_PASSWORD"); pw != "" {
+		cfg.Cluster.Password = pw
+	}
+	if f.leafRemotes != "" {
+		cfg.Leaf.Remotes = strings.Split(f.leafRemotes, ",")
+	}
+	if f.leafListen != "" {
+		cfg.Leaf.Listen = f.leafListen
+	}
+	if f.leafUser != "" {
+		cfg.Leaf.User = f.leafUser
+	}
+	if pw := os.Getenv("PLUGBUS_LEAF_PASSWORD"); pw != "" {
+		cfg.Leaf.Password = pw
+	}
+	if f.replicas != 0 {
+		cfg.Stream.Replicas = f.replicas
+	}
+	if f.durable {
+		cfg.Durable = true
+	}
+	if f.syncAlways {
+		cfg.SyncAlways = true
 	}
 	return cfg, nil
 }
