@@ -153,8 +153,8 @@ func TestCluster(t *testing.T) {
 		name := fmt.Sprintf("n%d", i+1)
 		cs = append(cs, startCoordinator(t, name, coordinator.Config{
 			ServerName: name, NATSListen: clients[i], HTTPListen: "127.0.0.1:0", DataDir: t.TempDir(),
-			Cluster:  coordinator.ClusterSettings{Name: "test", Listen: routes[i], Routes: others},
-			Durable:  true, SyncAlways: true, Stream: coordinator.StreamSettings{Replicas: 3},
+			Cluster: coordinator.ClusterSettings{Name: "test", Listen: routes[i], Routes: others},
+			Durable: true, SyncAlways: true, Stream: coordinator.StreamSettings{Replicas: 3},
 			LeaseTTL: coordinator.Duration(2 * time.Second), GoneAfter: coordinator.Duration(2 * time.Second),
 		}))
 	}
