@@ -17,7 +17,6 @@ type contender struct {
 	l      *lease.Lease
 	cancel context.CancelFunc
 	done   chan struct{}
-	close  func()
 }
 
 func start(t *testing.T, js jetstream.JetStream, name string, ttl time.Duration) *contender {
