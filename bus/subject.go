@@ -117,40 +117,57 @@ func validateType(typ string, wildcards bool) error {
 		what = "event type pattern"
 	}
 	if typ == "" {
-		return fmt.Errorf("%w: %s is empty", ErrInvalidType, what)
+		return typeError("%s is empty", what)
 	}
 	if !utf8.ValidString(typ) {
-		return fmt.Errorf("%w: %s %q is not valid UTF-8", ErrInvalidType, what, typ)
+		return typeError("%s %q is not valid UTF-8", what, typ)
 	}
 	start := 0
 	for i := 0; i <= len(typ); i++ {
 		if i < len(typ) && typ[i] != '.' {
 			c := typ[i]
 			if c <= ' ' || c == 0x7f {
-				return fmt.Errorf("%w: %s %q contains whitespace or a control character at byte %d", ErrInvalidType, what, typ, i)
+				return typeError("%s %q contains whitespace or a control character at byte %d", what, typ, i)
 			}
 			if c >= utf8.RuneSelf && utf8.RuneStart(c) {
 				if r, _ := utf8.DecodeRuneInString(typ[i:]); unicode.IsSpace(r) || unicode.IsControl(r) {
-					return fmt.Errorf("%w: %s %q contains whitespace or a control character at byte %d", ErrInvalidType, what, typ, i)
+					return typeError("%s %q contains whitespace or a control character at byte %d", what, typ, i)
 				}
 			}
 			if (c == '*' || c == '>') && !wildcards {
-				return fmt.Errorf("%w: %s %q contains %q; wildcards are only allowed when subscribing", ErrInvalidType, what, typ, c)
+				return typeError("%s %q contains %q; wildcards are only allowed when subscribing", what, typ, c)
 			}
 			continue
 		}
 		tok := typ[start:i]
 		switch {
 		case tok == "":
-			return fmt.Errorf("%w: %s %q has an empty dot-separated part", ErrInvalidType, what, typ)
+			return typeError("%s %q has an empty dot-separated part", what, typ)
 		case tok == ">" && i != len(typ):
-			return fmt.Errorf("%w: %s %q: '>' may only be the last part", ErrInvalidType, what, typ)
+			return typeError("%s %q: '>' may only be the last part", what, typ)
 		case len(tok) > 1 && strings.ContainsAny(tok, "*>"):
-			return fmt.Errorf("%w: %s %q: a wildcard must be a whole dot-separated part", ErrInvalidType, what, typ)
+			return typeError("%s %q: a wildcard must be a whole dot-separated part", what, typ)
 		}
 		start = i + 1
 	}
 	return nil
+}
+
+// TypeError is an invalid event type or type pattern, from [ValidateType]
+// or [ValidateTypePattern]. It wraps [ErrInvalidType].
+type TypeError struct {
+	// Detail names the value and the rule it breaks, without the
+	// "bus: invalid event type" prefix, for messages of other layers.
+	Detail string
+}
+
+func (e *TypeError) Error() string { return ErrInvalidType.Error() + ": " + e.Detail }
+
+// Unwrap returns [ErrInvalidType].
+func (e *TypeError) Unwrap() error { return ErrInvalidType }
+
+func typeError(format string, args ...any) error {
+	return &TypeError{Detail: fmt.Sprintf(format, args...)}
 }
 
 func isNameToken(s string) bool {

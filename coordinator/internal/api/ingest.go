@@ -280,7 +280,7 @@ func (s *server) validate(e *event.Event, what string, pre error) *apiError {
 	err := bus.Validate(e)
 	if e.Type() != "" && !hasField(err, "type") {
 		if terr := bus.ValidateType(e.Type()); terr != nil {
-			rule := strings.TrimPrefix(terr.Error(), bus.ErrInvalidType.Error()+": ") + "; " + typeRule
+			rule := typeDetail(terr) + "; " + typeRule
 			err = errors.Join(err, &bus.FieldError{Field: "type", Rule: rule})
 		}
 	}
@@ -333,6 +333,16 @@ func (s *server) checkData(e *event.Event, what string) *apiError {
 		status: http.StatusBadRequest, reason: reasonBadRequest, field: field,
 		msg: fmt.Sprintf("%s: %v (see GET /v1/types for the schema of %s)", what, err, e.Type()),
 	}
+}
+
+// typeDetail words an error of bus.ValidateType without the package's
+// prefix.
+func typeDetail(err error) string {
+	var te *bus.TypeError
+	if errors.As(err, &te) {
+		return te.Detail
+	}
+	return err.Error()
 }
 
 // typeRule is the routing rule of bus.ValidateType, worded for clients.

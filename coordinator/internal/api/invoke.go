@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -26,7 +25,7 @@ func (s *server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	if err := bus.ValidateType(typ); err != nil {
 		s.fail(w, r, &apiError{
 			status: http.StatusBadRequest, reason: reasonBadRequest, field: "type",
-			msg: strings.TrimPrefix(err.Error(), bus.ErrInvalidType.Error()+": ") + " in the URL /v1/invoke/{type}; " + typeRule,
+			msg: typeDetail(err) + " in the URL /v1/invoke/{type}; " + typeRule,
 		})
 		return
 	}

@@ -126,8 +126,11 @@ func (f Filter) validate() error {
 		}
 	}
 	if f.Type != "" {
-		if err := bus.ValidateTypePattern(f.Type); err != nil {
-			return errorf(ErrInvalid, "type: %s", strings.TrimPrefix(err.Error(), bus.ErrInvalidType.Error()+": "))
+		var te *bus.TypeError
+		if err := bus.ValidateTypePattern(f.Type); errors.As(err, &te) {
+			return errorf(ErrInvalid, "type: %s", te.Detail)
+		} else if err != nil {
+			return errorf(ErrInvalid, "type: %v", err)
 		}
 	}
 	if f.Limit < 0 {
