@@ -30,27 +30,29 @@ func TestFetchInfoTakesTheOneAnswer(t *testing.T) {
 	}()
 	// The instance id is known once its micro service answers.
 	r := New(Config{Conn: bustest.Connect(t, s)})
-	var id string
-	for deadline := time.Now().Add(5 * time.Second); id == "" && time.Now().Before(deadline); {
+	var st micro.Stats
+	for deadline := time.Now().Add(5 * time.Second); st.ID == "" && time.Now().Before(deadline); {
 		replies, err := r.gather(ctx, micro.StatsVerb)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var st micro.Stats
-		if len(replies) == 1 && json.Unmarshal(replies[0], &st) == nil {
-			id = st.ID
+		if len(replies) == 1 {
+			_ = json.Unmarshal(replies[0], &st)
 		}
 	}
-	if id == "" {
+	if st.ID == "" {
 		t.Fatal("the plugin's micro service did not answer STATS within 5s")
 	}
-	r.instances[id] = &Instance{ID: id}
 
 	start := time.Now()
-	r.fetchInfo(ctx, "described", id)
+	r.fetchInfo(ctx, st)
 	took := time.Since(start)
-	if got := r.instances[id].Description; got != "says what it is" {
-		t.Errorf("description %q, want the plugin's", got)
+	in := r.instances[st.ID]
+	if in == nil {
+		t.Fatal("the instance is not listed after its INFO answer")
+	}
+	if in.Description != "says what it is" {
+		t.Errorf("description %q, want the plugin's", in.Description)
 	}
 	if took >= gatherQuiet/2 {
 		t.Errorf("fetchInfo took %v; one answer should take far less than gather's quiet period (%v)", took, gatherQuiet)

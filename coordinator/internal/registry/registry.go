@@ -2,6 +2,15 @@
 // instances. It learns them from NATS micro discovery ($SRV.STATS and
 // $SRV.INFO, polled) and from the lifecycle events plugins publish, so a
 // restarted coordinator rebuilds it from the running plugins alone.
+//
+// Discovery is the registry's source of truth; lifecycle events only hurry
+// it along. An instance is listed only once its own $SRV.INFO answer
+// confirms it, a lifecycle event counts only when its producer (from the
+// subject, which the server vouches for) is the instance's plugin, and an
+// instance that still answers discovery after saying it stopped is running
+// again at the next poll. So a process that publishes forged lifecycle
+// events can neither add, relabel nor stop instances, and a flood of them
+// costs a bounded set of pending confirmations and a few log lines.
 package registry
 
 import (
@@ -51,6 +60,10 @@ type Instance struct {
 	Reason      string            `json:"reason,omitempty"`
 	Stats       Counters          `json:"stats"`
 
+	// stoppedAt is when the registry heard the instance's stopped event:
+	// a discovery answer to a request sent after it proves the instance
+	// still runs.
+	stoppedAt time.Time
 	// byType holds Stats per handled type (from each endpoint's STATS),
 	// summed over instances by [Registry.TypeCounters].
 	byType map[string]Counters
@@ -112,12 +125,19 @@ type Registry struct {
 	cfg Config
 
 	mu        sync.Mutex
-	instances map[string]*Instance // by instance id
-	described map[string]bool      // instance ids whose INFO was read
+	instances map[string]*Instance // by instance id; only instances whose INFO confirmed them
+	pending   map[string]string    // instance id -> plugin, announced by a started event and awaiting INFO; at most maxPending
 	changes   []Change             // for OnChange, once r.mu is released
 
-	notifyMu sync.Mutex // held while handing changes to OnChange, in order
+	wake     chan struct{} // tells confirm that pending has ids
+	ignored  throttle      // log lines about lifecycle events not believed
+	notifyMu sync.Mutex    // held while handing changes to OnChange, in order
 }
+
+// maxPending bounds the instance ids announced by started events that
+// wait for their INFO answer. Beyond it, started events are dropped (and
+// counted in the log): a real instance is still found by the next poll.
+const maxPending = 256
 
 // New returns a registry; call [Registry.Run] to fill it.
 func New(cfg Config) *Registry {
@@ -136,7 +156,10 @@ func New(cfg Config) *Registry {
 	if cfg.OnChange == nil {
 		cfg.OnChange = func(Change) {}
 	}
-	return &Registry{cfg: cfg, instances: map[string]*Instance{}, described: map[string]bool{}}
+	return &Registry{
+		cfg: cfg, instances: map[string]*Instance{}, pending: map[string]string{},
+		wake: make(chan struct{}, 1), ignored: throttle{every: ignoredLogEvery},
+	}
 }
 
 // Run listens to lifecycle events and polls discovery until ctx ends.
@@ -161,6 +184,12 @@ func (r *Registry) Run(ctx context.Context) error {
 		}
 		subs = append(subs, s)
 	}
+	confirmed := make(chan struct{})
+	defer func() { <-confirmed }()
+	go func() {
+		defer close(confirmed)
+		r.confirm(ctx)
+	}()
 	ticker := time.NewTicker(r.cfg.PollInterval)
 	defer ticker.Stop()
 	for {
@@ -252,62 +281,157 @@ func clone(in *Instance) Instance {
 	return c
 }
 
-// onStarted records an instance as soon as it announces itself, before the
-// next poll finds it.
+// onStarted asks a newly announced instance for its INFO at once, so it is
+// listed before the next poll finds it. The event itself proves nothing:
+// the instance is listed when its own INFO answer confirms it, under the
+// plugin named in the event's subject.
 func (r *Registry) onStarted(msg *nats.Msg) {
-	in, ok := r.lifecycle(msg)
+	producer, in, ok := r.lifecycle(msg)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	cur := r.instances[in.ID]
+	switch {
+	case cur != nil && cur.Plugin != producer:
+		r.mu.Unlock()
+		r.ignore("ignored a started event about another plugin's instance", msg.Subject, "producer", producer, "instance", in.ID, "plugin", cur.Plugin)
+		return
+	case cur != nil && (cur.State == Running || cur.State == Incompatible):
+		r.mu.Unlock()
+		return // already confirmed; polls keep it current
+	case r.pending[in.ID] != "":
+		r.mu.Unlock()
+		return
+	case len(r.pending) >= maxPending:
+		r.mu.Unlock()
+		r.ignore("too many started events awaiting confirmation by discovery; dropped one (the next poll still finds a real instance)", msg.Subject, "producer", producer, "instance", in.ID, "pending", maxPending)
+		return
+	}
+	r.pending[in.ID] = producer
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// onStopped marks an instance stopped when its own plugin says so.
+func (r *Registry) onStopped(msg *nats.Msg) {
+	producer, in, ok := r.lifecycle(msg)
 	if !ok {
 		return
 	}
 	now := time.Now()
 	r.mu.Lock()
 	cur := r.instances[in.ID]
-	if cur == nil {
-		cur = &Instance{ID: in.ID, Started: now}
-		r.instances[in.ID] = cur
+	if cur == nil || cur.Plugin != producer {
+		r.mu.Unlock()
+		if cur != nil {
+			r.ignore("ignored a stopped event about another plugin's instance", msg.Subject, "producer", producer, "instance", in.ID, "plugin", cur.Plugin)
+		}
+		return
 	}
-	cur.Plugin, cur.Version, cur.Host, cur.PID = in.Plugin, in.Version, in.Host, in.PID
-	cur.Protocol, cur.Handles, cur.Emits = in.Protocol, in.Handles, in.Emits
-	cur.LastSeen = now
-	state, reason := r.compatibility(in.Protocol)
-	r.setState(cur, state, reason)
+	r.setState(cur, Stopped, in.Reason)
+	cur.LastSeen, cur.stoppedAt = now, now
 	r.mu.Unlock()
 	r.notify()
 }
 
-func (r *Registry) onStopped(msg *nats.Msg) {
-	in, ok := r.lifecycle(msg)
-	if !ok {
-		return
-	}
-	r.mu.Lock()
-	if cur := r.instances[in.ID]; cur != nil {
-		cur.State, cur.Reason, cur.LastSeen = Stopped, in.Reason, time.Now()
-	}
-	r.mu.Unlock()
-}
-
-// lifecycle decodes a lifecycle event, trusting only events whose producer
-// (from the subject) is the plugin they speak of.
-func (r *Registry) lifecycle(msg *nats.Msg) (bus.Instance, bool) {
+// lifecycle decodes a lifecycle event and returns its producer, taken from
+// the subject: what the event's source or data claim about who sent it is
+// not believed.
+func (r *Registry) lifecycle(msg *nats.Msg) (string, bus.Instance, bool) {
 	var in bus.Instance
 	producer, _, err := bus.ParseEventSubject(r.cfg.Prefix, msg.Subject)
 	if err != nil {
-		return in, false
+		return "", in, false
 	}
 	e, err := bus.Decode(msg)
 	if err == nil {
 		err = e.DataAs(&in)
 	}
+	if err == nil {
+		// The id goes into a $SRV.INFO subject: one token, like a name.
+		if verr := bus.ValidateProducer(in.ID); verr != nil {
+			err = fmt.Errorf("instance id: %w", verr)
+		}
+	}
 	if err != nil {
-		r.cfg.Logger.Warn("ignored a malformed lifecycle event", "subject", msg.Subject, "err", err)
-		return in, false
+		r.ignore("ignored a malformed lifecycle event", msg.Subject, "err", err)
+		return "", in, false
 	}
-	if in.Plugin != producer || in.ID == "" {
-		r.cfg.Logger.Warn("ignored a lifecycle event about another plugin", "subject", msg.Subject, "producer", producer, "plugin", in.Plugin)
-		return in, false
+	return producer, in, true
+}
+
+// ignoredLogEvery is how often at most the registry logs a lifecycle event
+// it did not believe; the lines in between are counted in the next one.
+const ignoredLogEvery = 10 * time.Second
+
+// ignore logs a lifecycle event the registry did not believe, at most once
+// per ignoredLogEvery: a process flooding the bus with forged events must
+// not flood the log too.
+func (r *Registry) ignore(what, subject string, args ...any) {
+	suppressed, ok := r.ignored.allow(time.Now())
+	if !ok {
+		return
 	}
-	return in, true
+	if subject != "" {
+		args = append([]any{"subject", subject}, args...)
+	}
+	if suppressed > 0 {
+		args = append(args, "not_logged_since_last", suppressed)
+	}
+	r.cfg.Logger.Warn(what, args...)
+}
+
+// throttle lets one event through per period and counts the others.
+type throttle struct {
+	every time.Duration
+
+	mu         sync.Mutex
+	next       time.Time
+	suppressed int
+}
+
+// allow reports whether an event at now may be logged, and how many were
+// held back since the last one that was.
+func (t *throttle) allow(now time.Time) (suppressed int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Before(t.next) {
+		t.suppressed++
+		return 0, false
+	}
+	t.next = now.Add(t.every)
+	suppressed, t.suppressed = t.suppressed, 0
+	return suppressed, true
+}
+
+// confirm asks the instances announced by started events for their INFO,
+// as they come, until ctx ends.
+func (r *Registry) confirm(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		}
+		r.mu.Lock()
+		batch := make([]micro.Stats, 0, len(r.pending))
+		for id, plugin := range r.pending {
+			batch = append(batch, micro.Stats{ServiceIdentity: micro.ServiceIdentity{Name: plugin, ID: id}})
+		}
+		r.mu.Unlock()
+		r.describe(ctx, batch)
+		// Removed only now, so that repeats of an event in flight are
+		// not asked again, and the set bounds what is in flight too.
+		r.mu.Lock()
+		for _, st := range batch {
+			delete(r.pending, st.ID)
+		}
+		r.mu.Unlock()
+	}
 }
 
 // compatibility returns Running, or Incompatible with the reason, for an
@@ -350,7 +474,7 @@ func (r *Registry) notify() {
 }
 
 // poll asks every micro service for its STATS, updates the instances that
-// answer, fetches INFO for new ones, and marks silent ones gone.
+// answer, confirms new ones by their INFO, and marks silent ones gone.
 func (r *Registry) poll(ctx context.Context) {
 	start := time.Now()
 	replies, err := r.gather(ctx, micro.StatsVerb)
@@ -368,47 +492,14 @@ func (r *Registry) poll(ctx context.Context) {
 		if err := json.Unmarshal(data, &st); err != nil || st.ID == "" {
 			continue
 		}
-		protocol, ok := st.Metadata[bus.MetaProtocol]
-		if !ok {
+		if _, ok := st.Metadata[bus.MetaProtocol]; !ok {
 			continue // a micro service that is not a Plugbus plugin
 		}
 		r.mu.Lock()
-		in := r.instances[st.ID]
-		if in == nil {
-			in = &Instance{ID: st.ID}
-			r.instances[st.ID] = in
-		}
-		if !r.described[st.ID] {
-			fresh = append(fresh, st)
-		}
-		in.Plugin, in.Version, in.Protocol = st.Name, st.Version, protocol
-		in.Started, in.LastSeen = st.Started, now
-		in.Host = st.Metadata[bus.MetaHost]
-		in.PID, _ = strconv.Atoi(st.Metadata[bus.MetaPID])
-		in.Emits = splitList(st.Metadata[bus.MetaEmits])
-		in.Handles, in.Stats = in.Handles[:0], Counters{}
-		clear(in.byType)
-		for _, ep := range st.Endpoints {
-			_, typ, ok := strings.Cut(ep.Subject, ".events.*.")
-			if ok {
-				in.Handles = append(in.Handles, typ)
-			}
-			var c Counters
-			if json.Unmarshal(ep.Data, &c) == nil {
-				in.Stats.add(c)
-				if ok {
-					if in.byType == nil {
-						in.byType = map[string]Counters{}
-					}
-					t := in.byType[typ]
-					t.add(c)
-					in.byType[typ] = t
-				}
-			}
-		}
-		if in.State != Stopped {
-			state, reason := r.compatibility(protocol)
-			r.setState(in, state, reason)
+		if in := r.instances[st.ID]; in != nil && in.Plugin == st.Name {
+			r.update(in, st, start, now)
+		} else if in == nil {
+			fresh = append(fresh, st) // listed once its INFO confirms it
 		}
 		r.mu.Unlock()
 	}
@@ -422,20 +513,60 @@ func (r *Registry) poll(ctx context.Context) {
 			r.setState(in, Gone, fmt.Sprintf("no answer to discovery for %v", silent.Round(time.Second)))
 		case (in.State == Gone || in.State == Stopped) && silent > r.cfg.ForgetAfter:
 			delete(r.instances, id)
-			delete(r.described, id)
 		}
 	}
 	r.mu.Unlock()
 	r.notify()
 }
 
-// describe reads the description and per-type schemas of new instances,
-// with up to infoRequests requests in flight. Each request asks one
-// instance ($SRV.INFO.<name>.<id>) and takes its one reply, so it waits
-// only as long as that instance takes to answer: asked one after another,
-// each waiting for a quiet period as gather does, 1,000 new instances held
-// up the poll for minutes. An instance that does not answer is asked again
-// at the next poll.
+// update records an instance's STATS answer to a request sent at asked
+// and received by now. An instance that said it stopped before the request
+// was sent, and answers it anyway, still runs: it is running again. r.mu
+// is held.
+func (r *Registry) update(in *Instance, st micro.Stats, asked, now time.Time) {
+	protocol := st.Metadata[bus.MetaProtocol]
+	in.Plugin, in.Version, in.Protocol = st.Name, st.Version, protocol
+	in.Started, in.LastSeen = st.Started, now
+	in.Host = st.Metadata[bus.MetaHost]
+	in.PID, _ = strconv.Atoi(st.Metadata[bus.MetaPID])
+	in.Emits = splitList(st.Metadata[bus.MetaEmits])
+	in.Handles, in.Stats = in.Handles[:0], Counters{}
+	clear(in.byType)
+	for _, ep := range st.Endpoints {
+		_, typ, ok := strings.Cut(ep.Subject, ".events.*.")
+		if ok {
+			in.Handles = append(in.Handles, typ)
+		}
+		var c Counters
+		if json.Unmarshal(ep.Data, &c) == nil {
+			in.Stats.add(c)
+			if ok {
+				if in.byType == nil {
+					in.byType = map[string]Counters{}
+				}
+				t := in.byType[typ]
+				t.add(c)
+				in.byType[typ] = t
+			}
+		}
+	}
+	if in.State == Stopped && !asked.After(in.stoppedAt) {
+		return // the answer may predate the stopped event
+	}
+	if in.State == Stopped {
+		r.ignore("an instance said it stopped but still answers discovery: running again", "", "plugin", in.Plugin, "instance", in.ID, "stopped_reason", in.Reason)
+	}
+	state, reason := r.compatibility(protocol)
+	r.setState(in, state, reason)
+}
+
+// describe confirms new instances by their INFO, with up to infoRequests
+// requests in flight. Each request asks one instance
+// ($SRV.INFO.<name>.<id>) and takes its one reply, so it waits only as
+// long as that instance takes to answer: asked one after another, each
+// waiting for a quiet period as gather does, 1,000 new instances held up
+// the poll for minutes. An instance that does not answer is asked again at
+// the next poll.
 func (r *Registry) describe(ctx context.Context, fresh []micro.Stats) {
 	const infoRequests = 64
 	sem := make(chan struct{}, infoRequests)
@@ -444,27 +575,33 @@ func (r *Registry) describe(ctx context.Context, fresh []micro.Stats) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			r.fetchInfo(ctx, st.Name, st.ID)
+			r.fetchInfo(ctx, st)
 		})
 	}
 	wg.Wait()
 }
 
-// fetchInfo reads the description and per-type schemas of one instance.
-func (r *Registry) fetchInfo(ctx context.Context, name, id string) {
-	subject, err := micro.ControlSubject(micro.InfoVerb, name, id)
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, infoTimeout)
-	defer cancel()
-	msg, err := r.cfg.Conn.RequestWithContext(ctx, subject, nil)
-	if err != nil {
-		r.cfg.Logger.Debug("no answer to INFO", "plugin", name, "instance", id, "err", err)
-		return
-	}
+// fetchInfo asks the instance st names for its INFO and, when the
+// instance itself answers, lists it (or updates it) with its description
+// and per-type schemas. st carries the instance's STATS when a poll found
+// it; when a started event announced it, only its name and id, and its
+// STATS are asked for too.
+func (r *Registry) fetchInfo(ctx context.Context, st micro.Stats) {
+	asked := time.Now()
 	var info micro.Info
-	if json.Unmarshal(msg.Data, &info) != nil {
+	if !r.request(ctx, micro.InfoVerb, st.Name, st.ID, &info) {
+		return
+	}
+	// The answer comes from whoever subscribes to the instance's INFO
+	// subject; it must at least speak for the instance it was asked about.
+	if info.ID != st.ID || info.Name != st.Name || info.Metadata[bus.MetaProtocol] == "" {
+		r.cfg.Logger.Debug("INFO answer does not match the instance asked", "plugin", st.Name, "instance", st.ID, "answer_plugin", info.Name, "answer_instance", info.ID)
+		return
+	}
+	if st.Endpoints == nil && !r.request(ctx, micro.StatsVerb, st.Name, st.ID, &st) {
+		return
+	}
+	if st.ID != info.ID || st.Name != info.Name {
 		return
 	}
 	schemas := map[string]string{}
@@ -478,15 +615,45 @@ func (r *Registry) fetchInfo(ctx context.Context, name, id string) {
 			schemas[typ] = s // the schema of an emitted type
 		}
 	}
+	now := time.Now()
 	r.mu.Lock()
-	r.described[id] = true
-	if in := r.instances[id]; in != nil {
-		in.Description = info.Description
-		if len(schemas) > 0 {
-			in.Schemas = schemas
-		}
+	in := r.instances[st.ID]
+	switch {
+	case in == nil:
+		in = &Instance{ID: st.ID}
+		r.instances[st.ID] = in
+	case in.Plugin != st.Name:
+		r.mu.Unlock()
+		return
+	}
+	r.update(in, st, asked, now)
+	in.Description = info.Description
+	if len(schemas) > 0 {
+		in.Schemas = schemas
 	}
 	r.mu.Unlock()
+	r.notify()
+}
+
+// request asks one instance for one discovery verb and decodes its answer
+// into v, reporting whether it could.
+func (r *Registry) request(ctx context.Context, verb micro.Verb, name, id string, v any) bool {
+	subject, err := micro.ControlSubject(verb, name, id)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, infoTimeout)
+	defer cancel()
+	msg, err := r.cfg.Conn.RequestWithContext(ctx, subject, nil)
+	if err != nil {
+		r.cfg.Logger.Debug("no answer to "+verb.String(), "plugin", name, "instance", id, "err", err)
+		return false
+	}
+	if err := json.Unmarshal(msg.Data, v); err != nil {
+		r.cfg.Logger.Debug("undecodable answer to "+verb.String(), "plugin", name, "instance", id, "err", err)
+		return false
+	}
+	return true
 }
 
 // Discovery timing. An INFO request has one answer and waits for it up to
