@@ -4,7 +4,7 @@ BIN       := bin
 PLUGINS   := $(notdir $(wildcard plugins/*))
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test test-short bench bench-smoke lint clean
+.PHONY: all build run test test-short bench bench-smoke lint browser clean
 
 all: build
 
@@ -16,6 +16,20 @@ build:
 ## run: the demo: coordinator on the embedded NATS server with the bundled plugins
 run: build
 	./$(BIN)/coordinator serve --config examples/demo.yaml
+
+## browser: Debian's chromium package, which the dashboard's browser tests
+## drive (coordinator/dashboard_browser_test.go), installed when missing.
+## Where apt-get is not at hand or fails, it says so and the tests skip.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then exit 0; fi; \
+	sudo=; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+		echo "browser: installing chromium for the dashboard's browser tests"; \
+		{ $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; } || \
+			echo "browser: could not install chromium; the dashboard's browser tests will skip"; \
+	else \
+		echo "browser: no apt-get here; install chromium by hand, or the dashboard's browser tests skip"; \
+	fi
 
 ## test: every test, with the race detector
 test:

@@ -333,7 +333,7 @@ async function loadInstances() {
     const nav = el("div", null, "bar");
     const pg = el("span", null, "pager");
     pg.id = "instance-pager";
-    nav.append(el("span", page.total + " instances", "muted"), el("span", null, "grow"), pg);
+    nav.append(el("strong", name + "'s instances"), el("span", null, "grow"), pg);
     instancesTable().replaceChildren(nav, table);
     pager("instance-pager", view.instancePage, page.total, INSTANCE_PAGE, (n) => { view.instancePage = n; loadInstances(); });
   } catch (err) {
@@ -420,7 +420,9 @@ function onEvent(e) {
   if (live.paused) { live.skipped++; return; }
   live.pending.push(e);
   if (live.pending.length > MAX_EVENTS) live.pending.splice(0, live.pending.length - MAX_EVENTS);
-  if (!live.scheduled) { live.scheduled = true; requestAnimationFrame(flushEvents); }
+  // At most ten redraws a second, however fast events come; a timer, not
+  // requestAnimationFrame, so that a page in a background tab keeps up too.
+  if (!live.scheduled) { live.scheduled = true; setTimeout(flushEvents, 100); }
 }
 
 const restartEvents = keep((signal) => {
