@@ -93,11 +93,13 @@ type durableState struct {
 	stopPull context.CancelFunc // ends pull
 	pulled   chan struct{}      // closed when pull has returned
 	dedup    jetstream.KeyValue // nil unless EffectivelyOnce
+	lease    time.Duration      // how long an unrenewed claim holds (once.go)
 	ttl      time.Duration
 
-	mu       sync.Mutex
-	handling map[string]chan struct{} // effectively-once keys of the events being handled here
-	held     map[jetstream.Msg]bool   // events received and not settled yet: waiting for a worker or being handled
+	mu     sync.Mutex
+	turns  map[string]chan struct{} // effectively-once keys of the events being handled here
+	claims map[string]*claim        // this instance's claims, renewed while their handlers run
+	held   map[jetstream.Msg]bool   // events received and not settled yet: waiting for a worker or being handled
 }
 
 // startDurable creates or updates the plugin's consumer and starts
@@ -108,7 +110,7 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st := &durableState{js: js, handling: map[string]chan struct{}{}, held: map[jetstream.Msg]bool{}}
+	st := &durableState{js: js, turns: map[string]chan struct{}{}, claims: map[string]*claim{}, held: map[jetstream.Msg]bool{}}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	stream, err := js.Stream(setup, d.Stream)
@@ -148,6 +150,10 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 	}
 	p.ds = st
 	go p.keepHeld(st)
+	if st.dedup != nil {
+		st.lease = leaseFor(d.AckWait)
+		go p.renewClaims()
+	}
 	slots := 0
 	for _, r := range p.routes {
 		if !r.broadcast {
@@ -363,21 +369,37 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 		return
 	}
 	ctx := p.handlers
-	key := ""
+	var c *claim
 	if p.ds.dedup != nil {
-		key = p.name + "." + bus.MsgID(producer, e.Source(), e.ID())
-		defer p.claim(key)()
-		if _, err := p.ds.dedup.Get(ctx, key); err == nil {
-			p.log.Debug("already handled; acknowledging the redelivery", "type", e.Type(), "id", e.ID(), "attempt", attempt)
-			p.ack(m, e)
+		key := p.name + "." + bus.MsgID(producer, e.Source(), e.ID())
+		defer p.takeTurn(key)()
+		outcome, cl, err := p.acquire(ctx, key)
+		switch {
+		case errors.Is(err, errStopping):
+			_ = m.Nak() // to an instance that keeps running
 			return
-		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		case err != nil:
 			// Running the handler could repeat its effect.
 			delay := p.durable.Backoff[min(attempt-1, len(p.durable.Backoff)-1)]
 			p.log.Warn("could not tell whether the event was handled; will retry", "type", e.Type(), "id", e.ID(), "attempt", attempt, "retry_in", delay, "err", err)
 			_ = m.NakWithDelay(delay)
 			return
+		case outcome == onceDone:
+			p.log.Debug("already handled; acknowledging the redelivery", "type", e.Type(), "id", e.ID(), "attempt", attempt)
+			p.ack(m, e)
+			return
+		case outcome == onceBusy:
+			// Its handler outlived the ack wait there (its in-progress
+			// signals lost in an outage of NATS): that instance settles it.
+			p.log.Debug("another instance is handling the event; leaving it to that one", "type", e.Type(), "id", e.ID(), "attempt", attempt)
+			_ = m.NakWithDelay(p.ds.lease)
+			return
 		}
+		c = cl
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		p.hold(c, cancel)
 	}
 	if attempt > p.durable.MaxDeliver {
 		// Delivered MaxDeliver times already without success, and the last
@@ -388,6 +410,7 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 		err := fmt.Errorf("gave up after %d deliveries without an outcome (the plugin stopped while handling it)", attempt-1)
 		r.stats.Failed.Add(1)
 		p.log.Warn("giving up on an event: dead letter", "type", e.Type(), "id", e.ID(), "attempt", attempt, "err", err)
+		p.settleClaim(c, false)
 		p.deadLetter(m, msg, err)
 		return
 	}
@@ -401,6 +424,7 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 	}
 	if err != nil {
 		r.stats.Failed.Add(1)
+		p.settleClaim(c, false)
 		if IsPermanent(err) || attempt >= p.durable.MaxDeliver {
 			p.log.Warn("giving up on an event: dead letter", "type", e.Type(), "id", e.ID(), "attempt", attempt, "err", err)
 			p.deadLetter(m, msg, err)
@@ -414,65 +438,19 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 		return
 	}
 	r.stats.Handled.Add(1)
-	if key != "" {
-		p.record(key, e)
-	}
+	p.settleClaim(c, true)
 	p.ack(m, e)
 }
 
-// claim makes the deliveries of one event in this instance take turns: a
-// redelivery that comes while an earlier delivery of the same event is
-// still being handled here (its record not stored yet, as after a NATS
-// restart) waits, keeping its event, for that one's outcome. The returned
-// func ends the turn.
-func (p *Plugin) claim(key string) (release func()) {
-	st := p.ds
-	for {
-		st.mu.Lock()
-		busy, ok := st.handling[key]
-		if !ok {
-			done := make(chan struct{})
-			st.handling[key] = done
-			st.mu.Unlock()
-			return func() {
-				st.mu.Lock()
-				delete(st.handling, key)
-				st.mu.Unlock()
-				close(done)
-			}
-		}
-		st.mu.Unlock()
-		<-busy // the event is held: keepHeld keeps it
-	}
-}
-
-// record stores the effectively-once record of a handled event, retrying
-// while NATS does not answer (a restart, a reconnect) for up to 30s, and
-// keeps the event meanwhile (it is held), so that a redelivery finds the
-// record.
-func (p *Plugin) record(key string, e *Event) {
-	ctx, cancel := context.WithTimeout(p.handlers, 30*time.Second)
-	defer cancel()
-	wait := 50 * time.Millisecond
-	for {
-		try, cancelTry := context.WithTimeout(ctx, 2*time.Second)
-		_, err := p.ds.dedup.Create(try, key, nil)
-		cancelTry()
-		if err == nil || errors.Is(err, jetstream.ErrKeyExists) {
-			return
-		}
-		transient := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
-			errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionReconnecting)
-		if transient {
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-				wait = min(2*wait, time.Second)
-				continue
-			}
-		}
-		p.log.Warn("could not record the event as handled; a redelivery would run it again", "id", e.ID(), "err", err)
-		return
+// settleClaim makes the effectively-once record of a handled event say so,
+// or releases it after a failure; c is nil unless effectively-once is on.
+func (p *Plugin) settleClaim(c *claim, handled bool) {
+	switch {
+	case c == nil:
+	case handled:
+		p.finish(c)
+	default:
+		p.release(c)
 	}
 }
 

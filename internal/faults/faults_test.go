@@ -714,3 +714,104 @@ func TestSlowPluginUnderLoad(t *testing.T) {
 	}
 	l.check(t, ids, true)
 }
+
+// The multi-instance fault tests: effectively-once holds across instances
+// of one plugin. After a crash of the coordinator (with the NATS server in
+// it), of the NATS server or of one instance, events come back to whichever
+// instance asks, possibly while another still runs their handlers or
+// stores their records: none may have its effect twice.
+
+// instanceCounts are the numbers of instances each multi-instance test
+// runs with.
+var instanceCounts = []int{2, 3}
+
+// poster publishes events over the coordinator's HTTP API from a few
+// goroutines until stopped, keeping the ids the coordinator answered 202.
+type poster struct {
+	mu    sync.Mutex
+	acked []string
+	stop  chan struct{}
+	done  sync.WaitGroup
+}
+
+func startPosting(co *coordinator, workers int) *poster {
+	p := &poster{stop: make(chan struct{})}
+	var next atomic.Int64
+	for w := 0; w < workers; w++ {
+		p.done.Add(1)
+		go func() {
+			defer p.done.Done()
+			for {
+				select {
+				case <-p.stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("post-%d", next.Add(1))
+				if ok, _ := co.post(id, `{}`); !ok {
+					time.Sleep(50 * time.Millisecond) // the coordinator is down
+					continue
+				}
+				p.mu.Lock()
+				p.acked = append(p.acked, id)
+				p.mu.Unlock()
+			}
+		}()
+	}
+	return p
+}
+
+func (p *poster) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.acked)
+}
+
+// waitMore waits until n more events than now were acknowledged.
+func (p *poster) waitMore(t testing.TB, n int, within time.Duration) {
+	t.Helper()
+	base := p.count()
+	waitFor(t, fmt.Sprintf("%d more acknowledged posts", n), within, func() error {
+		if got := p.count() - base; got < n {
+			return fmt.Errorf("%d so far", got)
+		}
+		return nil
+	})
+}
+
+func (p *poster) finish() []string {
+	close(p.stop)
+	p.done.Wait()
+	return p.acked
+}
+
+// 9. kill -9 the coordinator (NATS in it, durable: true) while several
+// instances handle a stream of events posted over HTTP, and restart it 2 s
+// later: every acknowledged event has its effect exactly once.
+func TestKillEmbeddedCoordinatorInstances(t *testing.T) {
+	t.Parallel()
+	for _, n := range instanceCounts {
+		t.Run(fmt.Sprintf("%d-instances", n), func(t *testing.T) {
+			t.Parallel()
+			co := startCoordinator(t, "durable: true\n")
+			l := newLedger(t)
+			for i := 0; i < n; i++ {
+				// Handlers take a little time: many run when the bus dies.
+				ledgerPlugin(t, fmt.Sprintf("ledger-%d", i), l, co.natsURL(), withEnv(durable, "LEDGER_DELAY=20ms")...)
+			}
+			co.waitRunning("ledger", n, 20*time.Second)
+			p := startPosting(co, 8)
+			p.waitMore(t, 300, 30*time.Second)
+			co.kill()
+			t.Logf("coordinator killed after %d acknowledged posts, %d handled", p.count(), len(l.effects()))
+			time.Sleep(2 * time.Second)
+			co.restart()
+			co.waitReady()
+			p.waitMore(t, 200, 30*time.Second)
+			acked := p.finish()
+			l.waitHandled(t, acked, 60*time.Second)
+			connect(t, co.natsURL()).waitSettled("ledger", 30*time.Second)
+			l.check(t, acked, true)
+		})
+	}
+}

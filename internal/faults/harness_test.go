@@ -412,6 +412,9 @@ func (l ledger) check(t testing.TB, acked []string, once bool) {
 	}
 	if once && len(d) > 0 {
 		t.Errorf("duplicate effects = %d, want 0: %v", len(d), d)
+		for id := range d {
+			t.Logf("%s: handlers ran in processes %v", id, l.callers(id))
+		}
 	}
 }
 
