@@ -39,7 +39,9 @@ func dedupKey(plugin, id string) string {
 	return plugin + "." + bus.MsgID(producer, bus.Source(producer), id)
 }
 
-// recorded reports whether the event has its effectively-once record.
+// recorded reports whether the event's effectively-once record says it
+// was handled: an empty value (while an instance handles it, the record
+// holds that instance's claim).
 func (c *client) recorded(plugin, id string) bool {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -48,11 +50,14 @@ func (c *client) recorded(plugin, id string) bool {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	_, err = kv.Get(ctx, dedupKey(plugin, id))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	entry, err := kv.Get(ctx, dedupKey(plugin, id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false
+	}
+	if err != nil {
 		c.t.Fatal(err)
 	}
-	return err == nil
+	return len(entry.Value()) == 0
 }
 
 // waitSettled waits until the plugin's consumer has nothing pending and
@@ -238,11 +243,19 @@ func TestStoppedInstanceLateAck(t *testing.T) {
 }
 
 // 3b. An instance stopped in the middle of its handler for longer than the
-// ack wait: the other instance takes over and has the effect while the
-// first is stopped, so nothing waits for the stopped one. When the stopped
-// one resumes, its handler completes and has its effect too:
-// effectively-once checks the record before a handler runs, and cannot
-// take back an effect a running handler makes. This test pins that down.
+// ack wait and the lease of its claim: the other instance, finding the
+// claim unrenewed for a lease, takes the event over and has the effect
+// while the first is stopped, so nothing waits for the stopped one. When
+// the stopped one resumes, its handler may complete and have its effect
+// too: it learns that it lost its claim at its next renewal and then
+// cancels the handler's context, and the ledger's handler, woken by its
+// timer and the cancellation at once, may pick either. Effectively-once
+// cannot take back an effect a running handler makes; this test pins that
+// down. The other events, handed to the stopped instance's pull request
+// and redelivered to the running one, have their effect once: when the
+// stopped one resumes and gets them, it finds them handled, or claimed
+// and then handled (before claims it could run one whose handler had its
+// effect in the other instance and whose record was not stored yet).
 func TestStoppedInstanceMidHandler(t *testing.T) {
 	t.Parallel()
 	s := startNATS(t)
@@ -267,11 +280,11 @@ func TestStoppedInstanceMidHandler(t *testing.T) {
 	stopped.signal(syscall.SIGSTOP)
 	stoppedAt := time.Now()
 	acked = append(acked, publishSeveral(c, "while-stopped", 10)...)
-	l.waitHandled(t, acked[:1], 15*time.Second)
+	l.waitHandled(t, acked[:1], 30*time.Second)
 	t.Logf("the running instance had the effect %v after the other was stopped", time.Since(stoppedAt).Round(time.Millisecond))
 	// Events the server handed to the stopped instance's pull request come
 	// back after the ack wait, possibly to the stopped instance again.
-	l.waitHandled(t, acked, 20*time.Second)
+	l.waitHandled(t, acked, 30*time.Second)
 	t.Logf("all events published while it was stopped were handled %v after the stop", time.Since(stoppedAt).Round(time.Millisecond))
 	if callers := l.callers("e"); len(callers) != 2 || callers[1] != running.pid() {
 		t.Fatalf("handlers for the event ran in %v, want the stopped %d then the running %d", callers, stopped.pid(), running.pid())
@@ -286,10 +299,15 @@ func TestStoppedInstanceMidHandler(t *testing.T) {
 	delete(effects, "e")
 	if d := duplicates(effects); len(d) > 0 {
 		t.Errorf("duplicate effects of other events: %v", d)
+		for id := range d {
+			t.Logf("%s: handlers ran in processes %v", id, l.callers(id))
+		}
 	}
 	l.check(t, acked, false)
-	if calls, n := len(l.callers("e")), l.effects()["e"]; calls != 2 || n != 2 {
-		t.Errorf("the event's handler ran %d times with %d effects; want 2 and 2: the resumed handler completes its effect (if plugin-kit now prevents it, update this test and the docs)", calls, n)
+	calls, n := len(l.callers("e")), l.effects()["e"]
+	t.Logf("the event's handler ran %d times with %d effects", calls, n)
+	if calls != 2 || n < 1 || n > 2 {
+		t.Errorf("the event's handler ran %d times with %d effects; want 2 runs and 1 or 2 effects: the resumed handler may complete its effect (if plugin-kit now prevents it, update this test and the docs)", calls, n)
 	}
 }
 
@@ -298,13 +316,39 @@ func TestStoppedInstanceMidHandler(t *testing.T) {
 // acknowledged has its effect once.
 func TestKillNATSServer(t *testing.T) {
 	t.Parallel()
+	killNATSServer(t, 1, 2)
+}
+
+// 4b. The same with several instances of the plugin, one kill: the
+// events whose handlers ran when the server died come back, often to
+// another instance, while the first still runs them or waits to store
+// their records.
+func TestKillNATSServerInstances(t *testing.T) {
+	t.Parallel()
+	for _, n := range instanceCounts {
+		t.Run(fmt.Sprintf("%d-instances", n), func(t *testing.T) {
+			t.Parallel()
+			killNATSServer(t, n, 1)
+		})
+	}
+}
+
+// killNATSServer runs instances of the ledger plugin, publishes a stream of
+// events and kills the NATS server rounds times during it.
+func killNATSServer(t *testing.T, instances, rounds int) {
 	s := startNATS(t)
 	c := connect(t, s.url())
 	l := newLedger(t)
 	// Handlers take a little time, so that some are running when the
 	// server dies: their effects happen while it is down, and their
 	// records can only be stored once it is back.
-	ledgerPlugin(t, "ledger", l, s.url(), withEnv(durable, "LEDGER_DELAY=5ms")...)
+	delay := "LEDGER_DELAY=5ms"
+	if instances > 1 {
+		delay = "LEDGER_DELAY=20ms" // more running when the server dies
+	}
+	for i := 0; i < instances; i++ {
+		ledgerPlugin(t, fmt.Sprintf("ledger-%d", i), l, s.url(), withEnv(durable, delay)...)
+	}
 	c.waitConsumer("ledger", 20*time.Second)
 
 	var mu sync.Mutex
@@ -337,7 +381,7 @@ func TestKillNATSServer(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	for round := 1; round <= 2; round++ {
+	for round := 1; round <= rounds; round++ {
 		base := count()
 		waitFor(t, "200 more acknowledged publishes", 20*time.Second, func() error {
 			if count() < base+200 {
@@ -346,7 +390,7 @@ func TestKillNATSServer(t *testing.T) {
 			return nil
 		})
 		s.kill()
-		t.Logf("round %d: nats-server killed after %d acknowledged publishes", round, count())
+		t.Logf("round %d: nats-server killed after %d acknowledged publishes, %d handled", round, count(), len(l.effects()))
 		time.Sleep(time.Second)
 		s.restart()
 		s.waitReady()
@@ -811,6 +855,79 @@ func TestKillEmbeddedCoordinatorInstances(t *testing.T) {
 			acked := p.finish()
 			l.waitHandled(t, acked, 60*time.Second)
 			connect(t, co.natsURL()).waitSettled("ledger", 30*time.Second)
+			l.check(t, acked, true)
+		})
+	}
+}
+
+// 1b. kill -9 one of several instances while it runs handlers, and restart
+// it: the events it was handling come back to the others, which find its
+// claims, wait a lease for them to be renewed, take them over and run
+// them once; the rest flow meanwhile.
+func TestKillPluginInstances(t *testing.T) {
+	t.Parallel()
+	for _, n := range instanceCounts {
+		t.Run(fmt.Sprintf("%d-instances", n), func(t *testing.T) {
+			t.Parallel()
+			s := startNATS(t)
+			c := connect(t, s.url())
+			l := newLedger(t)
+			// Two workers each, so the slow events spread over the
+			// instances.
+			env := withEnv(durable, "LEDGER_CONCURRENCY=2")
+			var instances []*proc
+			for i := 0; i < n; i++ {
+				instances = append(instances, ledgerPlugin(t, fmt.Sprintf("ledger-%d", i), l, s.url(), env...))
+			}
+			c.waitConsumer("ledger", 20*time.Second)
+			acked := publishSeveral(c, "before", 20)
+			l.waitHandled(t, acked, 15*time.Second)
+			c.waitSettled("ledger", 10*time.Second)
+
+			// Only slow events run when the instance dies: none is
+			// between its effect and its record, the window that
+			// effectively-once does not cover.
+			var slow []string
+			for i := 0; i < 2*n; i++ {
+				slow = append(slow, c.mustPublish(fmt.Sprintf("slow-%d", i), map[string]string{"sleep": "3s"}))
+			}
+			acked = append(acked, slow...)
+			var victim *proc
+			waitFor(t, "an instance to run a slow handler", 10*time.Second, func() error {
+				for _, id := range slow {
+					for _, pid := range l.callers(id) {
+						for _, p := range instances {
+							if p.pid() == pid {
+								victim = p
+								return nil
+							}
+						}
+					}
+				}
+				return errors.New("not yet")
+			})
+			if len(l.effects()) != 20 {
+				t.Fatal("a slow handler had its effect before the kill")
+			}
+			victim.kill()
+			killed := victim.pid()
+			acked = append(acked, publishSeveral(c, "while-down", 10)...)
+			victim.restart()
+			l.waitHandled(t, acked, 40*time.Second)
+			c.waitSettled("ledger", 15*time.Second)
+			retried := 0
+			for _, id := range slow {
+				if pids := l.callers(id); len(pids) > 1 {
+					retried++
+					if pids[0] != killed {
+						t.Errorf("%s: handlers ran in %v; only the killed instance's (%d) should have run again", id, pids, killed)
+					}
+				}
+			}
+			if retried == 0 {
+				t.Error("no slow event ran again after the kill")
+			}
+			t.Logf("%d slow events ran again after instance %d was killed", retried, killed)
 			l.check(t, acked, true)
 		})
 	}
