@@ -370,9 +370,11 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 	}
 	ctx := p.handlers
 	var c *claim
+	endTurn := func() {}
+	defer func() { endTurn() }()
 	if p.ds.dedup != nil {
 		key := p.name + "." + bus.MsgID(producer, e.Source(), e.ID())
-		defer p.takeTurn(key)()
+		endTurn = p.takeTurn(key)
 		outcome, cl, err := p.acquire(ctx, key)
 		switch {
 		case errors.Is(err, errStopping):
@@ -386,7 +388,7 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 			return
 		case outcome == onceDone:
 			p.log.Debug("already handled; acknowledging the redelivery", "type", e.Type(), "id", e.ID(), "attempt", attempt)
-			p.ack(m, e)
+			p.ack(m, e, nil)
 			return
 		case outcome == onceBusy:
 			// Its handler outlived the ack wait there (its in-progress
@@ -410,7 +412,7 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 		err := fmt.Errorf("gave up after %d deliveries without an outcome (the plugin stopped while handling it)", attempt-1)
 		r.stats.Failed.Add(1)
 		p.log.Warn("giving up on an event: dead letter", "type", e.Type(), "id", e.ID(), "attempt", attempt, "err", err)
-		p.settleClaim(c, false)
+		p.releaseClaim(c)
 		p.deadLetter(m, msg, err)
 		return
 	}
@@ -424,7 +426,7 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 	}
 	if err != nil {
 		r.stats.Failed.Add(1)
-		p.settleClaim(c, false)
+		p.releaseClaim(c)
 		if IsPermanent(err) || attempt >= p.durable.MaxDeliver {
 			p.log.Warn("giving up on an event: dead letter", "type", e.Type(), "id", e.ID(), "attempt", attempt, "err", err)
 			p.deadLetter(m, msg, err)
@@ -438,40 +440,54 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 		return
 	}
 	r.stats.Handled.Add(1)
-	p.settleClaim(c, true)
-	p.ack(m, e)
+	if c == nil {
+		p.ack(m, e, nil)
+		return
+	}
+	// The record is stored before the acknowledgement, on the same
+	// goroutine, and the event's turn here ends after both.
+	end := endTurn
+	endTurn = func() {}
+	p.ack(m, e, func() {
+		p.finish(c)
+		end()
+	})
 }
 
-// settleClaim makes the effectively-once record of a handled event say so,
-// or releases it after a failure; c is nil unless effectively-once is on.
-func (p *Plugin) settleClaim(c *claim, handled bool) {
-	switch {
-	case c == nil:
-	case handled:
-		p.finish(c)
-	default:
+// releaseClaim releases the effectively-once claim of an event whose
+// handler failed; c is nil unless effectively-once is on.
+func (p *Plugin) releaseClaim(c *claim) {
+	if c != nil {
 		p.release(c)
 	}
 }
 
-// ack acknowledges m and waits for the server to confirm it (double ack).
-// The wait runs on a goroutine of its own, so that the worker takes its
-// next event meanwhile instead of idling for a round trip per event;
-// shutdown waits for it as for a handler. While stopping it acks here.
-func (p *Plugin) ack(m jetstream.Msg, e *Event) {
+// ack acknowledges m and waits for the server to confirm it (double ack),
+// after running before when it is not nil (storing the event's
+// effectively-once record). This runs on a goroutine of its own, so that
+// the worker takes its next event meanwhile instead of idling for the
+// round trips; shutdown waits for it as for a handler. While stopping it
+// runs here.
+func (p *Plugin) ack(m jetstream.Msg, e *Event, before func()) {
 	p.mu.RLock()
 	tracked := !p.stopping
 	if tracked {
 		p.inflight.Add(1)
 	}
 	p.mu.RUnlock()
-	if !tracked {
+	run := func() {
+		if before != nil {
+			before()
+		}
 		p.doubleAck(m, e)
+	}
+	if !tracked {
+		run()
 		return
 	}
 	go func() {
 		defer p.inflight.Done()
-		p.doubleAck(m, e)
+		run()
 	}()
 }
 
