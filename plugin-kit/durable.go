@@ -37,14 +37,23 @@ type Durable struct {
 	// StartTime (events from StartTime on).
 	StartAt   StartPolicy
 	StartTime time.Time
-	// EffectivelyOnce records (producer, source, id) of every handled event
-	// in a key-value bucket once its handler has returned, so an event
-	// redelivered after that (a crash or a NATS restart before the
-	// acknowledgement got through) is acknowledged without running the
-	// handler again. A handler interrupted before it returned (a crash just
-	// after its effect, an instance stopped past the ack wait) runs again:
-	// effects that must never repeat need keys of their own. Records live
-	// as long as the stream keeps events.
+	// EffectivelyOnce runs the handler once per event, across instances
+	// and crashes, keyed by the event's producer, source and id, with a
+	// record per event in the key-value bucket PLUGBUS_DEDUP. Before the
+	// handler runs, the instance claims the event in its record; once the
+	// handler has returned, it makes the record say handled, then
+	// acknowledges the event. A delivery of a handled event is
+	// acknowledged without running the handler; one of an event another
+	// instance is handling (its claim renewed) is left to that instance. A
+	// claim that its instance has not renewed for a lease (the ack wait, at
+	// least 5s) is taken over by the instance that watched it for that
+	// long. So a handler runs twice only when its instance dies after the
+	// handler's effect and before the record is stored, or is frozen or cut
+	// off from NATS for longer than a lease while the handler runs (its
+	// context is cancelled when the instance notices; a handler that goes
+	// on completes its effect). Effects that must never repeat need keys of
+	// their own. Records live as long as the stream keeps events. It costs
+	// two writes to the bucket per event.
 	EffectivelyOnce bool
 	// Stream is the events stream; default bus.DefaultEventsStream. When it
 	// does not exist the plugin creates it with bus's defaults.

@@ -14,13 +14,16 @@
 // calls file when its handler starts; crash, sleep, fail and panic modes are
 // driven by the event's data.
 //
-// What effectively-once does not cover, and the tests pin down: a process
-// that dies after a handler's effect and before plugin-kit stored the
-// event's record (the handler runs again on the redelivery), and an
-// instance stopped in the middle of its handler for longer than the ack
-// wait (another instance runs the handler too; the stopped one completes
-// its effect when it resumes). Handlers whose effect must never repeat make
-// it idempotent, keyed by the event's producer, source and id.
+// Effectively-once is tested with one instance and with two and three
+// instances of the plugin (a redelivery after a crash of NATS, of the
+// coordinator or of an instance goes to any instance). What it does not
+// cover, and the tests pin down: a process that dies after a handler's
+// effect and before plugin-kit stored the event's record (the handler runs
+// again on the redelivery), and an instance stopped in the middle of its
+// handler for longer than its claim's lease (another instance runs the
+// handler too; the stopped one may complete its effect when it resumes).
+// Handlers whose effect must never repeat make it idempotent, keyed by the
+// event's producer, source and id.
 //
 // The processes under test are built without -race, once per run: the
 // ledger plugin, nats-server (from the module's own dependency) and the
