@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -93,6 +94,29 @@ var invokers = []invoker{
 			}
 			return err
 		}, []int{coord.cmd.Process.Pid, p.cmd.Process.Pid}
+	}},
+	{"plugbus-stdio", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
+		// plugins/hello as a stdio plugin: the coordinator binary runs it
+		// with PLUGBUS_STDIO=1, and its bridge (in the coordinator's
+		// process) turns the request into a JSON line on hello's standard
+		// input and the answer line into the reply. Compare stdio-json, the
+		// same hop without the bus.
+		config := filepath.Join(b.TempDir(), "stdio.yaml")
+		spec := fmt.Sprintf("plugins:\n  - name: hello\n    exec: %q\n    stdio: true\n", bin.hello)
+		if err := os.WriteFile(config, []byte(spec), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		coord, natsAddr, httpAddr := startCoordinator(b, "--config", config)
+		nc := connect(b, "nats://"+natsAddr)
+		call := plugbusCall(nc, payload)
+		deadline := time.Now().Add(30 * time.Second)
+		for err := call(); err != nil; err = call() {
+			if time.Now().After(deadline) {
+				b.Fatalf("the stdio plugin did not answer within 30s: %v; the coordinator's standard error:\n%s", err, coord.stderr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return call, []int{coord.cmd.Process.Pid, supervisedPID(b, httpAddr, "hello-1")}
 	}},
 	{"plugbus-c1", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, []int) {
 		url := s.ClientURL()
@@ -310,4 +334,28 @@ func goPluginCall(b *testing.B, protocol plugin.Protocol, payload []byte) (func(
 		_, err := g.Greet(payload)
 		return err
 	}, []int{client.ReattachConfig().Pid}
+}
+
+// supervisedPID asks a coordinator for the process id of one of the
+// instances it supervises.
+func supervisedPID(b *testing.B, httpAddr, instance string) int {
+	resp, err := http.Get("http://" + httpAddr + "/v1/supervised")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list []struct {
+		Instance string `json:"instance"`
+		PID      int    `json:"pid"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		b.Fatal(err)
+	}
+	for _, in := range list {
+		if in.Instance == instance && in.PID != 0 {
+			return in.PID
+		}
+	}
+	b.Fatalf("the coordinator runs no %s: %+v", instance, list)
+	return 0
 }

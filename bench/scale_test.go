@@ -244,10 +244,10 @@ func listPlugins(httpAddr string) (running, described int, took time.Duration, s
 
 // startCoordinator starts the coordinator on its embedded NATS server, on
 // free ports, and waits until it is ready.
-func startCoordinator(b *testing.B) (p *proc, natsAddr, httpAddr string) {
+func startCoordinator(b *testing.B, args ...string) (p *proc, natsAddr, httpAddr string) {
 	natsAddr, httpAddr = freePort(b), freePort(b)
-	p = startProc(b, nil, "", bin.coordinator, "serve",
-		"--nats-listen", natsAddr, "--http-listen", httpAddr, "--data-dir", b.TempDir(), "--log-level", "warn")
+	p = startProc(b, nil, "", bin.coordinator, append([]string{"serve",
+		"--nats-listen", natsAddr, "--http-listen", httpAddr, "--data-dir", b.TempDir(), "--log-level", "warn"}, args...)...)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")

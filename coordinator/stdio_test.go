@@ -281,3 +281,22 @@ func supervisedPID(t *testing.T, addr, instance string) int {
 	t.Helper()
 	return supervised(t, addr, instance).PID
 }
+
+func TestStdioRunsAPluginKitProgram(t *testing.T) {
+	// plugins/hello, unchanged: the supervisor sets PLUGBUS_STDIO=1 and
+	// plugin-kit's Main speaks the stdio protocol instead of NATS.
+	_, nc := runCoordinator(t, coordinator.PluginSpec{Name: "hello", Exec: filepath.Join(binDir, "hello"), Stdio: true})
+	res, err := invokeUntil(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var greeting struct{ Text string }
+	if err := res.DataAs(&greeting); err != nil || greeting.Text != "hello, Ada" {
+		t.Fatalf("hello over stdio answered %s (%v)", res.Data(), err)
+	}
+	_, err = invokeUntil(t, nc, "com.example.greet.requested", 3)
+	var se *bus.ServiceError
+	if !errors.As(err, &se) || se.Code != bus.CodePermanent {
+		t.Fatalf("bad data: got %v, want a permanent error", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/internal/stdioproto"
 )
 
 // ErrNotRunning is returned when publishing through a plugin that is not
@@ -59,6 +60,13 @@ func (p *Plugin) Invoke(ctx context.Context, e *Event) (*Event, error) {
 }
 
 func (p *Plugin) publish(e, trigger *Event) error {
+	if p.stdio != nil {
+		raw, err := p.stdioEvent(e, trigger)
+		if err != nil {
+			return err
+		}
+		return p.stdio.write(stdioproto.Out{Emit: raw})
+	}
 	if !p.started.Load() || p.nc == nil {
 		return ErrNotRunning
 	}
@@ -70,6 +78,9 @@ func (p *Plugin) publish(e, trigger *Event) error {
 }
 
 func (p *Plugin) invoke(ctx context.Context, e, trigger *Event) (*Event, error) {
+	if p.stdio != nil {
+		return nil, errStdioInvoke
+	}
 	if !p.started.Load() || p.nc == nil {
 		return nil, ErrNotRunning
 	}

@@ -38,6 +38,12 @@ import (
 //	-drain-timeout PLUGBUS_DRAIN_TIMEOUT  wait for running handlers on stop (default 10s)
 //	-durable    PLUGBUS_DURABLE    durable delivery through JetStream (see WithDurable)
 //	-effectively-once PLUGBUS_EFFECTIVELY_ONCE  with -durable, never run a handler twice for one event
+//
+// With PLUGBUS_STDIO=1 in the environment (the coordinator sets it for a
+// plugin whose spec says stdio: true), and always when the program is built
+// for GOOS=wasip1 (a WebAssembly plugin), Main serves the plugin over the
+// stdio protocol with [Plugin.ServeStdio] instead of connecting to NATS;
+// the connection settings are then unused.
 func Main(p *Plugin) { runMain(p, nil) }
 
 // runMain is Main, and MainSetup when setup is not nil.
@@ -121,6 +127,16 @@ func runMain(p *Plugin, setup func(*Plugin) error) {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if stdioOnly || os.Getenv("PLUGBUS_STDIO") == "1" {
+		// Served by a coordinator's bridge: no NATS, and stdout is the
+		// protocol's (logs go to stderr as always).
+		if err := p.ServeStdio(ctx, os.Stdin, os.Stdout); err != nil {
+			logger.Error("plugin failed", "plugin", p.name, "err", err)
+			stop()
+			os.Exit(1)
+		}
+		return
+	}
 	if err := p.Run(ctx); err != nil {
 		logger.Error("plugin failed", "plugin", p.name, "err", err)
 		stop()

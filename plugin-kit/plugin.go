@@ -51,6 +51,8 @@ type Plugin struct {
 	handlers  context.Context // handlers' base context, cancelled when draining ends
 	cancel    context.CancelFunc
 
+	stdio *stdioWriter // set while served over the stdio protocol
+
 	subjectsMu sync.RWMutex
 	subjects   map[string]string // result type -> its event subject, see resultSubject
 

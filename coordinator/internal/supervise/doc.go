@@ -10,8 +10,9 @@
 //
 // Each instance gets the coordinator's environment, then [Config.BaseEnv]
 // (the connection settings every plugin needs, such as PLUGBUS_URL and
-// PLUGBUS_PREFIX), then [Spec.Env], then PLUGBUS_INSTANCE=<instance>; a later
-// setting of a variable wins over an earlier one.
+// PLUGBUS_PREFIX), then [Spec.Env], then PLUGBUS_INSTANCE=<instance>, and
+// PLUGBUS_STDIO=1 for a stdio program; a later setting of a variable wins
+// over an earlier one.
 //
 // # Logs
 //

@@ -240,7 +240,7 @@ func (s *Supervisor) start(st starter, in *instance) (*process, error) {
 	cmd := &exec.Cmd{
 		Path:        path,
 		Args:        append([]string{sp.Executable}, sp.Args...),
-		Env:         slices.Concat(os.Environ(), s.cfg.BaseEnv, sp.Env, []string{"PLUGBUS_INSTANCE=" + in.name}),
+		Env:         slices.Concat(os.Environ(), s.cfg.BaseEnv, sp.Env, []string{"PLUGBUS_INSTANCE=" + in.name}, stdioEnv(sp)),
 		Dir:         sp.Dir,
 		Stdout:      stdout,
 		Stderr:      stderr,
@@ -286,6 +286,15 @@ func (s *Supervisor) start(st starter, in *instance) (*process, error) {
 		s.startBridge(in, p, stdin)
 	}
 	return p, nil
+}
+
+// stdioEnv tells a plugin-kit program to speak the stdio protocol (see
+// pluginkit.Main) when its spec says it does.
+func stdioEnv(sp *Spec) []string {
+	if sp.Stdio {
+		return []string{"PLUGBUS_STDIO=1"}
+	}
+	return nil
 }
 
 // startBridge runs Config.Bridge between a stdio program and the bus. When

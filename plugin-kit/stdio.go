@@ -1,0 +1,200 @@
+package pluginkit
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/internal/stdioproto"
+)
+
+// ServeStdio runs the plugin over the stdio protocol of docs/stdio.md
+// instead of NATS: it writes the plugin's manifest to out, then handles
+// every event line read from in and writes its answer to out, until in ends
+// or ctx is done; then it waits for the handlers still running and returns.
+// A coordinator's bridge puts the plugin on the bus. Handlers registered
+// for an exact type answer it; those for a pattern observe. [Emit] and
+// [Plugin.Publish] write events to out; [Invoke] is not available (it
+// returns an error), as the protocol has no requests from the plugin.
+//
+// [Main] calls ServeStdio when the program is built for GOOS=wasip1, or
+// when PLUGBUS_STDIO=1 is set (the coordinator sets it for stdio plugins).
+func (p *Plugin) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) error {
+	if !p.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("pluginkit: plugin %q is already running; create another with New to run a second instance", p.name)
+	}
+	if len(p.routes) == 0 {
+		return fmt.Errorf("pluginkit: plugin %q has no handlers; register one with Handle or HandleFunc before running it", p.name)
+	}
+	if p.logger == nil {
+		p.logger = slog.Default()
+	}
+	p.log = p.logger.With("plugin", p.name)
+	p.id = NewID()
+	p.source = bus.Source(p.name)
+	if u, err := url.Parse(p.source); err == nil {
+		p.sourceRef = types.URIRef{URL: *u}
+	}
+	w := &stdioWriter{w: bufio.NewWriter(out)}
+	p.stdio = w
+	m := stdioproto.Manifest{
+		Protocol: stdioproto.Version, Name: p.name, Version: p.version, Description: p.description,
+		Emits: p.emits, Concurrency: max(p.concurrency, 1),
+	}
+	for _, r := range p.routes {
+		h := r.handler
+		for i := len(p.middleware) - 1; i >= 0; i-- {
+			h = p.middleware[i](h)
+		}
+		r.handler = h
+		if strings.ContainsAny(r.pattern, "*>") {
+			m.Handles = append(m.Handles, r.pattern)
+		} else {
+			m.Answers = append(m.Answers, r.pattern)
+		}
+	}
+	if err := w.write(stdioproto.Out{Manifest: &m}); err != nil {
+		return fmt.Errorf("pluginkit: plugin %q: writing the manifest: %w", p.name, err)
+	}
+
+	p.handlers, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer p.cancel()
+	lines := make(chan []byte)
+	readErr := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 0, 64<<10), stdioproto.MaxLine)
+		for sc.Scan() {
+			lines <- append([]byte(nil), sc.Bytes()...)
+		}
+		readErr <- sc.Err()
+		close(lines)
+	}()
+	slots := make(chan struct{}, m.Concurrency)
+	var running sync.WaitGroup
+	var err error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case line, ok := <-lines:
+			if !ok {
+				if rerr := <-readErr; rerr != nil {
+					err = fmt.Errorf("pluginkit: plugin %q: reading standard input: %w", p.name, rerr)
+				}
+				break loop
+			}
+			if len(strings.TrimSpace(string(line))) == 0 {
+				continue
+			}
+			slots <- struct{}{}
+			running.Go(func() {
+				defer func() { <-slots }()
+				p.handleLine(line, w)
+			})
+		}
+	}
+	running.Wait()
+	return err
+}
+
+// handleLine handles one line from the bridge and writes its answer.
+func (p *Plugin) handleLine(line []byte, w *stdioWriter) {
+	var in stdioproto.In
+	if err := json.Unmarshal(line, &in); err != nil || in.ID == "" {
+		p.log.Warn("skipped a line from the bridge that is not an event line", "err", err)
+		return
+	}
+	answer := stdioproto.Out{ID: in.ID}
+	fail := func(err error) {
+		answer.Error = &stdioproto.Error{Message: err.Error(), Permanent: IsPermanent(err)}
+	}
+	e := event.New()
+	if err := e.UnmarshalJSON(in.Event); err != nil {
+		fail(Permanent(fmt.Errorf("the event does not decode: %w", err)))
+	} else if r := p.stdioRoute(e.Type()); r == nil {
+		fail(Permanent(fmt.Errorf("plugin %q has no handler for type %q", p.name, e.Type())))
+	} else {
+		ctx := p.handlers
+		if dl, ok := bus.Deadline(&e); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, dl)
+			defer cancel()
+		}
+		ctx = context.WithValue(ctx, deliveryKey{}, &delivery{plugin: p, trigger: &e, producer: in.Producer})
+		res, err := p.call(ctx, r, &e)
+		switch {
+		case err != nil:
+			p.log.Warn("handler failed", "type", e.Type(), "id", e.ID(), "producer", in.Producer, "err", err)
+			fail(err)
+		case res != nil:
+			raw, err := p.stdioEvent(res, &e)
+			if err != nil {
+				fail(fmt.Errorf("result not sent: %w", err))
+			} else {
+				answer.Event = raw
+			}
+		}
+	}
+	if err := w.write(answer); err != nil {
+		p.log.Error("could not write the answer", "id", in.ID, "err", err)
+	}
+}
+
+// stdioRoute returns the route for typ: the exact one, else the first
+// pattern that matches.
+func (p *Plugin) stdioRoute(typ string) *route {
+	var match *route
+	for _, r := range p.routes {
+		if r.pattern == typ {
+			return r
+		}
+		if match == nil && matchType(r.pattern, typ) {
+			match = r
+		}
+	}
+	return match
+}
+
+// stdioEvent stamps e as a result of trigger (or an event of its own when
+// trigger is nil) and encodes it for a line.
+func (p *Plugin) stdioEvent(e, trigger *Event) (json.RawMessage, error) {
+	p.stamp(e, trigger)
+	if err := bus.Validate(e); err != nil {
+		return nil, err
+	}
+	return e.MarshalJSON()
+}
+
+// A stdioWriter writes lines to the bridge, one at a time.
+type stdioWriter struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+func (w *stdioWriter) write(o stdioproto.Out) error {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.w.Write(b)
+	w.w.WriteByte('\n')
+	return w.w.Flush()
+}
+
+// errStdioInvoke: requests from a plugin need the bus.
+var errStdioInvoke = errors.New("pluginkit: Invoke is not available to a plugin served over the stdio protocol; run it as a process or static plugin")

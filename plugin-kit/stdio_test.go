@@ -1,0 +1,129 @@
+package pluginkit_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	pluginkit "github.com/plugbus/plugbus/plugin-kit"
+)
+
+// stdioLine is a line the plugin writes, as docs/stdio.md describes it.
+type stdioLine struct {
+	Manifest *struct {
+		Protocol    int      `json:"protocol"`
+		Name        string   `json:"name"`
+		Version     string   `json:"version"`
+		Answers     []string `json:"answers"`
+		Handles     []string `json:"handles"`
+		Emits       []string `json:"emits"`
+		Concurrency int      `json:"concurrency"`
+	} `json:"manifest"`
+	ID    string          `json:"id"`
+	Event json.RawMessage `json:"event"`
+	Emit  json.RawMessage `json:"emit"`
+	Error *struct {
+		Message   string `json:"message"`
+		Permanent bool   `json:"permanent"`
+	} `json:"error"`
+}
+
+func TestServeStdio(t *testing.T) {
+	p := pluginkit.New("greeter", "1.0.0", pluginkit.WithEmits("com.example.greet.sent"), pluginkit.WithConcurrency(1))
+	p.HandleFunc("com.example.greet.requested", func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
+		var req struct{ Name string }
+		if err := e.DataAs(&req); err != nil {
+			return nil, pluginkit.Permanent(err)
+		}
+		if req.Name == "" {
+			return nil, errors.New("no name yet")
+		}
+		if err := pluginkit.Emit(ctx, pluginkit.NewEvent("com.example.greet.noted", map[string]string{"by": pluginkit.Producer(ctx)})); err != nil {
+			return nil, err
+		}
+		return pluginkit.NewEvent("com.example.greet.sent", map[string]string{"text": "hello, " + req.Name}), nil
+	})
+	p.HandleFunc("com.example.audit.>", func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
+		panic("audit broke")
+	})
+
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- p.ServeStdio(context.Background(), inR, outW) }()
+	out := bufio.NewScanner(outR)
+	next := func() stdioLine {
+		t.Helper()
+		if !out.Scan() {
+			t.Fatalf("no line from the plugin: %v", out.Err())
+		}
+		var l stdioLine
+		if err := json.Unmarshal(out.Bytes(), &l); err != nil {
+			t.Fatalf("line %s: %v", out.Bytes(), err)
+		}
+		return l
+	}
+	send := func(id, typ, data string) {
+		t.Helper()
+		line := `{"id":"` + id + `","producer":"cli","event":{"specversion":"1.0","id":"e` + id + `","source":"urn:test","type":"` + typ + `","datacontenttype":"application/json","data":` + data + `}}` + "\n"
+		if _, err := io.WriteString(inW, line); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	m := next().Manifest
+	if m == nil || m.Protocol != 1 || m.Name != "greeter" || m.Version != "1.0.0" || m.Concurrency != 1 ||
+		strings.Join(m.Answers, ",") != "com.example.greet.requested" || strings.Join(m.Handles, ",") != "com.example.audit.>" ||
+		strings.Join(m.Emits, ",") != "com.example.greet.sent" {
+		t.Fatalf("manifest %+v", m)
+	}
+
+	send("1", "com.example.greet.requested", `{"name":"Ada"}`)
+	emit := next()
+	var noted struct {
+		Type, Source, CauseID string
+		Data                  struct{ By string }
+	}
+	if err := json.Unmarshal(emit.Emit, &noted); err != nil || noted.Type != "com.example.greet.noted" || noted.Data.By != "cli" || noted.CauseID != "e1" || noted.Source != "urn:plugbus:greeter" {
+		t.Fatalf("emitted %s (%v)", emit.Emit, err)
+	}
+	res := next()
+	var sent struct {
+		Type, CauseID string
+		Data          struct{ Text string }
+	}
+	if err := json.Unmarshal(res.Event, &sent); res.ID != "1" || err != nil || sent.Type != "com.example.greet.sent" || sent.Data.Text != "hello, Ada" || sent.CauseID != "e1" {
+		t.Fatalf("answer %+v: %s (%v)", res, res.Event, err)
+	}
+
+	for _, tc := range []struct {
+		typ, data string
+		permanent bool
+	}{
+		{"com.example.greet.requested", `3`, true},
+		{"com.example.greet.requested", `{}`, false},
+		{"com.example.audit.login", `{}`, false}, // the handler panics
+		{"com.example.unknown", `{}`, true},
+	} {
+		send("2", tc.typ, tc.data)
+		l := next()
+		if l.ID != "2" || l.Error == nil || l.Error.Permanent != tc.permanent {
+			t.Fatalf("%s %s: got %+v %+v, want an error, permanent %v", tc.typ, tc.data, l, l.Error, tc.permanent)
+		}
+	}
+
+	inW.Close() // the bridge is done
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("ServeStdio: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeStdio did not return after its input ended")
+	}
+}
