@@ -33,6 +33,11 @@ type ConnConfig struct {
 	CertFile string
 	KeyFile  string
 
+	// InboxPrefix, when set, replaces "_INBOX" as the prefix of the
+	// connection's reply subjects (nats.go's CustomInboxPrefix); see
+	// [InboxPrefix].
+	InboxPrefix string
+
 	// InProcess, when set, connects to this embedded server without a
 	// socket; URLs are ignored.
 	InProcess nats.InProcessConnProvider
@@ -141,6 +146,9 @@ func (cfg ConnConfig) options() ([]nats.Option, error) {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("bus: %s: %w", what, err)
 		}
+	}
+	if cfg.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
 	}
 	if cfg.InProcess != nil {
 		opts = append(opts, nats.InProcessServer(cfg.InProcess))

@@ -24,6 +24,39 @@ const (
 	DefaultDedupBucket      = "PLUGBUS_DEDUP"
 )
 
+// Defaults of a durable plugin's consumer: how long an instance may hold an
+// event without an in-progress signal before it goes to another, and how
+// many events may be handed out and not yet acknowledged.
+const (
+	DefaultAckWait       = 30 * time.Second
+	DefaultMaxAckPending = 1000
+)
+
+// ConsumerConfig is the consumer of durable plugin, reading the events of
+// the type patterns it handles and its replays, with the default settings:
+// plugin-kit creates it so, and in secure mode the coordinator does.
+func ConsumerConfig(prefix, plugin string, patterns []string) (jetstream.ConsumerConfig, error) {
+	filters := make([]string, 0, len(patterns)+1)
+	for _, t := range patterns {
+		s, err := TypeSubject(prefix, t)
+		if err != nil {
+			return jetstream.ConsumerConfig{}, err
+		}
+		filters = append(filters, s)
+	}
+	filters = append(filters, prefix+".replay."+plugin+".>")
+	return jetstream.ConsumerConfig{
+		Durable:        plugin,
+		Description:    "Plugbus plugin " + plugin,
+		FilterSubjects: filters,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        DefaultAckWait,
+		MaxDeliver:     -1, // plugin-kit counts attempts and dead-letters
+		MaxAckPending:  DefaultMaxAckPending,
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	}, nil
+}
+
 // Headers a dead letter carries on top of the original message's own.
 const (
 	HeaderDLError    = "Plugbus-Dl-Error"    // why the plugin gave up

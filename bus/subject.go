@@ -38,6 +38,11 @@ func TypeSubject(prefix, pattern string) (string, error) {
 	return prefix + ".events.*." + pattern, nil
 }
 
+// InboxPrefix is the prefix of the reply subjects of plugin name's
+// requests, _INBOX.<name>: plugin-kit connects with it, and in secure mode
+// only name may subscribe below it, so no other plugin reads its replies.
+func InboxPrefix(name string) string { return "_INBOX." + name }
+
 // AllEventsSubject returns the subject that matches every event under prefix.
 func AllEventsSubject(prefix string) string { return prefix + ".events.>" }
 

@@ -43,6 +43,11 @@ type Config struct {
 	// Leaf makes the embedded server a leaf node of remote servers, or
 	// lets leaf nodes connect to it.
 	Leaf LeafSettings `json:"leaf,omitzero"`
+	// Secure turns secure mode on or off: every plugin connects to the
+	// embedded server with its own nkey and may do only what its declared
+	// types need (see docs/operating.md, Security). Unset, it is on
+	// whenever NATSListen is not a loopback address.
+	Secure *bool `json:"secure,omitempty"`
 
 	// NATSToken, or NATSUser and NATSPassword, is what clients of the
 	// embedded server must present, and what the coordinator presents to
@@ -125,6 +130,14 @@ type PluginSpec struct {
 	// Timeout is how long a stdio plugin may take to send its manifest or
 	// answer a line before it is taken as hung and restarted; default 30s.
 	Timeout Duration `json:"timeout,omitempty"`
+
+	// Handles, Answers and Emits declare the event types (or patterns) the
+	// plugin observes, answers and publishes. In secure mode they are its
+	// permissions: it may subscribe to nothing else, and publish only the
+	// types it emits (any type under its own name when it lists none).
+	Handles []string `json:"handles,omitempty"`
+	Answers []string `json:"answers,omitempty"`
+	Emits   []string `json:"emits,omitempty"`
 }
 
 // Duration is a time.Duration written as "10s" or "1m30s" in configuration.
@@ -204,11 +217,17 @@ func (c *Config) Validate() error {
 	if len(c.NATSURLs) == 0 && c.NATSListen != "" {
 		if err := checkAddr(c.NATSListen); err != nil {
 			bad("nats_listen: %v", err)
-		} else if !isLoopback(c.NATSListen) && !natsAuth {
-			bad("nats_listen %q is not a loopback address and NATS has no authentication: set --nats-token (PLUGBUS_NATS_TOKEN) or --nats-user and PLUGBUS_NATS_PASSWORD, or listen on 127.0.0.1", c.NATSListen)
+		} else if !isLoopback(c.NATSListen) && !natsAuth && !c.IsSecure() {
+			bad("nats_listen %q is not a loopback address and NATS has no authentication: leave secure mode on (--secure), or set --nats-token (PLUGBUS_NATS_TOKEN) or --nats-user and PLUGBUS_NATS_PASSWORD, or listen on 127.0.0.1", c.NATSListen)
 		}
 	}
 	c.validateServer(bad)
+	if c.Secure != nil && *c.Secure && len(c.NATSURLs) > 0 {
+		bad("secure: secure mode manages the users of the embedded NATS server; with an external server (nats_urls) configure its users instead (coordinator plugins permissions NAME prints them)")
+	}
+	if c.IsSecure() && natsAuth {
+		bad("secure mode gives every plugin its own nkey and cannot be combined with nats_token or nats_user; drop them, or set secure: false")
+	}
 	if err := checkAddr(c.HTTPListen); err != nil {
 		bad("http_listen: %v", err)
 	} else if !isLoopback(c.HTTPListen) && c.HTTPToken == "" {

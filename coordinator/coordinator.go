@@ -49,6 +49,7 @@ type Coordinator struct {
 	lease   *lease.Lease
 	sup     *supervise.Supervisor
 	http    net.Listener
+	sec     *security // nil unless secure mode is on
 
 	closing atomic.Bool // set once stopBus closes the connection itself
 }
@@ -153,6 +154,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			return nil
 		},
 		Registerer: metrics, Gatherer: metrics, Logger: c.log,
+		Identities:  c.identityAdmin(),
 		DeadLetters: deadLetters,
 		JetStream:   durableJS(c.cfg.Durable, c.js),
 		Activity:    tracker,
@@ -261,6 +263,14 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("coordinator: %w", err)
 		}
+		if c.cfg.IsSecure() {
+			users, err := c.setupSecurity()
+			if err != nil {
+				return err
+			}
+			opts.Nkeys = users
+			conn.NKeySeedFile = c.sec.selfSeedFile
+		}
 		s, err := embedded.Start(embedded.Config{Listen: c.cfg.NATSListen, StoreDir: storeDir, Options: opts})
 		if err != nil {
 			return fmt.Errorf("coordinator: %w; pick another address with --nats-listen", err)
@@ -287,6 +297,15 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 		streams := c.cfg.Stream.busConfig(c.cfg.Prefix)
 		streams.SetDefaults()
 		c.log.Info("durable delivery on", "stream", streams.Name, "replicas", streams.Replicas, "sync_always", c.cfg.SyncAlways)
+	}
+	if c.sec != nil {
+		setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := c.ensureConsumers(setup); err != nil {
+			c.stopBus()
+			return fmt.Errorf("coordinator: secure mode: %w", err)
+		}
+		c.log.Info("secure mode on: every plugin connects with its own nkey", "identities", c.sec.store.Dir(), "admin_nkey", filepath.Join(c.sec.store.Dir(), "admin.nk"))
 	}
 	return nil
 }
@@ -362,6 +381,15 @@ func (c *Coordinator) pluginEnv() []string {
 		env = append(env, "PLUGBUS_CREDS="+c.cfg.NATSCreds)
 	}
 	return env
+}
+
+// identityAdmin is what serves the HTTP API's identity endpoints: nil
+// unless secure mode is on.
+func (c *Coordinator) identityAdmin() api.Identities {
+	if c.sec == nil {
+		return nil
+	}
+	return identityAdmin{c}
 }
 
 // durableJS is js in durable mode and nil otherwise, for the API.

@@ -13,7 +13,11 @@ import (
 func (c *Coordinator) specs() []supervise.Spec {
 	specs := make([]supervise.Spec, len(c.cfg.Plugins))
 	for i, p := range c.cfg.Plugins {
-		specs[i] = supervise.Spec{Name: p.Name, Executable: p.Exec, Args: p.Args, Env: p.Env, Replicas: p.Replicas, SHA256: p.SHA256, Dir: p.Dir, Stdio: p.Stdio, Timeout: time.Duration(p.Timeout)}
+		env := p.Env
+		if c.sec != nil && !p.Stdio {
+			env = append([]string{"PLUGBUS_NKEY=" + c.sec.seedFiles[p.Name]}, env...)
+		}
+		specs[i] = supervise.Spec{Name: p.Name, Executable: p.Exec, Args: p.Args, Env: env, Replicas: p.Replicas, SHA256: p.SHA256, Dir: p.Dir, Stdio: p.Stdio, Timeout: time.Duration(p.Timeout)}
 	}
 	return specs
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,10 +85,10 @@ func WithDurable(d Durable) Option {
 			d.Backoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}
 		}
 		if d.AckWait <= 0 {
-			d.AckWait = 30 * time.Second
+			d.AckWait = bus.DefaultAckWait
 		}
 		if d.MaxAckPending <= 0 {
-			d.MaxAckPending = 1000
+			d.MaxAckPending = bus.DefaultMaxAckPending
 		}
 		if d.Stream == "" {
 			d.Stream = bus.DefaultEventsStream
@@ -122,17 +123,6 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 	st := &durableState{js: js, turns: map[string]chan struct{}{}, claims: map[string]*claim{}, held: map[jetstream.Msg]bool{}}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	stream, err := js.Stream(setup, d.Stream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		cfg := bus.StreamConfig{Prefix: p.prefix, Name: d.Stream}
-		if err = bus.EnsureStreams(setup, js, cfg); err == nil {
-			stream, err = js.Stream(setup, d.Stream)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("pluginkit: plugin %q: durable mode needs the stream %s (start the coordinator with durable on, or let the plugin create it): %w", p.name, d.Stream, err)
-	}
-	st.ttl = stream.CachedInfo().Config.MaxAge
 	var filters []string
 	for _, r := range p.routes {
 		if !r.broadcast {
@@ -143,9 +133,26 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 		return nil // only broadcast handlers: nothing is durable
 	}
 	filters = append(filters, p.prefix+".replay."+p.name+".>")
-	cons, err := p.ensureConsumer(setup, stream, filters)
-	if err != nil {
-		return fmt.Errorf("pluginkit: plugin %q: durable consumer: %w", p.name, err)
+	// A consumer that is already as it should be is used as it is: in
+	// secure mode the coordinator creates it, and the plugin may only read
+	// it (info, fetch, acks), not look at the stream or change consumers.
+	cons, err := js.Consumer(setup, d.Stream, p.name)
+	if err != nil || !p.consumerFits(cons.CachedInfo().Config, filters) {
+		var stream jetstream.Stream
+		stream, err = js.Stream(setup, d.Stream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			cfg := bus.StreamConfig{Prefix: p.prefix, Name: d.Stream}
+			if err = bus.EnsureStreams(setup, js, cfg); err == nil {
+				stream, err = js.Stream(setup, d.Stream)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("pluginkit: plugin %q: durable mode needs the stream %s (start the coordinator with durable on, or let the plugin create it; in secure mode the coordinator creates the plugin's consumer from the types its identity handles): %w", p.name, d.Stream, err)
+		}
+		st.ttl = stream.CachedInfo().Config.MaxAge
+		if cons, err = p.ensureConsumer(setup, stream, filters); err != nil {
+			return fmt.Errorf("pluginkit: plugin %q: durable consumer: %w", p.name, err)
+		}
 	}
 	if d.EffectivelyOnce {
 		ttl := st.ttl
@@ -233,6 +240,24 @@ func (p *Plugin) pull(ctx context.Context, st *durableState, cons jetstream.Cons
 			}
 		}
 	}
+}
+
+// consumerFits reports whether the plugin's consumer, as it is, reads what
+// the plugin handles with the settings it asks for.
+func (p *Plugin) consumerFits(cfg jetstream.ConsumerConfig, filters []string) bool {
+	have := cfg.FilterSubjects
+	if cfg.FilterSubject != "" {
+		have = append(have, cfg.FilterSubject)
+	}
+	if len(have) != len(filters) {
+		return false
+	}
+	for _, f := range filters {
+		if !slices.Contains(have, f) {
+			return false
+		}
+	}
+	return cfg.AckWait == p.durable.AckWait && cfg.MaxAckPending == p.durable.MaxAckPending && cfg.AckPolicy == jetstream.AckExplicitPolicy
 }
 
 // ensureConsumer updates the plugin's consumer when it exists, keeping where

@@ -159,6 +159,10 @@ func (p *Plugin) Run(ctx context.Context) error {
 	if cfg.Name == "" {
 		cfg.Name = p.name
 	}
+	if cfg.InboxPrefix == "" {
+		// In secure mode only this plugin may read replies below it.
+		cfg.InboxPrefix = bus.InboxPrefix(p.name)
+	}
 	log := p.logger.With("plugin", p.name)
 	closed := make(chan struct{})
 	var closeOnce sync.Once

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -35,6 +36,9 @@ type Config struct {
 // Server is a nats-server running inside this process.
 type Server struct {
 	*server.Server
+
+	mu   sync.Mutex
+	opts *server.Options // what the server started with, for reloads
 }
 
 // Start starts an embedded nats-server and waits until it accepts
@@ -65,6 +69,7 @@ func Start(cfg Config) (*Server, error) {
 		opts.JetStream = true
 		opts.StoreDir = cfg.StoreDir
 	}
+	started := opts.Clone()
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: embedded NATS server: %w", err)
@@ -78,7 +83,22 @@ func Start(cfg Config) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: embedded NATS server on %q not ready after %v (is the port in use?)", cfg.Listen, timeout)
 	}
-	return &Server{ns}, nil
+	return &Server{Server: ns, opts: started}, nil
+}
+
+// SetNkeys replaces the server's nkey users and their permissions without a
+// restart (a configuration reload): clients whose key is gone are
+// disconnected at once, and the others get their new permissions.
+func (s *Server) SetNkeys(users []*server.NkeyUser) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	opts := s.opts.Clone()
+	opts.Nkeys = users
+	if err := s.ReloadOptions(opts.Clone()); err != nil {
+		return fmt.Errorf("embedded: reload the NATS server's users: %w", err)
+	}
+	s.opts = opts
+	return nil
 }
 
 // Close shuts the server down and waits until it has stopped.

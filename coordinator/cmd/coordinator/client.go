@@ -24,8 +24,8 @@ import (
 // clientFlags are the connection settings of the commands that talk to a
 // running deployment.
 type clientFlags struct {
-	natsURL, prefix, token, api, httpToken string
-	asJSON                                 bool
+	natsURL, prefix, token, nkey, api, httpToken string
+	asJSON                                       bool
 }
 
 func addClientFlags(cmd *cobra.Command, f *clientFlags, nats, http bool) {
@@ -34,6 +34,7 @@ func addClientFlags(cmd *cobra.Command, f *clientFlags, nats, http bool) {
 		fl.StringVar(&f.natsURL, "nats-url", envOr("PLUGBUS_URL", "nats://127.0.0.1:4222"), "NATS server URL(s) [PLUGBUS_URL]")
 		fl.StringVar(&f.prefix, "prefix", envOr("PLUGBUS_PREFIX", bus.DefaultPrefix), "subject prefix [PLUGBUS_PREFIX]")
 		fl.StringVar(&f.token, "nats-token", os.Getenv("PLUGBUS_TOKEN"), "NATS token [PLUGBUS_TOKEN]")
+		fl.StringVar(&f.nkey, "nkey", os.Getenv("PLUGBUS_NKEY"), "file holding an nkey seed, in secure mode (the admin's is identities/admin.nk in the data directory) [PLUGBUS_NKEY]")
 	}
 	if http {
 		fl.StringVar(&f.api, "api", envOr("PLUGBUS_API", "http://127.0.0.1:8090"), "coordinator HTTP API [PLUGBUS_API]")
@@ -56,7 +57,17 @@ func (f *clientFlags) connect() (*nats.Conn, error) {
 	if f.token != "" {
 		opts = append(opts, nats.Token(f.token))
 	}
+	if f.nkey != "" {
+		o, err := nats.NkeyOptionFromSeed(f.nkey)
+		if err != nil {
+			return nil, fmt.Errorf("--nkey %s: %w", f.nkey, err)
+		}
+		opts = append(opts, o)
+	}
 	nc, err := nats.Connect(f.natsURL, opts...)
+	if errors.Is(err, nats.ErrAuthorization) {
+		return nil, fmt.Errorf("connect to NATS at %s: %w (in secure mode pass --nkey or PLUGBUS_NKEY: the admin's seed is identities/admin.nk in the coordinator's data directory)", f.natsURL, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w (is the coordinator running? set --nats-url or PLUGBUS_URL)", f.natsURL, err)
 	}
@@ -130,6 +141,7 @@ func newPluginsCmd() *cobra.Command {
 		},
 	}
 	addClientFlags(cmd, &f, false, true)
+	cmd.AddCommand(newPluginsAddCmd(), newPluginsRemoveCmd(), newPluginsRotateCmd(), newPluginsPermissionsCmd())
 	return cmd
 }
 

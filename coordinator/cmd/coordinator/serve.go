@@ -20,6 +20,7 @@ type serveFlags struct {
 	configFile, natsListen, httpListen, dataDir, natsURL, prefix string
 	natsToken, natsUser, httpToken                               string
 	goneAfter                                                    time.Duration
+	secure                                                       bool
 	logFormat, logLevel                                          string
 
 	serverName, clusterName, clusterListen, routes, clusterUser string
@@ -39,6 +40,7 @@ var serveEnv = map[string]string{
 	"nats-user":   "PLUGBUS_NATS_USER",
 	"http-token":  "PLUGBUS_HTTP_TOKEN",
 	"gone-after":  "PLUGBUS_GONE_AFTER",
+	"secure":      "PLUGBUS_SECURE",
 	"log-format":  "PLUGBUS_LOG_FORMAT",
 	"log-level":   "PLUGBUS_LOG_LEVEL",
 
@@ -63,8 +65,9 @@ func newServeCmd() *cobra.Command {
 		Long: `Run the coordinator: the NATS bus (embedded, or external with --nats-url), the
 registry of plugins, the HTTP API and dashboard, and the plugins listed in --config.
 
-It listens on loopback only unless authentication is configured: a NATS token
-(or user and password) to listen beyond loopback for NATS, an HTTP token for HTTP.
+It listens on loopback only unless authentication is configured: NATS beyond
+loopback runs in secure mode (every plugin its own nkey, see "coordinator plugins
+add"; --secure turns it on for loopback too), HTTP beyond loopback needs an HTTP token.
 Every flag can also be set from the environment variable shown in brackets.
 The NATS password comes from PLUGBUS_NATS_PASSWORD only, the cluster's from
 PLUGBUS_CLUSTER_PASSWORD, the leaf nodes' from PLUGBUS_LEAF_PASSWORD.
@@ -110,6 +113,7 @@ in the bus's key-value store, announces plugins turning unhealthy.`,
 	fl.StringVar(&f.natsToken, "nats-token", "", "token NATS clients must present (and the coordinator presents to external NATS)")
 	fl.StringVar(&f.natsUser, "nats-user", "", "NATS user name; the password comes from PLUGBUS_NATS_PASSWORD")
 	fl.StringVar(&f.httpToken, "http-token", "", "bearer token the HTTP API requires on /v1/")
+	fl.BoolVar(&f.secure, "secure", false, "secure mode: every plugin connects to the embedded NATS server with its own nkey and least privileges (default: on when --nats-listen is not loopback)")
 	fl.DurationVar(&f.goneAfter, "gone-after", 5*time.Second, "mark an instance gone after this long without answering discovery")
 	fl.StringVar(&f.serverName, "server-name", "", "name of the embedded NATS server, unique in a cluster and stable across restarts (default: host name and NATS port)")
 	fl.StringVar(&f.clusterName, "cluster-name", "plugbus", "cluster name, the same on every server")
@@ -183,6 +187,9 @@ func (f *serveFlags) resolve(fl *pflag.FlagSet) (coordinator.Config, error) {
 	}
 	if f.httpToken != "" {
 		cfg.HTTPToken = f.httpToken
+	}
+	if fl.Changed("secure") {
+		cfg.Secure = &f.secure
 	}
 	if set("gone-after") {
 		cfg.GoneAfter = coordinator.Duration(f.goneAfter)

@@ -93,6 +93,9 @@ type Config struct {
 	// them; close it from [http.Server.RegisterOnShutdown]. Nil: streams
 	// end only when their clients leave.
 	Done <-chan struct{}
+	// Identities, in secure mode, serves /v1/identities (see
+	// identities.go); nil answers those endpoints 404.
+	Identities Identities
 }
 
 // ErrInvalidConfig is returned by [New] for settings that can never work.
@@ -183,6 +186,7 @@ func New(cfg Config) (http.Handler, error) {
 	s.route(mux, "GET", "/v1/types", s.v1(s.snapshot("type catalogue", s.cfg.Types)))
 	s.route(mux, "GET", "/v1/supervised", s.v1(s.snapshot("supervised processes", s.cfg.Supervised)))
 	s.routeDeadLetters(mux)
+	s.routeIdentities(mux)
 	s.route(mux, "GET", "/healthz", http.HandlerFunc(s.handleHealth))
 	s.route(mux, "GET", "/readyz", http.HandlerFunc(s.handleReady))
 	s.route(mux, "GET", "/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{

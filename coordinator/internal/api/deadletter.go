@@ -34,26 +34,26 @@ const (
 )
 
 func (s *server) routeDeadLetters(mux *http.ServeMux) {
-	s.routeMethods(mux, "/v1/deadletters", map[string]http.HandlerFunc{
+	s.routeMethods(mux, "/v1/deadletters", s.needDeadLetters, map[string]http.HandlerFunc{
 		http.MethodGet: s.handleDeadLetterList, http.MethodDelete: s.handleDeadLetterPurge,
 	})
-	s.routeMethods(mux, "/v1/deadletters/replay", map[string]http.HandlerFunc{http.MethodPost: s.handleDeadLetterReplayAll})
-	s.routeMethods(mux, "/v1/deadletters/{seq}", map[string]http.HandlerFunc{
+	s.routeMethods(mux, "/v1/deadletters/replay", s.needDeadLetters, map[string]http.HandlerFunc{http.MethodPost: s.handleDeadLetterReplayAll})
+	s.routeMethods(mux, "/v1/deadletters/{seq}", s.needDeadLetters, map[string]http.HandlerFunc{
 		http.MethodGet: s.handleDeadLetterGet, http.MethodDelete: s.handleDeadLetterDelete,
 	})
-	s.routeMethods(mux, "/v1/deadletters/{seq}/replay", map[string]http.HandlerFunc{http.MethodPost: s.handleDeadLetterReplay})
+	s.routeMethods(mux, "/v1/deadletters/{seq}/replay", s.needDeadLetters, map[string]http.HandlerFunc{http.MethodPost: s.handleDeadLetterReplay})
 }
 
 // routeMethods is [server.route] for a pattern served with several methods:
 // one registration that dispatches on the method (ServeMux would call
-// "GET /a/{x}" and "/a/b" a conflict), behind the bearer token, and a JSON
-// 405 for the others.
-func (s *server) routeMethods(mux *http.ServeMux, pattern string, handlers map[string]http.HandlerFunc) {
+// "GET /a/{x}" and "/a/b" a conflict), behind the bearer token and guard,
+// and a JSON 405 for the others.
+func (s *server) routeMethods(mux *http.ServeMux, pattern string, guard func(http.HandlerFunc) http.HandlerFunc, handlers map[string]http.HandlerFunc) {
 	allowed := make([]string, 0, len(handlers))
 	guarded := make(map[string]http.Handler, len(handlers))
 	for method, h := range handlers {
 		allowed = append(allowed, method)
-		guarded[method] = s.v1(s.needDeadLetters(h))
+		guarded[method] = s.v1(guard(h))
 	}
 	sort.Strings(allowed)
 	allow := strings.Join(allowed, ", ")

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// apiCall sends a request to the coordinator's HTTP API and decodes a
+// successful JSON answer into out (when not nil).
+func (f *clientFlags) apiCall(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(f.api, "/")+path, rd)
+	if err != nil {
+		return fmt.Errorf("--api %q: %w", f.api, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if f.httpToken != "" {
+		req.Header.Set("Authorization", "Bearer "+f.httpToken)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("reach the coordinator at %s: %w (is it running? set --api or PLUGBUS_API)", f.api, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error string }
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s: %s", resp.Status, e.Error)
+		}
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("unexpected answer from %s: %w", f.api, err)
+		}
+	}
+	return nil
+}
+
+// identityAnswer is the API's answer to adding or rotating an identity.
+type identityAnswer struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+	Seed      string `json:"seed"`
+}
+
+// writeSeedFile writes a seed to path with mode 0600, refusing to replace
+// a file unless force.
+func writeSeedFile(path, seed string, force bool) error {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	fh, err := os.OpenFile(path, flags, 0o600)
+	if err != nil {
+		return fmt.Errorf("--nkey-out: %w", err)
+	}
+	if err := fh.Chmod(0o600); err != nil {
+		fh.Close()
+		return fmt.Errorf("--nkey-out: %w", err)
+	}
+	if _, err := fh.WriteString(seed + "\n"); err != nil {
+		fh.Close()
+		return fmt.Errorf("--nkey-out: %w", err)
+	}
+	return fh.Close()
+}
+
+func newPluginsAddCmd() *cobra.Command {
+	var f clientFlags
+	var handles, answers, emits []string
+	var out string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "add NAME --nkey-out FILE",
+		Short: "Give a plugin its own identity on the bus (secure mode)",
+		Long: `Create an nkey for the plugin NAME in the running coordinator (through its HTTP
+API, with the HTTP token) and write its seed to FILE, mode 0600. The embedded
+NATS server enforces the identity's permissions at once, without a restart:
+the plugin may publish its events (the types given with --emits, or any type
+under its own name when none is given) and requests, subscribe to the types it
+--handles, answer the types it --answers (in its own queue group only), and read
+its own durable consumer, and nothing else.
+
+Run the plugin with PLUGBUS_NKEY=FILE (or -nkey FILE); nats --nkey FILE works too.
+The coordinator keeps only the public key: keep FILE safe.`,
+		Example: `  coordinator plugins add resizer --handles com.example.image.uploaded --emits com.example.image.resized --nkey-out resizer.nk
+  PLUGBUS_NKEY=resizer.nk ./resizer`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return fmt.Errorf("--nkey-out FILE is required: where to write the plugin's seed")
+			}
+			if _, err := os.Stat(out); err == nil && !force {
+				return fmt.Errorf("--nkey-out %s: the file exists; remove it or pass --force", out)
+			}
+			var a identityAnswer
+			body := map[string]any{"name": args[0], "handles": handles, "answers": answers, "emits": emits}
+			if err := f.apiCall(cmd.Context(), http.MethodPost, "/v1/identities", body, &a); err != nil {
+				return err
+			}
+			if err := writeSeedFile(out, a.Seed, force); err != nil {
+				return err
+			}
+			abs, _ := filepath.Abs(out)
+			fmt.Fprintf(cmd.OutOrStdout(), "added %s (%s); run it with PLUGBUS_NKEY=%s\n", a.Name, a.PublicKey, abs)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&handles, "handles", nil, "an event type (or pattern) the plugin observes; repeat for more")
+	fl.StringArrayVar(&answers, "answers", nil, "an event type whose requests the plugin answers; repeat for more")
+	fl.StringArrayVar(&emits, "emits", nil, "an event type the plugin publishes; repeat for more (none: any type under its name)")
+	fl.StringVar(&out, "nkey-out", "", "file to write the plugin's nkey seed to (mode 0600)")
+	fl.BoolVar(&force, "force", false, "replace the --nkey-out file if it exists")
+	addClientFlags(cmd, &f, false, true)
+	return cmd
+}
+
+func newPluginsRemoveCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Remove a plugin's identity; its connections are closed at once (secure mode)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.apiCall(cmd.Context(), http.MethodDelete, "/v1/identities/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", args[0])
+			return nil
+		},
+	}
+	addClientFlags(cmd, &f, false, true)
+	return cmd
+}
+
+func newPluginsRotateCmd() *cobra.Command {
+	var f clientFlags
+	var out string
+	cmd := &cobra.Command{
+		Use:   "rotate NAME --nkey-out FILE",
+		Short: "Give a plugin's identity a new key; the old key's connections are closed at once (secure mode)",
+		Long: `Replace the nkey of the plugin NAME and write the new seed to FILE (mode 0600,
+replacing it). Connections with the old key are closed at once: restart the
+plugin with the new file. For a plugin the coordinator runs, the coordinator
+keeps the new seed itself; --nkey-out is then optional.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var a identityAnswer
+			if err := f.apiCall(cmd.Context(), http.MethodPost, "/v1/identities/"+url.PathEscape(args[0])+"/rotate", nil, &a); err != nil {
+				return err
+			}
+			if out != "" {
+				if err := writeSeedFile(out, a.Seed, true); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rotated %s (%s)\n", a.Name, a.PublicKey)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "nkey-out", "", "file to write the new nkey seed to (mode 0600)")
+	addClientFlags(cmd, &f, false, true)
+	return cmd
+}
+
+func newPluginsPermissionsCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "permissions NAME",
+		Short: "Print what a plugin's identity may publish and subscribe to (secure mode)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var rules struct {
+				Publish, Subscribe []string
+				Responses          bool
+			}
+			if err := f.apiCall(cmd.Context(), http.MethodGet, "/v1/identities/"+url.PathEscape(args[0])+"/permissions", nil, &rules); err != nil {
+				return err
+			}
+			if f.asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(rules)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintln(w, "publish:")
+			for _, s := range rules.Publish {
+				fmt.Fprintln(w, "  "+s)
+			}
+			fmt.Fprintln(w, "subscribe:")
+			for _, s := range rules.Subscribe {
+				fmt.Fprintln(w, "  "+s)
+			}
+			if rules.Responses {
+				fmt.Fprintln(w, "responses: one reply to each request it receives")
+			}
+			return nil
+		},
+	}
+	addClientFlags(cmd, &f, false, true)
+	return cmd
+}

@@ -1,0 +1,127 @@
+package identity
+
+import (
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/plugbus/plugbus/bus"
+)
+
+// Scope is what the permissions of an identity refer to: the subject
+// prefix and the names of the durable streams.
+type Scope struct {
+	// Prefix is the subject prefix; default bus.DefaultPrefix.
+	Prefix string
+	// Stream is the events stream; default bus.DefaultEventsStream.
+	Stream string
+	// DedupBucket is the effectively-once key-value bucket; default
+	// bus.DefaultDedupBucket.
+	DedupBucket string
+}
+
+func (s Scope) withDefaults() Scope {
+	if s.Prefix == "" {
+		s.Prefix = bus.DefaultPrefix
+	}
+	if s.Stream == "" {
+		s.Stream = bus.DefaultEventsStream
+	}
+	if s.DedupBucket == "" {
+		s.DedupBucket = bus.DefaultDedupBucket
+	}
+	return s
+}
+
+// ResponseExpiry bounds how long after a request a plugin may answer it.
+const ResponseExpiry = 10 * time.Minute
+
+// Rules are the subjects an identity may publish to and subscribe to, in
+// the form nats-server's configuration takes them: a subscribe entry
+// "subject queue" allows only that queue group on subject.
+type Rules struct {
+	Publish   []string
+	Subscribe []string
+	// Responses allows one reply to each request the identity received,
+	// within ResponseExpiry (nats-server's allow_responses).
+	Responses bool
+}
+
+// PluginRules are the least privileges of plugin id:
+//
+// Publish: its events, on P.events.NAME.<each type it emits> (P.events.NAME.>
+// when it declares none) and its lifecycle events; its requests, on
+// P.invoke.NAME.>; its dead letters; one reply to each request it got; and
+// of JetStream only what reading its own consumer takes (info, fetch, acks)
+// and its own effectively-once records.
+//
+// Subscribe: the events of the types it handles, on P.events.*.<type> (in
+// queue group NAME, or none); the requests of the types it answers, on
+// P.invoke.*.<type>, in queue group NAME only; its own inboxes
+// (_INBOX.NAME.>); and the micro discovery subjects addressed to all
+// services or to NAME.
+//
+// Nothing else: no other producer's subjects, no $SYS, no stream or
+// consumer management, no other plugin's consumer or records.
+func PluginRules(scope Scope, id Identity) Rules {
+	s := scope.withDefaults()
+	p, n := s.Prefix, id.Name
+	var r Rules
+	r.Responses = true
+	if len(id.Emits) == 0 {
+		r.Publish = append(r.Publish, p+".events."+n+".>")
+	} else {
+		for _, t := range id.Emits {
+			r.Publish = append(r.Publish, p+".events."+n+"."+t)
+		}
+		r.Publish = append(r.Publish, p+".events."+n+".io.plugbus.plugin.>")
+	}
+	kvStream := "KV_" + s.DedupBucket
+	r.Publish = append(r.Publish,
+		p+".invoke."+n+".>",
+		p+".deadletter."+n,
+		"$JS.API.CONSUMER.INFO."+s.Stream+"."+n,
+		"$JS.API.CONSUMER.MSG.NEXT."+s.Stream+"."+n,
+		"$JS.ACK."+s.Stream+"."+n+".>",
+		"$JS.API.STREAM.INFO."+kvStream,
+		"$JS.API.DIRECT.GET."+kvStream+".$KV."+s.DedupBucket+"."+n+".>",
+		"$KV."+s.DedupBucket+"."+n+".>",
+	)
+	for _, t := range id.Handles {
+		r.Subscribe = append(r.Subscribe, p+".events.*."+t, p+".events.*."+t+" "+n)
+	}
+	for _, t := range id.Answers {
+		r.Subscribe = append(r.Subscribe, p+".invoke.*."+t+" "+n)
+	}
+	r.Subscribe = append(r.Subscribe,
+		bus.InboxPrefix(n)+".>",
+		"$SRV.PING", "$SRV.INFO", "$SRV.STATS",
+		"$SRV.*."+n, "$SRV.*."+n+".*",
+	)
+	return r
+}
+
+// Permissions turns rules into nats-server's permissions.
+func (r Rules) Permissions() *server.Permissions {
+	p := &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: r.Publish},
+		Subscribe: &server.SubjectPermission{Allow: r.Subscribe},
+	}
+	if r.Responses {
+		p.Response = &server.ResponsePermission{MaxMsgs: 1, Expires: ResponseExpiry}
+	}
+	return p
+}
+
+// CoordinatorRules are the coordinator's own privileges: everything under
+// the prefix (it publishes its own and the HTTP API's events, invokes,
+// replays dead letters), the JetStream API (it creates the streams and the
+// plugins' consumers), micro discovery, and its inboxes; nothing of $SYS.
+func CoordinatorRules(scope Scope) Rules {
+	p := scope.withDefaults().Prefix
+	return Rules{
+		Publish:   []string{p + ".>", "$JS.>", "$KV.>", "$SRV.>"},
+		Subscribe: []string{p + ".>", "_INBOX.>", "$SRV.>"},
+		Responses: true,
+	}
+}

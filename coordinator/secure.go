@@ -1,0 +1,231 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/identity"
+)
+
+// security is the state of secure mode: the identities the embedded server
+// knows, and the coordinator's own.
+type security struct {
+	store *identity.Store
+	scope identity.Scope
+
+	// The coordinator's own key, made afresh at every start and valid on
+	// in-process connections only.
+	selfKey, selfSeedFile string
+	adminKey              string
+	// seedFiles are the seed files of the plugins the coordinator runs.
+	seedFiles map[string]string
+
+	mu sync.Mutex // serialises changes of identities and their reload
+}
+
+// IsSecure reports whether the coordinator runs in secure mode: an embedded
+// server on which every plugin has its own nkey and least privileges. It is
+// on when Secure says so and, unless Secure says otherwise, whenever the
+// embedded server listens beyond loopback.
+func (c *Config) IsSecure() bool {
+	switch {
+	case len(c.NATSURLs) > 0:
+		return false
+	case c.Secure != nil:
+		return *c.Secure
+	default:
+		return c.NATSListen != "" && !isLoopback(c.NATSListen)
+	}
+}
+
+// setupSecurity opens the identity store, makes the coordinator's and the
+// admin's keys and the identities of the plugins the coordinator runs, and
+// returns the server's nkey users.
+func (c *Coordinator) setupSecurity() ([]*server.NkeyUser, error) {
+	store, err := identity.Open(filepath.Join(c.cfg.DataDir, "identities"))
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: secure mode: %w", err)
+	}
+	streams := c.cfg.Stream.busConfig(c.cfg.Prefix)
+	streams.SetDefaults()
+	sec := &security{store: store, scope: identity.Scope{Prefix: c.cfg.Prefix, Stream: streams.Name}, seedFiles: map[string]string{}}
+	sec.selfSeedFile = filepath.Join(store.Dir(), "coordinator.nk")
+	pub, seed, err := identity.NewUser()
+	if err != nil {
+		return nil, err
+	}
+	if err := identity.WriteSeed(sec.selfSeedFile, seed); err != nil {
+		return nil, err
+	}
+	sec.selfKey = pub
+	if sec.adminKey, _, err = store.Admin(); err != nil {
+		return nil, fmt.Errorf("coordinator: secure mode: %w", err)
+	}
+	for _, p := range c.cfg.Plugins {
+		if p.Stdio {
+			continue // bridged by the coordinator over its own connection
+		}
+		_, file, err := store.Ensure(p.Name, identity.Declaration{Handles: p.Handles, Answers: p.Answers, Emits: p.Emits})
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: secure mode: plugin %s: %w", p.Name, err)
+		}
+		sec.seedFiles[p.Name] = file
+		if len(p.Handles) == 0 && len(p.Answers) == 0 {
+			c.log.Warn("in secure mode a plugin may subscribe only to the types it declares, and this one declares none; list them under handles and answers in its spec", "plugin", p.Name)
+		}
+	}
+	c.sec = sec
+	return sec.nkeyUsers(), nil
+}
+
+// nkeyUsers are the users the embedded server accepts.
+func (s *security) nkeyUsers() []*server.NkeyUser {
+	self := identity.CoordinatorRules(s.scope).Permissions()
+	users := []*server.NkeyUser{
+		{Nkey: s.selfKey, Permissions: self, AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeInProcess: {}}},
+		{Nkey: s.adminKey},
+	}
+	for _, id := range s.store.List() {
+		users = append(users, &server.NkeyUser{Nkey: id.PublicKey, Permissions: identity.PluginRules(s.scope, id).Permissions()})
+	}
+	return users
+}
+
+// ensureConsumers creates (or updates to the declared types) the consumer
+// of every identity that handles types, and the effectively-once bucket:
+// in secure mode plugins may read their consumer but not make it.
+func (c *Coordinator) ensureConsumers(ctx context.Context) error {
+	streams := c.cfg.Stream.busConfig(c.cfg.Prefix)
+	streams.SetDefaults()
+	if err := bus.EnsureStreams(ctx, c.js, streams); err != nil {
+		return err
+	}
+	if _, err := bus.DedupBucket(ctx, c.js, streams.MaxAge, streams.Replicas); err != nil {
+		return fmt.Errorf("bucket %s: %w", bus.DefaultDedupBucket, err)
+	}
+	var errs []error
+	for _, id := range c.sec.store.List() {
+		if err := c.ensureConsumer(ctx, streams.Name, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Coordinator) ensureConsumer(ctx context.Context, stream string, id identity.Identity) error {
+	if len(id.Handles) == 0 {
+		return nil
+	}
+	cfg, err := bus.ConsumerConfig(c.cfg.Prefix, id.Name, id.Handles)
+	if err != nil {
+		return err
+	}
+	if cons, err := c.js.Consumer(ctx, stream, id.Name); err == nil {
+		old := cons.CachedInfo().Config
+		old.FilterSubject, old.FilterSubjects = "", cfg.FilterSubjects
+		old.AckWait, old.MaxAckPending = cfg.AckWait, cfg.MaxAckPending
+		cfg = old // keep where it is
+	}
+	if _, err := c.js.CreateOrUpdateConsumer(ctx, stream, cfg); err != nil {
+		return fmt.Errorf("consumer of plugin %s: %w", id.Name, err)
+	}
+	return nil
+}
+
+// reloadIdentities makes the embedded server enforce the store's
+// identities now.
+func (c *Coordinator) reloadIdentities() error {
+	return c.server.SetNkeys(c.sec.nkeyUsers())
+}
+
+// identityAdmin serves the HTTP API's identity endpoints.
+type identityAdmin struct{ c *Coordinator }
+
+// IdentityView is an identity as the HTTP API shows it, with its seed
+// when it was just made.
+type IdentityView struct {
+	identity.Identity
+	Seed string `json:"seed,omitempty"`
+}
+
+func (a identityAdmin) List() any { return a.c.sec.store.List() }
+
+func (a identityAdmin) Add(ctx context.Context, name string, handles, answers, emits []string) (any, error) {
+	sec := a.c.sec
+	sec.mu.Lock()
+	defer sec.mu.Unlock()
+	id, seed, err := sec.store.Add(name, identity.Declaration{Handles: handles, Answers: answers, Emits: emits})
+	if err != nil {
+		return nil, err
+	}
+	if err := a.apply(ctx, id); err != nil {
+		_ = sec.store.Remove(name)
+		_ = a.c.reloadIdentities()
+		return nil, err
+	}
+	a.c.log.Info("identity added", "plugin", name, "public_key", id.PublicKey)
+	return IdentityView{Identity: id, Seed: string(seed)}, nil
+}
+
+func (a identityAdmin) Remove(ctx context.Context, name string) error {
+	sec := a.c.sec
+	sec.mu.Lock()
+	defer sec.mu.Unlock()
+	if err := sec.store.Remove(name); err != nil {
+		return err
+	}
+	if err := a.c.reloadIdentities(); err != nil {
+		return err
+	}
+	streams := a.c.cfg.Stream.busConfig(a.c.cfg.Prefix)
+	streams.SetDefaults()
+	if err := a.c.js.DeleteConsumer(ctx, streams.Name, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		a.c.log.Warn("identity removed, but not its consumer", "plugin", name, "err", err)
+	}
+	a.c.log.Info("identity removed", "plugin", name)
+	return nil
+}
+
+func (a identityAdmin) Rotate(ctx context.Context, name string) (any, error) {
+	sec := a.c.sec
+	sec.mu.Lock()
+	defer sec.mu.Unlock()
+	id, seed, err := sec.store.Rotate(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.c.reloadIdentities(); err != nil {
+		return nil, err
+	}
+	a.c.log.Info("identity rotated", "plugin", name, "public_key", id.PublicKey)
+	return IdentityView{Identity: id, Seed: string(seed)}, nil
+}
+
+func (a identityAdmin) Permissions(name string) (any, error) {
+	id, ok := a.c.sec.store.Get(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", identity.ErrNotFound, name)
+	}
+	return identity.PluginRules(a.c.sec.scope, id), nil
+}
+
+// apply reloads the server's users and creates id's consumer.
+func (a identityAdmin) apply(ctx context.Context, id identity.Identity) error {
+	if err := a.c.reloadIdentities(); err != nil {
+		return err
+	}
+	streams := a.c.cfg.Stream.busConfig(a.c.cfg.Prefix)
+	streams.SetDefaults()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return a.c.ensureConsumer(ctx, streams.Name, id)
+}

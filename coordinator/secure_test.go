@@ -1,0 +1,536 @@
+package coordinator_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator"
+)
+
+const testHTTPToken = "secret-http-token"
+
+// secureDeployment is a coordinator in secure mode, run in this process.
+type secureDeployment struct {
+	t       *testing.T
+	c       *coordinator.Coordinator
+	dataDir string
+	api     string
+}
+
+func startSecure(t *testing.T, plugins ...coordinator.PluginSpec) *secureDeployment {
+	t.Helper()
+	on := true
+	dir := t.TempDir()
+	cfg := coordinator.Config{
+		NATSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", DataDir: dir,
+		Secure: &on, HTTPToken: testHTTPToken, Durable: true, Plugins: plugins,
+	}
+	c, err := coordinator.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("coordinator: %v", err)
+		}
+	})
+	select {
+	case <-c.Ready():
+	case err := <-done:
+		t.Fatalf("coordinator stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("coordinator not ready after 60s")
+	}
+	return &secureDeployment{t: t, c: c, dataDir: dir, api: "http://" + c.HTTPAddr()}
+}
+
+// call sends an API request with the token and returns the status and body.
+func (d *secureDeployment) call(method, path, token string, body any) (int, []byte) {
+	d.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, d.api+path, rd)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// add creates an identity through the API and writes its seed to a file.
+func (d *secureDeployment) add(name string, handles, answers, emits []string) string {
+	d.t.Helper()
+	status, body := d.call("POST", "/v1/identities", testHTTPToken, map[string]any{"name": name, "handles": handles, "answers": answers, "emits": emits})
+	if status != http.StatusCreated {
+		d.t.Fatalf("add %s: %d %s", name, status, body)
+	}
+	return d.writeSeed(name, body)
+}
+
+func (d *secureDeployment) writeSeed(name string, body []byte) string {
+	d.t.Helper()
+	var a struct{ Seed string }
+	if err := json.Unmarshal(body, &a); err != nil || a.Seed == "" {
+		d.t.Fatalf("no seed in %s (%v)", body, err)
+	}
+	file := filepath.Join(d.t.TempDir(), name+".nk")
+	if err := os.WriteFile(file, []byte(a.Seed), 0o600); err != nil {
+		d.t.Fatal(err)
+	}
+	return file
+}
+
+// client is a connection to the bus with its asynchronous errors.
+type client struct {
+	nc   *nats.Conn
+	errs chan error
+}
+
+func (d *secureDeployment) dial(name, seedFile string) (*client, error) {
+	cl := &client{errs: make(chan error, 100)}
+	opt, err := nats.NkeyOptionFromSeed(seedFile)
+	if err != nil {
+		return nil, err
+	}
+	cl.nc, err = nats.Connect(d.c.NATSURL(), opt, nats.Name(name), nats.CustomInboxPrefix(bus.InboxPrefix(name)),
+		nats.MaxReconnects(0),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case cl.errs <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		return nil, err
+	}
+	d.t.Cleanup(cl.nc.Close)
+	return cl, nil
+}
+
+func (d *secureDeployment) mustDial(name, seedFile string) *client {
+	d.t.Helper()
+	cl, err := d.dial(name, seedFile)
+	if err != nil {
+		d.t.Fatalf("connect as %s: %v", name, err)
+	}
+	return cl
+}
+
+// violation waits for the server's permission error about subject.
+func (cl *client) violation(t *testing.T, subject string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case err := <-cl.errs:
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), subject) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no permissions violation reported for %q", subject)
+		}
+	}
+}
+
+// TestSecureModePermissionMatrix runs every forbidden action of plugin A
+// against a coordinator in secure mode and shows it had no effect: what A
+// publishes reaches no one, what A subscribes to brings it nothing, the
+// streams, consumers and records of others stay as they were, and
+// credentials that are wrong, removed or rotated do not connect.
+func TestSecureModePermissionMatrix(t *testing.T) {
+	d := startSecure(t)
+	const p = "plugbus"
+	aSeed := d.add("a", []string{"a.in"}, []string{"a.req"}, []string{"a.out"})
+	bSeed := d.add("b", []string{"b.in"}, []string{"b.req"}, []string{"b.out"})
+	admin := d.mustDial("admin", filepath.Join(d.dataDir, "identities", "admin.nk"))
+	a := d.mustDial("a", aSeed)
+	b := d.mustDial("b", bSeed)
+
+	// The observer sees every event and request on the bus.
+	seen, err := admin.nc.SubscribeSync(p + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// nextSeen returns the subjects the observer got up to and including
+	// sentinel.
+	nextSeen := func(sentinel string) []string {
+		t.Helper()
+		var got []string
+		for {
+			m, err := seen.NextMsg(10 * time.Second)
+			if err != nil {
+				t.Fatalf("observer: waiting for %s: %v (got %v)", sentinel, err, got)
+			}
+			got = append(got, m.Subject)
+			if m.Subject == sentinel {
+				return got
+			}
+		}
+	}
+	sentinel := p + ".events.a.a.out"
+
+	t.Run("allowed", func(t *testing.T) {
+		if err := a.nc.Publish(sentinel, []byte("ok")); err != nil {
+			t.Fatal(err)
+		}
+		if got := nextSeen(sentinel); len(got) != 1 {
+			t.Fatalf("observer got %v, want only %s", got, sentinel)
+		}
+		// A answers its own type's requests in its own queue group.
+		sub, err := a.nc.QueueSubscribe(p+".invoke.*.a.req", "a", func(m *nats.Msg) { _ = m.Respond([]byte("answer")) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := a.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		reply, err := b.nc.Request(p+".invoke.b.a.req", []byte("q"), 10*time.Second)
+		if err != nil || string(reply.Data) != "answer" {
+			t.Fatalf("b invoking a: %v %v", reply, err)
+		}
+		nextSeen(p + ".invoke.b.a.req")
+	})
+
+	publishRows := []struct{ name, subject string }{
+		{"as another plugin", p + ".events.b.b.out"},
+		{"as the coordinator", p + ".events.coordinator.io.plugbus.coordinator.started"},
+		{"another plugin's lifecycle", p + ".events.b.io.plugbus.plugin.stopped"},
+		{"a type it did not declare", p + ".events.a.x.undeclared"},
+		{"a request as another plugin", p + ".invoke.b.b.req"},
+		{"another plugin's dead letters", p + ".deadletter.b"},
+		{"a replay to another plugin", p + ".replay.b.x.b.in"},
+	}
+	for _, row := range publishRows {
+		t.Run("publish "+row.name, func(t *testing.T) {
+			if err := a.nc.Publish(row.subject, []byte("forged")); err != nil {
+				t.Fatal(err)
+			}
+			a.violation(t, row.subject)
+			if err := a.nc.Publish(sentinel, []byte("ok")); err != nil {
+				t.Fatal(err)
+			}
+			if got := nextSeen(sentinel); len(got) != 1 {
+				t.Fatalf("the forbidden publish arrived: observer got %v", got)
+			}
+		})
+	}
+
+	subscribeRows := []struct{ name, subject, queue, probe string }{
+		{"everything", ">", "", p + ".events.b.b.out"},
+		{"another plugin's handled type", p + ".events.*.b.in", "", p + ".events.x.b.in"},
+		{"another plugin's inbox", "_INBOX.b.>", "", "_INBOX.b.abc"},
+		{"the system account", "$SYS.>", "", "$SYS.ACCOUNT.x.CONNECT"},
+		{"another plugin's queue group on its invoke subject", p + ".invoke.*.b.req", "b", p + ".invoke.x.b.req"},
+		{"another queue group on its own invoke subject", p + ".invoke.*.a.req", "b", p + ".invoke.x.a.req"},
+		{"its own invoke subject outside a queue group", p + ".invoke.*.a.req", "", p + ".invoke.x.a.req"},
+	}
+	// A's own handled type is where the sentinel arrives.
+	own, err := a.nc.SubscribeSync(p + ".events.*.a.in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range subscribeRows {
+		t.Run("subscribe "+row.name, func(t *testing.T) {
+			var sub *nats.Subscription
+			var err error
+			if row.queue == "" {
+				sub, err = a.nc.SubscribeSync(row.subject)
+			} else {
+				sub, err = a.nc.QueueSubscribeSync(row.subject, row.queue)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			a.violation(t, row.subject)
+			if err := admin.nc.Publish(row.probe, []byte("secret")); err != nil {
+				t.Fatal(err)
+			}
+			if err := admin.nc.Publish(p+".events.x.a.in", []byte("sentinel")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := own.NextMsg(10 * time.Second); err != nil {
+				t.Fatalf("sentinel: %v", err)
+			}
+			if n, _, _ := sub.Pending(); n != 0 {
+				t.Fatalf("the forbidden subscription got %d messages", n)
+			}
+		})
+	}
+
+	// JetStream: an event for each plugin waits in the stream.
+	adminJS, _ := jetstream.New(admin.nc)
+	ctx := context.Background()
+	for _, s := range []string{p + ".events.x.b.in", p + ".events.x.a.in"} {
+		if _, err := adminJS.Publish(ctx, s, []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := func() (msgs uint64, consumers int, bPending uint64) {
+		t.Helper()
+		st, err := adminJS.Stream(ctx, bus.DefaultEventsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bc, err := st.Consumer(ctx, "b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ci, err := bc.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs, info.State.Consumers, ci.NumPending + uint64(ci.NumAckPending)
+	}
+	msgs0, cons0, pending0 := state()
+	if pending0 == 0 {
+		t.Fatal("b's consumer has nothing pending; the rows below would prove nothing")
+	}
+	create, _ := json.Marshal(map[string]any{"stream_name": bus.DefaultEventsStream, "config": map[string]any{"durable_name": "spy", "filter_subject": p + ".events.>", "ack_policy": "explicit"}})
+	jsRows := []struct{ name, subject string }{
+		{"delete the stream", "$JS.API.STREAM.DELETE." + bus.DefaultEventsStream},
+		{"purge the stream", "$JS.API.STREAM.PURGE." + bus.DefaultEventsStream},
+		{"create a stream", "$JS.API.STREAM.CREATE.SPY"},
+		{"create a consumer", "$JS.API.CONSUMER.CREATE." + bus.DefaultEventsStream + ".spy"},
+		{"delete another plugin's consumer", "$JS.API.CONSUMER.DELETE." + bus.DefaultEventsStream + ".b"},
+		{"read another plugin's consumer", "$JS.API.CONSUMER.MSG.NEXT." + bus.DefaultEventsStream + ".b"},
+		{"look at another plugin's consumer", "$JS.API.CONSUMER.INFO." + bus.DefaultEventsStream + ".b"},
+		{"ack for another plugin", "$JS.ACK." + bus.DefaultEventsStream + ".b.1.1.1.0.0"},
+		{"read a stream's messages", "$JS.API.STREAM.MSG.GET." + bus.DefaultEventsStream},
+		{"read another plugin's records", "$JS.API.DIRECT.GET.KV_" + bus.DefaultDedupBucket + ".$KV." + bus.DefaultDedupBucket + ".b.key"},
+		{"write another plugin's records", "$KV." + bus.DefaultDedupBucket + ".b.key"},
+	}
+	for _, row := range jsRows {
+		t.Run("jetstream "+row.name, func(t *testing.T) {
+			if err := a.nc.PublishRequest(row.subject, a.nc.NewRespInbox(), create); err != nil {
+				t.Fatal(err)
+			}
+			a.violation(t, row.subject)
+			if msgs, cons, pending := state(); msgs != msgs0 || cons != cons0 || pending != pending0 {
+				t.Fatalf("stream had %d events, %d consumers, b %d pending; now %d, %d, %d", msgs0, cons0, pending0, msgs, cons, pending)
+			}
+		})
+	}
+	t.Run("jetstream own consumer", func(t *testing.T) {
+		js, _ := jetstream.New(a.nc)
+		cons, err := js.Consumer(ctx, bus.DefaultEventsStream, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n != 1 {
+			t.Fatalf("fetched %d events from its own consumer (%v), want 1", n, batch.Error())
+		}
+	})
+
+	t.Run("wrong credentials", func(t *testing.T) {
+		kp, _ := nkeys.CreateUser()
+		seed, _ := kp.Seed()
+		file := filepath.Join(t.TempDir(), "stranger.nk")
+		if err := os.WriteFile(file, seed, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.dial("stranger", file); !errors.Is(err, nats.ErrAuthorization) {
+			t.Fatalf("a key the server does not know: got %v, want an authorization violation", err)
+		}
+		nc, err := nats.Connect(d.c.NATSURL(), nats.MaxReconnects(0))
+		if err == nil {
+			nc.Close()
+			t.Fatal("a client without credentials connected")
+		}
+	})
+
+	t.Run("rotated credentials", func(t *testing.T) {
+		closed := make(chan struct{})
+		b.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		status, body := d.call("POST", "/v1/identities/b/rotate", testHTTPToken, nil)
+		if status != http.StatusOK {
+			t.Fatalf("rotate: %d %s", status, body)
+		}
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the connection with the old key is still open")
+		}
+		if _, err := d.dial("b", bSeed); err == nil {
+			t.Fatal("the old key still connects")
+		}
+		d.mustDial("b", d.writeSeed("b", body))
+	})
+
+	t.Run("removed credentials", func(t *testing.T) {
+		closed := make(chan struct{})
+		a.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if status, body := d.call("DELETE", "/v1/identities/a", testHTTPToken, nil); status != http.StatusNoContent {
+			t.Fatalf("rm: %d %s", status, body)
+		}
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the removed identity's connection is still open")
+		}
+		if _, err := d.dial("a", aSeed); err == nil {
+			t.Fatal("the removed key still connects")
+		}
+	})
+
+	t.Run("HTTP without the token", func(t *testing.T) {
+		for _, token := range []string{"", "wrong"} {
+			req, _ := http.NewRequest("POST", d.api+"/v1/events", strings.NewReader(`{"specversion":"1.0","id":"1","source":"s","type":"x.forged"}`))
+			req.Header.Set("Content-Type", "application/cloudevents+json")
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("token %q: status %d, want 401", token, resp.StatusCode)
+			}
+			for _, path := range []string{"/v1/identities", "/v1/identities/b/rotate"} {
+				if status, _ := d.call("POST", path, token, map[string]any{"name": "c"}); status != http.StatusUnauthorized {
+					t.Fatalf("token %q: POST %s: status %d, want 401", token, path, status)
+				}
+			}
+		}
+		// The next event the observer sees is the one sent with the token.
+		req, _ := http.NewRequest("POST", d.api+"/v1/events", strings.NewReader(`{"specversion":"1.0","id":"2","source":"s","type":"x.real"}`))
+		req.Header.Set("Content-Type", "application/cloudevents+json")
+		req.Header.Set("Authorization", "Bearer "+testHTTPToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for _, s := range nextSeen(p + ".events.http.x.real") {
+			if strings.Contains(s, "x.forged") {
+				t.Fatalf("an event sent without the token was published: %s", s)
+			}
+		}
+	})
+}
+
+// TestSecureModeSupervisedPlugin runs a real plugin process under a
+// coordinator in secure mode: the coordinator makes its identity and hands
+// it over, and the plugin connects, is discovered, handles durable events
+// from its coordinator-made consumer, and answers invokes.
+func TestSecureModeSupervisedPlugin(t *testing.T) {
+	d := startSecure(t, coordinator.PluginSpec{
+		Name: "hello", Exec: filepath.Join(binDir, "hello"), Replicas: 1,
+		Handles: []string{"com.example.greet.requested"}, Answers: []string{"com.example.greet.requested"},
+		Emits: []string{"com.example.greet.sent"},
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, body := d.call("GET", "/v1/plugins", testHTTPToken, nil)
+		var plugins []struct{ Name string }
+		_ = json.Unmarshal(body, &plugins)
+		if len(plugins) == 1 && plugins[0].Name == "hello" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hello not discovered: %s", body)
+		}
+		time.Sleep(100 * time.Millisecond) // polling for the plugin to come up
+	}
+	for {
+		status, body := d.call("POST", "/v1/invoke/com.example.greet.requested", testHTTPToken, map[string]string{"name": "Ada"})
+		if status == http.StatusOK {
+			var reply struct{ Data struct{ Text string } }
+			if err := json.Unmarshal(body, &reply); err != nil || reply.Data.Text != "hello, Ada" {
+				t.Fatalf("invoke: %s (%v), want the greeting", body, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("invoke: %d %s", status, body)
+		}
+		time.Sleep(100 * time.Millisecond) // polling for the plugin to come up
+	}
+	info, err := os.Stat(filepath.Join(d.dataDir, "identities", "hello.nk"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("hello's seed file: %v, %v; want mode 0600", info, err)
+	}
+	if info, err := os.Stat(filepath.Join(d.dataDir, "identities")); err != nil || info.Mode().Perm() != 0o700 {
+		t.Fatalf("identities directory: %v, %v; want mode 0700", info, err)
+	}
+	// A durable event reaches hello through the consumer the coordinator
+	// made: the consumer's delivered count moves.
+	admin := d.mustDial("admin", filepath.Join(d.dataDir, "identities", "admin.nk"))
+	js, _ := jetstream.New(admin.nc)
+	req, _ := http.NewRequest("POST", d.api+"/v1/events", strings.NewReader(`{"specversion":"1.0","id":"d1","source":"t","type":"com.example.greet.requested","datacontenttype":"application/json","data":{"name":"Lin"}}`))
+	req.Header.Set("Content-Type", "application/cloudevents+json")
+	req.Header.Set("Authorization", "Bearer "+testHTTPToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("publish: %s", resp.Status)
+	}
+	for {
+		cons, err := js.Consumer(context.Background(), bus.DefaultEventsStream, "hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ci, err := cons.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ci.AckFloor.Consumer >= 1 && ci.NumAckPending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hello's consumer: %+v; the durable event was not handled", ci)
+		}
+		time.Sleep(100 * time.Millisecond) // polling the consumer's state
+	}
+}
