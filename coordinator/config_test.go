@@ -17,8 +17,11 @@ func TestConfigValidate(t *testing.T) {
 		want []string // substrings of the error; none means valid
 	}{
 		{"defaults", coordinator.Config{}, nil},
-		{"NATS beyond loopback without auth", coordinator.Config{NATSListen: "0.0.0.0:4222"}, []string{"nats_listen", "--nats-token"}},
+		{"NATS beyond loopback: secure mode", coordinator.Config{NATSListen: "0.0.0.0:4222"}, nil},
 		{"NATS beyond loopback with a token", coordinator.Config{NATSListen: "0.0.0.0:4222", NATSToken: "s3cret"}, nil},
+		{"NATS beyond loopback, secure mode off, without auth", coordinator.Config{NATSListen: "0.0.0.0:4222", Secure: new(false)}, []string{"nats_listen", "--nats-token"}},
+		{"secure mode with a token", coordinator.Config{Secure: new(true), NATSToken: "s3cret"}, []string{"secure", "nats_token"}},
+		{"secure mode with external NATS", coordinator.Config{Secure: new(true), NATSURLs: []string{"nats://n:4222"}}, []string{"secure", "nats_urls"}},
 		{"HTTP beyond loopback without auth", coordinator.Config{HTTPListen: "0.0.0.0:8090"}, []string{"http_listen", "--http-token"}},
 		{"HTTP beyond loopback with a token", coordinator.Config{HTTPListen: "[::]:8090", HTTPToken: "s3cret"}, nil},
 		{"external NATS needs no listener", coordinator.Config{NATSURLs: []string{"nats://nats1:4222"}}, nil},
@@ -62,6 +65,28 @@ func TestConfigValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestConfigIsSecure(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  coordinator.Config
+		want bool
+	}{
+		{"loopback", coordinator.Config{}, false},
+		{"loopback, asked for", coordinator.Config{Secure: new(true)}, true},
+		{"beyond loopback", coordinator.Config{NATSListen: "0.0.0.0:4222"}, true},
+		{"beyond loopback, turned off", coordinator.Config{NATSListen: "0.0.0.0:4222", Secure: new(false)}, false},
+		{"beyond loopback with a shared token", coordinator.Config{NATSListen: "0.0.0.0:4222", NATSToken: "s"}, false},
+		{"external NATS", coordinator.Config{NATSURLs: []string{"nats://n:4222"}}, false},
+	}
+	for _, tt := range tests {
+		cfg := tt.cfg
+		cfg.SetDefaults()
+		if got := cfg.IsSecure(); got != tt.want {
+			t.Errorf("%s: IsSecure() = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
 

@@ -531,9 +531,10 @@ plugins:
 }
 
 func TestRefusesToListenBeyondLoopbackWithoutAuth(t *testing.T) {
+	// (NATS beyond loopback runs in secure mode instead: TestConfigIsSecure.)
 	for _, args := range [][]string{
 		{"--http-listen", "0.0.0.0:0"},
-		{"--nats-listen", "0.0.0.0:0"},
+		{"--nats-listen", "0.0.0.0:0", "--secure=false"},
 	} {
 		cmd := exec.Command(filepath.Join(binDir, "coordinator"), append([]string{"serve", "--data-dir", t.TempDir()}, args...)...)
 		out, err := cmd.CombinedOutput()

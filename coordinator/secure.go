@@ -35,13 +35,16 @@ type security struct {
 // IsSecure reports whether the coordinator runs in secure mode: an embedded
 // server on which every plugin has its own nkey and least privileges. It is
 // on when Secure says so and, unless Secure says otherwise, whenever the
-// embedded server listens beyond loopback.
+// embedded server listens beyond loopback without a shared token or user
+// (which choose the shared-secret mode).
 func (c *Config) IsSecure() bool {
 	switch {
 	case len(c.NATSURLs) > 0:
 		return false
 	case c.Secure != nil:
 		return *c.Secure
+	case c.NATSToken != "" || c.NATSUser != "":
+		return false
 	default:
 		return c.NATSListen != "" && !isLoopback(c.NATSListen)
 	}
