@@ -294,8 +294,9 @@ func (r *Registry) onStarted(msg *nats.Msg) {
 	cur := r.instances[in.ID]
 	switch {
 	case cur != nil && cur.Plugin != producer:
+		plugin := cur.Plugin
 		r.mu.Unlock()
-		r.ignore("ignored a started event about another plugin's instance", msg.Subject, "producer", producer, "instance", in.ID, "plugin", cur.Plugin)
+		r.ignore("ignored a started event about another plugin's instance", msg.Subject, "producer", producer, "instance", in.ID, "plugin", plugin)
 		return
 	case cur != nil && (cur.State == Running || cur.State == Incompatible):
 		r.mu.Unlock()
@@ -326,9 +327,13 @@ func (r *Registry) onStopped(msg *nats.Msg) {
 	r.mu.Lock()
 	cur := r.instances[in.ID]
 	if cur == nil || cur.Plugin != producer {
-		r.mu.Unlock()
+		plugin := ""
 		if cur != nil {
-			r.ignore("ignored a stopped event about another plugin's instance", msg.Subject, "producer", producer, "instance", in.ID, "plugin", cur.Plugin)
+			plugin = cur.Plugin
+		}
+		r.mu.Unlock()
+		if plugin != "" {
+			r.ignore("ignored a stopped event about another plugin's instance", msg.Subject, "producer", producer, "instance", in.ID, "plugin", plugin)
 		}
 		return
 	}
