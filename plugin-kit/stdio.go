@@ -2,6 +2,7 @@ package pluginkit
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,6 +53,9 @@ func (p *Plugin) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) er
 		Protocol: stdioproto.Version, Name: p.name, Version: p.version, Description: p.description,
 		Emits: p.emits, Concurrency: max(p.concurrency, 1),
 	}
+	if stdioOnly {
+		m.Concurrency = 1 // see the loop below
+	}
 	for _, r := range p.routes {
 		h := r.handler
 		for i := len(p.middleware) - 1; i >= 0; i-- {
@@ -70,11 +74,20 @@ func (p *Plugin) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) er
 
 	p.handlers, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer p.cancel()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 64<<10), stdioproto.MaxLine)
+	if m.Concurrency == 1 {
+		// One line at a time, read and handled on this goroutine: on
+		// wasip1 a read of stdin blocks the whole module, so a reader
+		// goroutine would starve the handler waiting for the CPU.
+		for ctx.Err() == nil && sc.Scan() {
+			p.handleLine(sc.Bytes(), w)
+		}
+		return p.readError(sc.Err())
+	}
 	lines := make(chan []byte)
 	readErr := make(chan error, 1)
 	go func() {
-		sc := bufio.NewScanner(in)
-		sc.Buffer(make([]byte, 0, 64<<10), stdioproto.MaxLine)
 		for sc.Scan() {
 			lines <- append([]byte(nil), sc.Bytes()...)
 		}
@@ -83,21 +96,14 @@ func (p *Plugin) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) er
 	}()
 	slots := make(chan struct{}, m.Concurrency)
 	var running sync.WaitGroup
-	var err error
-loop:
+	defer running.Wait()
 	for {
 		select {
 		case <-ctx.Done():
-			break loop
+			return nil
 		case line, ok := <-lines:
 			if !ok {
-				if rerr := <-readErr; rerr != nil {
-					err = fmt.Errorf("pluginkit: plugin %q: reading standard input: %w", p.name, rerr)
-				}
-				break loop
-			}
-			if len(strings.TrimSpace(string(line))) == 0 {
-				continue
+				return p.readError(<-readErr)
 			}
 			slots <- struct{}{}
 			running.Go(func() {
@@ -106,13 +112,21 @@ loop:
 			})
 		}
 	}
-	running.Wait()
-	return err
+}
+
+func (p *Plugin) readError(err error) error {
+	if err != nil {
+		return fmt.Errorf("pluginkit: plugin %q: reading standard input: %w", p.name, err)
+	}
+	return nil
 }
 
 // handleLine handles one line from the bridge and writes its answer.
 func (p *Plugin) handleLine(line []byte, w *stdioWriter) {
 	var in stdioproto.In
+	if len(bytes.TrimSpace(line)) == 0 {
+		return
+	}
 	if err := json.Unmarshal(line, &in); err != nil || in.ID == "" {
 		p.log.Warn("skipped a line from the bridge that is not an event line", "err", err)
 		return
