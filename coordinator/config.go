@@ -43,6 +43,13 @@ type Config struct {
 	// Leaf makes the embedded server a leaf node of remote servers, or
 	// lets leaf nodes connect to it.
 	Leaf LeafSettings `json:"leaf,omitzero"`
+	// NATSTLS turns on TLS for the embedded server's listener (clients that
+	// do not speak TLS are refused), with client certificates when Verify
+	// is set.
+	NATSTLS TLSSettings `json:"nats_tls,omitzero"`
+	// HTTPTLS serves the HTTP API and dashboard over HTTPS.
+	HTTPTLS TLSSettings `json:"http_tls,omitzero"`
+
 	// Secure turns secure mode on or off: every plugin connects to the
 	// embedded server with its own nkey and may do only what its declared
 	// types need (see docs/operating.md, Security). Unset, it is on
@@ -228,6 +235,8 @@ func (c *Config) Validate() error {
 	if c.IsSecure() && natsAuth {
 		bad("secure mode gives every plugin its own nkey and cannot be combined with nats_token or nats_user; drop them, or set secure: false")
 	}
+	c.NATSTLS.validate("nats_tls", bad)
+	c.HTTPTLS.validate("http_tls", bad)
 	if err := checkAddr(c.HTTPListen); err != nil {
 		bad("http_listen: %v", err)
 	} else if !isLoopback(c.HTTPListen) && c.HTTPToken == "" {
@@ -302,6 +311,9 @@ func LoadConfig(path string) (Config, error) {
 		return filepath.Join(dir, p)
 	}
 	c.DataDir = resolve(c.DataDir)
+	for _, t := range []*TLSSettings{&c.NATSTLS, &c.HTTPTLS} {
+		t.Cert, t.Key, t.CA = resolve(t.Cert), resolve(t.Key), resolve(t.CA)
+	}
 	for i, p := range c.Plugins {
 		if strings.ContainsRune(p.Exec, filepath.Separator) {
 			c.Plugins[i].Exec = resolve(p.Exec)

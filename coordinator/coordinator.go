@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,6 +102,15 @@ type Instance = registry.Instance
 // an event type, and the schema of its data.
 type Type = catalog.Type
 
+// HTTPURL returns the base URL of the HTTP API (https:// with TLS), once
+// ready.
+func (c *Coordinator) HTTPURL() string {
+	if c.cfg.HTTPTLS.On() {
+		return "https://" + c.HTTPAddr()
+	}
+	return "http://" + c.HTTPAddr()
+}
+
 // Plugins returns the registry's view of plugins and instances.
 func (c *Coordinator) Plugins() []Plugin { return c.reg.Plugins() }
 
@@ -167,7 +177,18 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("coordinator: HTTP listen on %s: %w; pick another address with --http-listen", c.cfg.HTTPListen, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	if c.cfg.HTTPTLS.On() {
+		tlsCfg, err := c.cfg.HTTPTLS.serverConfig("http_tls")
+		if err != nil {
+			c.http.Close()
+			return fmt.Errorf("coordinator: %w", err)
+		}
+		c.http = tls.NewListener(c.http, tlsCfg)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		// TLS handshake failures and the like come from whoever reaches the
+		// port: debug, so that they cannot flood the log.
+		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
 	srv.RegisterOnShutdown(func() { close(streamsDone) })
 	c.sup, err = supervise.New(supervise.Config{
 		Specs:   c.specs(),
@@ -202,7 +223,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	g.Go(func() error { return c.sup.Run(gctx) })
 
 	c.publish(bus.TypeCoordinatorStarted, map[string]any{"nats_url": c.NATSURL(), "http": c.HTTPAddr(), "pid": os.Getpid()})
-	c.log.Info("coordinator ready", "nats", c.NATSURL(), "http", "http://"+c.HTTPAddr(), "data_dir", c.cfg.DataDir, "plugins", len(c.cfg.Plugins))
+	c.log.Info("coordinator ready", "nats", c.NATSURL(), "http", c.HTTPURL(), "data_dir", c.cfg.DataDir, "plugins", len(c.cfg.Plugins))
 	close(c.ready)
 	return g.Wait()
 }
@@ -262,6 +283,12 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 		opts, err := c.cfg.serverOptions()
 		if err != nil {
 			return fmt.Errorf("coordinator: %w", err)
+		}
+		if c.cfg.NATSTLS.On() {
+			if opts.TLSConfig, err = c.cfg.NATSTLS.serverConfig("nats_tls"); err != nil {
+				return fmt.Errorf("coordinator: %w", err)
+			}
+			opts.TLS, opts.TLSVerify, opts.TLSTimeout = true, c.cfg.NATSTLS.Verify, 2
 		}
 		if c.cfg.IsSecure() {
 			users, err := c.setupSecurity()
@@ -379,6 +406,9 @@ func (c *Coordinator) pluginEnv() []string {
 	}
 	if c.cfg.NATSCreds != "" {
 		env = append(env, "PLUGBUS_CREDS="+c.cfg.NATSCreds)
+	}
+	if c.cfg.NATSTLS.CA != "" {
+		env = append(env, "PLUGBUS_TLS_CA="+c.cfg.NATSTLS.CA)
 	}
 	return env
 }

@@ -1,12 +1,16 @@
 package coordinator_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +24,7 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator"
+	"github.com/plugbus/plugbus/internal/testcert"
 )
 
 const testHTTPToken = "secret-http-token"
@@ -30,15 +35,26 @@ type secureDeployment struct {
 	c       *coordinator.Coordinator
 	dataDir string
 	api     string
+	hc      *http.Client
+	natsOpt []nats.Option // for every connection: TLS settings
 }
 
 func startSecure(t *testing.T, plugins ...coordinator.PluginSpec) *secureDeployment {
+	return startSecureWith(t, nil, plugins...)
+}
+
+// startSecureWith starts a coordinator in secure mode, with mod's changes
+// to its configuration.
+func startSecureWith(t *testing.T, mod func(*coordinator.Config), plugins ...coordinator.PluginSpec) *secureDeployment {
 	t.Helper()
 	on := true
 	dir := t.TempDir()
 	cfg := coordinator.Config{
 		NATSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", DataDir: dir,
 		Secure: &on, HTTPToken: testHTTPToken, Durable: true, Plugins: plugins,
+	}
+	if mod != nil {
+		mod(&cfg)
 	}
 	c, err := coordinator.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -60,7 +76,7 @@ func startSecure(t *testing.T, plugins ...coordinator.PluginSpec) *secureDeploym
 	case <-time.After(60 * time.Second):
 		t.Fatal("coordinator not ready after 60s")
 	}
-	return &secureDeployment{t: t, c: c, dataDir: dir, api: "http://" + c.HTTPAddr()}
+	return &secureDeployment{t: t, c: c, dataDir: dir, api: c.HTTPURL(), hc: http.DefaultClient}
 }
 
 // call sends an API request with the token and returns the status and body.
@@ -75,7 +91,7 @@ func (d *secureDeployment) call(method, path, token string, body any) (int, []by
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := d.hc.Do(req)
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -119,14 +135,14 @@ func (d *secureDeployment) dial(name, seedFile string) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl.nc, err = nats.Connect(d.c.NATSURL(), opt, nats.Name(name), nats.CustomInboxPrefix(bus.InboxPrefix(name)),
-		nats.MaxReconnects(0),
+	opts := append([]nats.Option{opt, nats.Name(name), nats.CustomInboxPrefix(bus.InboxPrefix(name)), nats.MaxReconnects(0)}, d.natsOpt...)
+	cl.nc, err = nats.Connect(d.c.NATSURL(), append(opts,
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case cl.errs <- err:
 			default:
 			}
-		}))
+		}))...)
 	if err != nil {
 		return nil, err
 	}
@@ -533,4 +549,100 @@ func TestSecureModeSupervisedPlugin(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling the consumer's state
 	}
+}
+
+// waitInvoke polls until the plugin answers the greeting through the API.
+func (d *secureDeployment) waitInvoke() {
+	d.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		status, body := d.call("POST", "/v1/invoke/com.example.greet.requested?timeout=2s", testHTTPToken, map[string]string{"name": "Ada"})
+		if status == http.StatusOK && strings.Contains(string(body), "hello, Ada") {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("invoke: %d %s", status, body)
+		}
+		time.Sleep(100 * time.Millisecond) // polling for the plugin to come up
+	}
+}
+
+// TestSecureModeTLS runs the embedded NATS server with TLS and client
+// certificates required, and the HTTP API over HTTPS: a supervised plugin
+// connects with the CA and client certificate it is given, and clients
+// without TLS, without a certificate or with one from another CA are
+// refused.
+func TestSecureModeTLS(t *testing.T) {
+	certs := testcert.New(t)
+	d := startSecureWith(t, func(c *coordinator.Config) {
+		c.NATSTLS = coordinator.TLSSettings{Cert: certs.ServerCert, Key: certs.ServerKey, CA: certs.CA, Verify: true}
+		c.HTTPTLS = coordinator.TLSSettings{Cert: certs.ServerCert, Key: certs.ServerKey}
+	}, coordinator.PluginSpec{
+		Name: "hello", Exec: filepath.Join(binDir, "hello"), Replicas: 1,
+		Handles: []string{"com.example.greet.requested"}, Answers: []string{"com.example.greet.requested"},
+		Emits: []string{"com.example.greet.sent"},
+		Env:   []string{"PLUGBUS_TLS_CERT=" + certs.ClientCert, "PLUGBUS_TLS_KEY=" + certs.ClientKey},
+	})
+	pem, err := os.ReadFile(certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	plain := d.api
+	d.hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if !strings.HasPrefix(d.api, "https://") {
+		t.Fatalf("API at %s, want https", d.api)
+	}
+	d.waitInvoke()
+
+	adminSeed := filepath.Join(d.dataDir, "identities", "admin.nk")
+	t.Run("plaintext NATS client", func(t *testing.T) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(d.c.NATSURL(), "nats://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(conn)
+		info, err := r.ReadString('\n')
+		if err != nil || !strings.Contains(info, `"tls_required":true`) {
+			t.Fatalf("INFO %q (%v), want tls_required", info, err)
+		}
+		if _, err := conn.Write([]byte("CONNECT {\"verbose\":false}\r\nPING\r\nPUB plugbus.events.x.a 2\r\nhi\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		rest, _ := io.ReadAll(r)
+		if strings.Contains(string(rest), "PONG") {
+			t.Fatalf("a plaintext client was served: %q", rest)
+		}
+	})
+	t.Run("NATS client without a certificate", func(t *testing.T) {
+		d.natsOpt = []nats.Option{nats.RootCAs(certs.CA)}
+		if _, err := d.dial("admin", adminSeed); err == nil {
+			t.Fatal("connected without a client certificate")
+		}
+	})
+	t.Run("NATS client with a certificate from another CA", func(t *testing.T) {
+		d.natsOpt = []nats.Option{nats.RootCAs(certs.CA), nats.ClientCert(certs.OtherClientCert, certs.OtherClientKey)}
+		if _, err := d.dial("admin", adminSeed); err == nil {
+			t.Fatal("connected with a certificate from another CA")
+		}
+	})
+	t.Run("NATS client with its certificate", func(t *testing.T) {
+		d.natsOpt = []nats.Option{nats.RootCAs(certs.CA), nats.ClientCert(certs.ClientCert, certs.ClientKey)}
+		cl := d.mustDial("admin", adminSeed)
+		if err := cl.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("plain HTTP", func(t *testing.T) {
+		resp, err := http.Post("http://"+strings.TrimPrefix(plain, "https://")+"/v1/events", "application/json", strings.NewReader("{}"))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 400 {
+				t.Fatalf("plain HTTP to the HTTPS API: %s", resp.Status)
+			}
+		}
+	})
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,8 +26,8 @@ import (
 // clientFlags are the connection settings of the commands that talk to a
 // running deployment.
 type clientFlags struct {
-	natsURL, prefix, token, nkey, api, httpToken string
-	asJSON                                       bool
+	natsURL, prefix, token, nkey, natsCA, api, apiCA, httpToken string
+	asJSON                                                      bool
 }
 
 func addClientFlags(cmd *cobra.Command, f *clientFlags, nats, http bool) {
@@ -34,10 +36,12 @@ func addClientFlags(cmd *cobra.Command, f *clientFlags, nats, http bool) {
 		fl.StringVar(&f.natsURL, "nats-url", envOr("PLUGBUS_URL", "nats://127.0.0.1:4222"), "NATS server URL(s) [PLUGBUS_URL]")
 		fl.StringVar(&f.prefix, "prefix", envOr("PLUGBUS_PREFIX", bus.DefaultPrefix), "subject prefix [PLUGBUS_PREFIX]")
 		fl.StringVar(&f.token, "nats-token", os.Getenv("PLUGBUS_TOKEN"), "NATS token [PLUGBUS_TOKEN]")
+		fl.StringVar(&f.natsCA, "tls-ca", os.Getenv("PLUGBUS_TLS_CA"), "CA to trust for NATS over TLS [PLUGBUS_TLS_CA]")
 		fl.StringVar(&f.nkey, "nkey", os.Getenv("PLUGBUS_NKEY"), "file holding an nkey seed, in secure mode (the admin's is identities/admin.nk in the data directory) [PLUGBUS_NKEY]")
 	}
 	if http {
 		fl.StringVar(&f.api, "api", envOr("PLUGBUS_API", "http://127.0.0.1:8090"), "coordinator HTTP API [PLUGBUS_API]")
+		fl.StringVar(&f.apiCA, "api-ca", os.Getenv("PLUGBUS_API_CA"), "CA to trust for an https:// --api [PLUGBUS_API_CA]")
 		fl.StringVar(&f.httpToken, "http-token", os.Getenv("PLUGBUS_HTTP_TOKEN"), "HTTP API bearer token [PLUGBUS_HTTP_TOKEN]")
 	}
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON instead of text")
@@ -56,6 +60,9 @@ func (f *clientFlags) connect() (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name("plugbus-cli"), nats.Timeout(3 * time.Second)}
 	if f.token != "" {
 		opts = append(opts, nats.Token(f.token))
+	}
+	if f.natsCA != "" {
+		opts = append(opts, nats.RootCAs(f.natsCA))
 	}
 	if f.nkey != "" {
 		o, err := nats.NkeyOptionFromSeed(f.nkey)
@@ -84,7 +91,11 @@ func (f *clientFlags) get(ctx context.Context, path string) ([]byte, error) {
 	if f.httpToken != "" {
 		req.Header.Set("Authorization", "Bearer "+f.httpToken)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc, err := f.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("reach the coordinator at %s: %w (is it running? set --api or PLUGBUS_API)", f.api, err)
 	}
@@ -97,6 +108,22 @@ func (f *clientFlags) get(ctx context.Context, path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	return body, nil
+}
+
+// httpClient is the client for the HTTP API, trusting --api-ca when set.
+func (f *clientFlags) httpClient() (*http.Client, error) {
+	if f.apiCA == "" {
+		return http.DefaultClient, nil
+	}
+	pem, err := os.ReadFile(f.apiCA)
+	if err != nil {
+		return nil, fmt.Errorf("--api-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--api-ca %s: no PEM certificate in it", f.apiCA)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
 }
 
 const cliProducer = "cli"

@@ -36,7 +36,11 @@ func (f *clientFlags) apiCall(ctx context.Context, method, path string, body, ou
 	if f.httpToken != "" {
 		req.Header.Set("Authorization", "Bearer "+f.httpToken)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc, err := f.httpClient()
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("reach the coordinator at %s: %w (is it running? set --api or PLUGBUS_API)", f.api, err)
 	}

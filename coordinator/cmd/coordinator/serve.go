@@ -21,6 +21,7 @@ type serveFlags struct {
 	natsToken, natsUser, httpToken                               string
 	goneAfter                                                    time.Duration
 	secure                                                       bool
+	natsTLS, httpTLS                                             coordinator.TLSSettings
 	logFormat, logLevel                                          string
 
 	serverName, clusterName, clusterListen, routes, clusterUser string
@@ -30,19 +31,25 @@ type serveFlags struct {
 }
 
 var serveEnv = map[string]string{
-	"nats-listen": "PLUGBUS_NATS_LISTEN",
-	"http-listen": "PLUGBUS_HTTP_LISTEN",
-	"data-dir":    "PLUGBUS_DATA_DIR",
-	"nats-url":    "PLUGBUS_NATS_URL",
-	"config":      "PLUGBUS_CONFIG",
-	"prefix":      "PLUGBUS_PREFIX",
-	"nats-token":  "PLUGBUS_NATS_TOKEN",
-	"nats-user":   "PLUGBUS_NATS_USER",
-	"http-token":  "PLUGBUS_HTTP_TOKEN",
-	"gone-after":  "PLUGBUS_GONE_AFTER",
-	"secure":      "PLUGBUS_SECURE",
-	"log-format":  "PLUGBUS_LOG_FORMAT",
-	"log-level":   "PLUGBUS_LOG_LEVEL",
+	"nats-listen":     "PLUGBUS_NATS_LISTEN",
+	"http-listen":     "PLUGBUS_HTTP_LISTEN",
+	"data-dir":        "PLUGBUS_DATA_DIR",
+	"nats-url":        "PLUGBUS_NATS_URL",
+	"config":          "PLUGBUS_CONFIG",
+	"prefix":          "PLUGBUS_PREFIX",
+	"nats-token":      "PLUGBUS_NATS_TOKEN",
+	"nats-user":       "PLUGBUS_NATS_USER",
+	"http-token":      "PLUGBUS_HTTP_TOKEN",
+	"gone-after":      "PLUGBUS_GONE_AFTER",
+	"secure":          "PLUGBUS_SECURE",
+	"nats-tls-cert":   "PLUGBUS_NATS_TLS_CERT",
+	"nats-tls-key":    "PLUGBUS_NATS_TLS_KEY",
+	"nats-tls-ca":     "PLUGBUS_NATS_TLS_CA",
+	"nats-tls-verify": "PLUGBUS_NATS_TLS_VERIFY",
+	"http-tls-cert":   "PLUGBUS_HTTP_TLS_CERT",
+	"http-tls-key":    "PLUGBUS_HTTP_TLS_KEY",
+	"log-format":      "PLUGBUS_LOG_FORMAT",
+	"log-level":       "PLUGBUS_LOG_LEVEL",
 
 	"server-name":    "PLUGBUS_SERVER_NAME",
 	"cluster-name":   "PLUGBUS_CLUSTER_NAME",
@@ -114,6 +121,12 @@ in the bus's key-value store, announces plugins turning unhealthy.`,
 	fl.StringVar(&f.natsUser, "nats-user", "", "NATS user name; the password comes from PLUGBUS_NATS_PASSWORD")
 	fl.StringVar(&f.httpToken, "http-token", "", "bearer token the HTTP API requires on /v1/")
 	fl.BoolVar(&f.secure, "secure", false, "secure mode: every plugin connects to the embedded NATS server with its own nkey and least privileges (default: on when --nats-listen is not loopback)")
+	fl.StringVar(&f.natsTLS.Cert, "nats-tls-cert", "", "TLS certificate of the embedded NATS server (PEM); clients must then use TLS")
+	fl.StringVar(&f.natsTLS.Key, "nats-tls-key", "", "TLS key of the embedded NATS server (PEM)")
+	fl.StringVar(&f.natsTLS.CA, "nats-tls-ca", "", "CA of NATS client certificates, also handed to supervised plugins to trust the server")
+	fl.BoolVar(&f.natsTLS.Verify, "nats-tls-verify", false, "require NATS clients to present a certificate signed by --nats-tls-ca")
+	fl.StringVar(&f.httpTLS.Cert, "http-tls-cert", "", "TLS certificate of the HTTP API (PEM): serve HTTPS")
+	fl.StringVar(&f.httpTLS.Key, "http-tls-key", "", "TLS key of the HTTP API (PEM)")
 	fl.DurationVar(&f.goneAfter, "gone-after", 5*time.Second, "mark an instance gone after this long without answering discovery")
 	fl.StringVar(&f.serverName, "server-name", "", "name of the embedded NATS server, unique in a cluster and stable across restarts (default: host name and NATS port)")
 	fl.StringVar(&f.clusterName, "cluster-name", "plugbus", "cluster name, the same on every server")
@@ -187,6 +200,17 @@ func (f *serveFlags) resolve(fl *pflag.FlagSet) (coordinator.Config, error) {
 	}
 	if f.httpToken != "" {
 		cfg.HTTPToken = f.httpToken
+	}
+	for name, dst := range map[string]*string{
+		"nats-tls-cert": &cfg.NATSTLS.Cert, "nats-tls-key": &cfg.NATSTLS.Key, "nats-tls-ca": &cfg.NATSTLS.CA,
+		"http-tls-cert": &cfg.HTTPTLS.Cert, "http-tls-key": &cfg.HTTPTLS.Key,
+	} {
+		if fl.Changed(name) {
+			*dst = fl.Lookup(name).Value.String()
+		}
+	}
+	if fl.Changed("nats-tls-verify") {
+		cfg.NATSTLS.Verify = f.natsTLS.Verify
 	}
 	if fl.Changed("secure") {
 		cfg.Secure = &f.secure
