@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -54,8 +56,11 @@ type ConnConfig struct {
 // ConnEvent is a change in a connection's state, or an asynchronous error.
 type ConnEvent struct {
 	Kind ConnEventKind
-	URL  string // the server concerned, when known
+	URL  string // the server concerned, when known (credentials redacted)
 	Err  error  // the cause, when there is one
+	// Failures counts, for ConnectFailed, the failed attempts since the
+	// last ConnectFailed event (1 for the first).
+	Failures int
 }
 
 // ConnEventKind names what happened to a connection.
@@ -63,11 +68,19 @@ type ConnEventKind string
 
 // Kinds of [ConnEvent].
 const (
-	Connected    ConnEventKind = "connected"
-	Disconnected ConnEventKind = "disconnected"
-	Reconnected  ConnEventKind = "reconnected"
-	Closed       ConnEventKind = "closed"
-	AsyncError   ConnEventKind = "error"
+	// Connecting is reported once, before the first attempt, with the
+	// server URL(s) about to be tried.
+	Connecting ConnEventKind = "connecting"
+	// ConnectFailed is an attempt to connect or reconnect that failed,
+	// with its cause. The first failure after a connection (or before the
+	// first) is reported at once, then at most one every
+	// [ConnectFailedEvery], counting the attempts in between.
+	ConnectFailed ConnEventKind = "connect failed"
+	Connected     ConnEventKind = "connected"
+	Disconnected  ConnEventKind = "disconnected"
+	Reconnected   ConnEventKind = "reconnected"
+	Closed        ConnEventKind = "closed"
+	AsyncError    ConnEventKind = "error"
 )
 
 // Connect dials NATS. A first connect that fails is retried in the
@@ -81,14 +94,29 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	url := strings.Join(cfg.URLs, ",")
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	shown := redactURLs(url)
 	connected := make(chan struct{}, 1)
 	notify := func(kind ConnEventKind, nc *nats.Conn, err error) {
 		if cfg.OnEvent != nil {
 			cfg.OnEvent(ConnEvent{Kind: kind, URL: nc.ConnectedUrlRedacted(), Err: err})
 		}
 	}
+	var failed failures
+	if cfg.OnEvent != nil {
+		cfg.OnEvent(ConnEvent{Kind: Connecting, URL: shown})
+	}
 	opts = append(opts,
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if n, ok := failed.add(err, time.Now()); ok && cfg.OnEvent != nil {
+				cfg.OnEvent(ConnEvent{Kind: ConnectFailed, URL: shown, Err: err, Failures: n})
+			}
+		}),
 		nats.ConnectHandler(func(nc *nats.Conn) {
+			failed.reset()
 			notify(Connected, nc, nil)
 			select {
 			case connected <- struct{}{}:
@@ -96,7 +124,10 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 			}
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) { notify(Disconnected, nc, err) }),
-		nats.ReconnectHandler(func(nc *nats.Conn) { notify(Reconnected, nc, nil) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			failed.reset()
+			notify(Reconnected, nc, nil)
+		}),
 		nats.ClosedHandler(func(nc *nats.Conn) { notify(Closed, nc, nc.LastError()) }),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			if sub != nil {
@@ -105,13 +136,9 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 			notify(AsyncError, nc, err)
 		}),
 	)
-	url := strings.Join(cfg.URLs, ",")
-	if url == "" {
-		url = nats.DefaultURL
-	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("bus: connect to %s: %w", url, err)
+		return nil, fmt.Errorf("bus: connect to %s: %w", shown, err)
 	}
 	if nc.IsConnected() {
 		return nc, nil
@@ -121,9 +148,80 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 	case <-connected:
 		return nc, nil
 	case <-ctx.Done():
+		last := failed.last()
 		nc.Close()
-		return nil, fmt.Errorf("bus: connect to %s: %w (last error: %v)", url, ctx.Err(), nc.LastError())
+		if last == nil {
+			return nil, fmt.Errorf("bus: connect to %s: %w (before any attempt failed)", shown, ctx.Err())
+		}
+		return nil, fmt.Errorf("bus: connect to %s: %w (last error: %v)", shown, ctx.Err(), last)
 	}
+}
+
+// ConnectFailedEvery is how often at most [Connect] reports failed
+// attempts to connect after the first: nats.go retries several times a
+// second.
+const ConnectFailedEvery = 5 * time.Second
+
+// failures remembers the last failed connect attempt and paces their
+// reports.
+type failures struct {
+	mu      sync.Mutex
+	err     error
+	next    time.Time // no report before this
+	pending int       // failures not reported yet
+}
+
+// add records a failed attempt at now and reports whether to tell of it,
+// with the attempts since the last report.
+func (f *failures) add(err error, now time.Time) (int, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pending++
+	if errors.Is(err, nats.ErrNoServers) {
+		// What nats.go says of a refused first attempt, hiding the cause;
+		// the retries that follow at once say it.
+		if f.err == nil {
+			f.err = err
+		}
+		return 0, false
+	}
+	f.err = err
+	if now.Before(f.next) {
+		return 0, false
+	}
+	n := f.pending
+	f.pending, f.next = 0, now.Add(ConnectFailedEvery)
+	return n, true
+}
+
+// reset makes the next failure, after a connection, reported at once.
+func (f *failures) reset() {
+	f.mu.Lock()
+	f.pending, f.next = 0, time.Time{}
+	f.mu.Unlock()
+}
+
+func (f *failures) last() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// redactURLs returns the comma-separated URLs with any password or token
+// hidden.
+func redactURLs(urls string) string {
+	list := strings.Split(urls, ",")
+	for i, s := range list {
+		u, err := neturl.Parse(strings.TrimSpace(s))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if _, ok := u.User.Password(); !ok {
+			u.User = neturl.User("xxxxx") // a token in the user part
+		}
+		list[i] = u.Redacted()
+	}
+	return strings.Join(list, ",")
 }
 
 func (cfg ConnConfig) options() ([]nats.Option, error) {

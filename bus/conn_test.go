@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -252,5 +253,49 @@ func TestConnectAlreadyUp(t *testing.T) {
 	defer nc.Close()
 	if !nc.IsConnected() {
 		t.Errorf("got status %v, want connected", nc.Status())
+	}
+}
+
+// TestConnectSaysWhereAndWhyItCannotConnect points Connect at a port
+// nobody listens on: it must say at once where it connects, why each
+// attempt fails at a bounded rate, and, when its context ends, the real
+// last error (it said "last error: <nil>").
+func TestConnectSaysWhereAndWhyItCannotConnect(t *testing.T) {
+	addr := proctest.FreeAddr(t)
+	log := newEventLog()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	nc, err := bus.Connect(ctx, bus.ConnConfig{URLs: []string{"nats://ada:secret@" + addr}, OnEvent: log.record})
+	elapsed := time.Since(start)
+	if err == nil {
+		nc.Close()
+		t.Fatal("got a connection, want an error")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "refused") || strings.Contains(err.Error(), "<nil>") {
+		t.Errorf("got %q, want the deadline and the last attempt's cause (connection refused)", err)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Errorf("got %q, which shows the password", err)
+	}
+	log.mu.Lock()
+	events := slices.Clone(log.events)
+	log.mu.Unlock()
+	if len(events) == 0 || events[0].Kind != bus.Connecting || !strings.Contains(events[0].URL, addr) || strings.Contains(events[0].URL, "secret") {
+		t.Fatalf("first event %+v, want connecting to %s without the password", events, addr)
+	}
+	failed := 0
+	for _, e := range events {
+		if e.Kind != bus.ConnectFailed {
+			continue
+		}
+		failed++
+		if e.Err == nil || !strings.Contains(e.Err.Error(), "refused") || e.Failures < 1 {
+			t.Errorf("connect failed event %+v, want its cause and count", e)
+		}
+	}
+	// The first failure at once, then one per ConnectFailedEvery at most.
+	if most := 1 + int(elapsed/bus.ConnectFailedEvery); failed < 1 || failed > most {
+		t.Errorf("%d connect failed events in %v, want 1 to %d", failed, elapsed, most)
 	}
 }

@@ -262,6 +262,8 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 	conn := bus.ConnConfig{Name: "plugbus-coordinator", Token: c.cfg.NATSToken, User: c.cfg.NATSUser, Password: c.cfg.NATSPassword, CredsFile: c.cfg.NATSCreds}
 	conn.OnEvent = func(ev bus.ConnEvent) {
 		switch ev.Kind {
+		case bus.ConnectFailed:
+			c.log.Warn("cannot reach NATS; retrying", "url", ev.URL, "err", ev.Err, "failed_attempts", ev.Failures)
 		case bus.Disconnected:
 			if c.closing.Load() {
 				return // stopBus draining the connection, not an outage

@@ -170,6 +170,10 @@ func (p *Plugin) Run(ctx context.Context) error {
 	var closing atomic.Bool // set once Run closes the connection itself
 	cfg.OnEvent = func(ev bus.ConnEvent) {
 		switch ev.Kind {
+		case bus.Connecting:
+			log.Info("connecting to NATS", "url", ev.URL)
+		case bus.ConnectFailed:
+			log.Warn("cannot reach NATS; retrying", "url", ev.URL, "err", ev.Err, "failed_attempts", ev.Failures)
 		case bus.Connected:
 			log.Info("connected to NATS", "url", ev.URL)
 		case bus.Disconnected:

@@ -595,3 +595,36 @@ func TestPluginsLinkNoNATSServer(t *testing.T) {
 		})
 	}
 }
+
+// TestProcessSaysWhereItConnectsAndWhyItCannot runs a plugin whose
+// PLUGBUS_URL points at a port nobody listens on. It printed nothing for
+// 30s and, on SIGTERM, "context canceled (last error: <nil>)": it must say
+// at once where it connects, why the attempts fail, and on SIGTERM the
+// real last error.
+func TestProcessSaysWhereItConnectsAndWhyItCannot(t *testing.T) {
+	t.Parallel()
+	bin := build(t, testpluginPkg)
+	addr := proctest.FreeAddr(t)
+	p := startProc(t, bin, "nats://"+addr, "TESTPLUGIN_NAME=lonely")
+	const within = 15 * time.Second
+	deadline := time.Now().Add(within)
+	for !strings.Contains(p.out.String(), "cannot reach NATS") {
+		if time.Now().After(deadline) || !p.running() {
+			t.Fatalf("no word of a failed connect after %v; stderr:\n%s", within, p.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	msgs := p.logMessages()
+	if len(msgs) == 0 || msgs[0] != "connecting to NATS" || !strings.Contains(p.out.String(), addr) {
+		t.Errorf("log %q, want it to start with connecting to NATS at %s", msgs, addr)
+	}
+	if !strings.Contains(p.out.String(), "connection refused") {
+		t.Errorf("stderr does not say why it cannot connect:\n%s", p.out)
+	}
+	p.terminate(testTimeout)
+	out := p.out.String()
+	last := out[strings.LastIndex(strings.TrimRight(out, "\n"), "\n")+1:]
+	if !strings.Contains(last, "plugin failed") || !strings.Contains(last, "connection refused") || strings.Contains(last, "<nil>") {
+		t.Errorf("last line after SIGTERM %q, want the last connect error (connection refused)", last)
+	}
+}
