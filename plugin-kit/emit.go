@@ -7,6 +7,7 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/internal/stdioproto"
+	"github.com/plugbus/plugbus/internal/tracing"
 )
 
 // ErrNotRunning is returned when publishing through a plugin that is not
@@ -31,7 +32,10 @@ func Emit(ctx context.Context, e *Event) error {
 	if !ok {
 		return fmt.Errorf("%w: Emit needs the context passed to a handler; use Plugin.Publish elsewhere", ErrNotRunning)
 	}
-	return d.plugin.publish(e, d.trigger)
+	_, span := d.plugin.startSend(ctx, "publish", e)
+	err := d.plugin.publish(e, d.trigger)
+	tracing.End(span, err)
+	return err
 }
 
 // Invoke sends e as a request from inside a handler and returns the reply
@@ -47,7 +51,12 @@ func Invoke(ctx context.Context, e *Event) (*Event, error) {
 
 // Publish sends e as an event from the plugin, outside any handler (a timer,
 // a file watcher...). The plugin must be running.
-func (p *Plugin) Publish(e *Event) error { return p.publish(e, nil) }
+func (p *Plugin) Publish(e *Event) error {
+	_, span := p.startSend(context.Background(), "publish", e)
+	err := p.publish(e, nil)
+	tracing.End(span, err)
+	return err
+}
 
 // Invoke sends e as a request from the plugin and returns the reply event.
 // ctx bounds the wait; when ctx is the context one of p's handlers got, the
@@ -84,9 +93,13 @@ func (p *Plugin) invoke(ctx context.Context, e, trigger *Event) (*Event, error) 
 	if !p.started.Load() || p.nc == nil {
 		return nil, ErrNotRunning
 	}
+	ctx, span := p.startSend(ctx, "invoke", e)
 	p.stamp(e, trigger)
 	if err := bus.Validate(e); err != nil {
+		tracing.End(span, err)
 		return nil, err
 	}
-	return bus.Request(ctx, p.nc, p.prefix, p.name, e)
+	res, err := bus.Request(ctx, p.nc, p.prefix, p.name, e)
+	tracing.End(span, err)
+	return res, err
 }

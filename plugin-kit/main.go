@@ -44,6 +44,12 @@ import (
 // for GOOS=wasip1 (a WebAssembly plugin), Main serves the plugin over the
 // stdio protocol with [Plugin.ServeStdio] instead of connecting to NATS;
 // the connection settings are then unused.
+//
+// With OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+// set, and no [WithTracerProvider], Main traces the plugin and exports the
+// spans with OTLP over HTTP, as the other OTEL_ variables say
+// (OTEL_SERVICE_NAME defaults to the plugin's name); it sends the last
+// spans before returning.
 func Main(p *Plugin) { runMain(p, nil) }
 
 // runMain is Main, and MainSetup when setup is not nil.
@@ -125,6 +131,12 @@ func runMain(p *Plugin, setup func(*Plugin) error) {
 		}
 	}
 
+	flushSpans, err := tracerFromEnv(p)
+	if err != nil {
+		exitBadConfig(p, err)
+	}
+	defer flushSpans()
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if stdioOnly || os.Getenv("PLUGBUS_STDIO") == "1" {
@@ -133,6 +145,7 @@ func runMain(p *Plugin, setup func(*Plugin) error) {
 		if err := p.ServeStdio(ctx, os.Stdin, os.Stdout); err != nil {
 			logger.Error("plugin failed", "plugin", p.name, "err", err)
 			stop()
+			flushSpans()
 			os.Exit(1)
 		}
 		return
@@ -140,6 +153,7 @@ func runMain(p *Plugin, setup func(*Plugin) error) {
 	if err := p.Run(ctx); err != nil {
 		logger.Error("plugin failed", "plugin", p.name, "err", err)
 		stop()
+		flushSpans()
 		os.Exit(1)
 	}
 }

@@ -19,8 +19,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/internal/tracing"
 )
 
 // A Plugin is a set of handlers with a name and a version. Register handlers
@@ -38,7 +40,8 @@ type Plugin struct {
 	drainTimeout  time.Duration
 	middleware    []Middleware
 	routes        []*route
-	durable       *Durable // nil: at most once (core NATS)
+	durable       *Durable     // nil: at most once (core NATS)
+	tracer        trace.Tracer // nil: tracing off (see WithTracerProvider)
 
 	// Set once Serve starts.
 	started   atomic.Bool
@@ -556,8 +559,21 @@ func (p *Plugin) decode(msg *nats.Msg) (*Event, string, error) {
 	return e, producer, nil
 }
 
-// call runs the handler, turning a panic into an error.
+// call runs the handler, turning a panic into an error. With tracing on,
+// the handler runs in a span of its own, and its result leaves with a
+// result span's context.
 func (p *Plugin) call(ctx context.Context, r *route, e *Event) (res *Event, err error) {
+	if p.tracer != nil {
+		var span trace.Span
+		ctx, span = p.startHandle(ctx, e, Producer(ctx))
+		defer func() {
+			if err == nil && res != nil {
+				_, rs := p.startSend(ctx, "result", res)
+				rs.End()
+			}
+			tracing.End(span, err)
+		}()
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("pluginkit: handler for %q panicked: %v", r.pattern, v)
