@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"sigs.k8s.io/yaml"
 
 	"github.com/plugbus/plugbus/bus"
@@ -90,6 +91,12 @@ type Config struct {
 	// SyncAlways makes the embedded server write every stored event to disk
 	// (fsync) before acknowledging it; by default it syncs every 2 minutes.
 	SyncAlways bool `json:"sync_always,omitempty"`
+
+	// TracerProvider, when set, traces the HTTP API's ingest and invoke
+	// with OpenTelemetry (coordinator serve builds one from the standard
+	// OTEL_ variables); nil traces nothing. Supervised plugins inherit the
+	// OTEL_ variables and trace themselves.
+	TracerProvider trace.TracerProvider `json:"-"`
 
 	// Plugins are run and supervised by the coordinator.
 	Plugins []PluginSpec `json:"plugins,omitempty"`

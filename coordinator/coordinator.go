@@ -169,6 +169,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		JetStream:   durableJS(c.cfg.Durable, c.js),
 		Activity:    tracker,
 		Done:        streamsDone,
+
+		TracerProvider: c.cfg.TracerProvider,
 	})
 	if err != nil {
 		return err

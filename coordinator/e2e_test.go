@@ -55,13 +55,14 @@ type deployment struct {
 	logMu            sync.Mutex
 	log              bytes.Buffer
 	exited           chan struct{}
+	env              []string // more KEY=VALUE settings for the coordinator
 }
 
 func (d *deployment) start() {
 	d.t.Helper()
 	d.cmd = exec.Command(filepath.Join(binDir, "coordinator"), "serve", "--config", d.config,
 		"--nats-listen", d.natsAddr, "--http-listen", d.httpAddr, "--gone-after", "2s", "--log-format", "json")
-	d.cmd.Env = append(os.Environ(), "PLUGBUS_CONFIG=")
+	d.cmd.Env = append(append(os.Environ(), "PLUGBUS_CONFIG="), d.env...)
 	d.cmd.Stdout = io.Discard
 	pr, pw := io.Pipe()
 	d.cmd.Stderr = pw

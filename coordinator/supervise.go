@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"github.com/plugbus/plugbus/bus"
@@ -16,6 +17,11 @@ func (c *Coordinator) specs() []supervise.Spec {
 		env := p.Env
 		if c.sec != nil && !p.Stdio {
 			env = append([]string{"PLUGBUS_NKEY=" + c.sec.seedFiles[p.Name]}, env...)
+		}
+		if os.Getenv("OTEL_SERVICE_NAME") != "" {
+			// The plugins inherit the OTEL_ settings, but not the
+			// coordinator's own name: each traces as itself.
+			env = append([]string{"OTEL_SERVICE_NAME=" + p.Name}, env...)
 		}
 		specs[i] = supervise.Spec{Name: p.Name, Executable: p.Exec, Args: p.Args, Env: env, Replicas: p.Replicas, SHA256: p.SHA256, Dir: p.Dir, Stdio: p.Stdio, Timeout: time.Duration(p.Timeout)}
 	}

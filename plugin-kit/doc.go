@@ -43,4 +43,13 @@
 // and [Plugin.Serve] do the same under the caller's control, for tests and
 // programs that embed a plugin. Package kittest runs a plugin against a real
 // in-process NATS server in a unit test.
+//
+// # Tracing
+//
+// [WithTracerProvider] traces a plugin with OpenTelemetry: a span for each
+// event handled, continuing the trace named by the event's traceparent
+// extension, and spans for its results, published events and requests,
+// whose events carry their context on. [Main] builds a provider exporting
+// with OTLP over HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set. Without one
+// nothing is traced, at no cost on the event path.
 package pluginkit

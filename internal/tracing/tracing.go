@@ -30,15 +30,14 @@ import (
 // Attribute keys of Plugbus spans, after OpenTelemetry's messaging
 // conventions where they have one.
 const (
-	AttrSystem      = attribute.Key("messaging.system")              // always "nats"
-	AttrDestination = attribute.Key("messaging.destination.name")    // the NATS subject
-	AttrMessageID   = attribute.Key("messaging.message.id")          // the event's id
-	AttrType        = attribute.Key("cloudevents.event_type")        // the event's type
-	AttrSource      = attribute.Key("cloudevents.event_source")      // the event's source
-	AttrProducer    = attribute.Key("plugbus.producer")              // the producer in the subject
-	AttrPlugin      = attribute.Key("plugbus.plugin")                // the plugin handling or sending
-	AttrCode        = attribute.Key("plugbus.error_code")            // an answer's error code
-	AttrBatch       = attribute.Key("messaging.batch.message_count") // events in an HTTP batch
+	AttrSystem      = attribute.Key("messaging.system")           // always "nats"
+	AttrDestination = attribute.Key("messaging.destination.name") // the NATS subject
+	AttrMessageID   = attribute.Key("messaging.message.id")       // the event's id
+	AttrType        = attribute.Key("cloudevents.event_type")     // the event's type
+	AttrSource      = attribute.Key("cloudevents.event_source")   // the event's source
+	AttrProducer    = attribute.Key("plugbus.producer")           // the producer in the subject
+	AttrPlugin      = attribute.Key("plugbus.plugin")             // the plugin handling or sending
+	AttrCode        = attribute.Key("plugbus.error_code")         // an answer's error code
 )
 
 // ScopeName is the instrumentation scope of Plugbus's tracers.
@@ -145,11 +144,10 @@ func ExtractHeaders(ctx context.Context, h HeaderCarrier) context.Context {
 	return propagator.Extract(ctx, h)
 }
 
-// EventAttrs are the attributes of a span about event e on subject.
-func EventAttrs(e *event.Event, subject string) []attribute.KeyValue {
+// EventAttrs are the attributes of a span about event e.
+func EventAttrs(e *event.Event) []attribute.KeyValue {
 	return []attribute.KeyValue{
-		AttrSystem.String("nats"), AttrDestination.String(subject),
-		AttrMessageID.String(e.ID()), AttrType.String(e.Type()), AttrSource.String(e.Source()),
+		AttrSystem.String("nats"), AttrMessageID.String(e.ID()), AttrType.String(e.Type()), AttrSource.String(e.Source()),
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/plugbus/plugbus/coordinator"
+	"github.com/plugbus/plugbus/internal/tracing"
 )
 
 // serveFlags are the serve command's settings. Each may also come from an
@@ -103,6 +105,18 @@ in the bus's key-value store, announces plugins turning unhealthy.`,
 			if err != nil {
 				return err
 			}
+			tp, flushSpans, err := tracing.FromEnv("plugbus-coordinator", version)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := flushSpans(ctx); err != nil {
+					logger.Warn("could not send the last spans", "err", err)
+				}
+			}()
+			cfg.TracerProvider = tp
 			c, err := coordinator.New(cfg, logger)
 			if err != nil {
 				return err

@@ -15,10 +15,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator/internal/activity"
 	"github.com/plugbus/plugbus/coordinator/internal/deadletter"
+	"github.com/plugbus/plugbus/internal/tracing"
 )
 
 // Defaults and limits of [Config].
@@ -96,6 +98,9 @@ type Config struct {
 	// Identities, in secure mode, serves /v1/identities (see
 	// identities.go); nil answers those endpoints 404.
 	Identities Identities
+	// TracerProvider, when set, traces ingest and invoke (see tracing.go);
+	// nil traces nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // ErrInvalidConfig is returned by [New] for settings that can never work.
@@ -159,10 +164,11 @@ func (c *Config) validate() error {
 
 // server holds what the handlers share.
 type server struct {
-	cfg   Config
-	log   *slog.Logger
-	m     *metrics
-	token [sha256.Size]byte // hash of cfg.Token, compared in constant time
+	cfg    Config
+	log    *slog.Logger
+	m      *metrics
+	token  [sha256.Size]byte // hash of cfg.Token, compared in constant time
+	tracer trace.Tracer      // nil: tracing off
 }
 
 // New builds the API handler described in the package documentation. It
@@ -177,11 +183,11 @@ func New(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{cfg: cfg, log: cfg.Logger, m: m, token: sha256.Sum256([]byte(cfg.Token))}
+	s := &server{cfg: cfg, log: cfg.Logger, m: m, token: sha256.Sum256([]byte(cfg.Token)), tracer: tracing.Tracer(cfg.TracerProvider)}
 
 	mux := http.NewServeMux()
-	s.route(mux, "POST", "/v1/events", s.v1(s.handleEvents))
-	s.route(mux, "POST", "/v1/invoke/{type}", s.v1(s.handleInvoke))
+	s.route(mux, "POST", "/v1/events", s.v1(s.traced("POST /v1/events", s.handleEvents)))
+	s.route(mux, "POST", "/v1/invoke/{type}", s.v1(s.traced("POST /v1/invoke/{type}", s.handleInvoke)))
 	s.route(mux, "GET", "/v1/plugins", s.v1(s.snapshot("plugin list", s.cfg.Plugins)))
 	s.route(mux, "GET", "/v1/types", s.v1(s.snapshot("type catalogue", s.cfg.Types)))
 	s.route(mux, "GET", "/v1/supervised", s.v1(s.snapshot("supervised processes", s.cfg.Supervised)))

@@ -18,9 +18,11 @@ import (
 	"github.com/cloudevents/sdk-go/v2/binding/spec"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/internal/schema"
+	"github.com/plugbus/plugbus/internal/tracing"
 )
 
 // Media types of the CloudEvents HTTP binding's structured and batch modes.
@@ -478,7 +480,9 @@ func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 // publish sends one event: stored and acknowledged by the events stream in
 // durable mode, handed to NATS otherwise.
-func (s *server) publish(ctx context.Context, e *event.Event) error {
+func (s *server) publish(ctx context.Context, e *event.Event) (err error) {
+	ctx, span := s.sendSpan(ctx, "publish", e, trace.SpanKindProducer)
+	defer func() { tracing.End(span, err) }()
 	if s.cfg.JetStream == nil {
 		return bus.Publish(s.cfg.Conn, s.cfg.Prefix, s.cfg.Producer, e)
 	}

@@ -11,8 +11,10 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/internal/tracing"
 )
 
 // defaultDataContentType is the datacontenttype of plain data sent to
@@ -45,7 +47,9 @@ func (s *server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	start := time.Now()
+	ctx, span := s.sendSpan(ctx, "invoke", e, trace.SpanKindClient)
 	reply, err := bus.Request(ctx, s.cfg.Conn, s.cfg.Prefix, s.cfg.Producer, e)
+	tracing.End(span, err)
 	outcome, aerr := s.invokeError(r, typ, timeout, err)
 	s.m.invoke.WithLabelValues(label, outcome).Observe(time.Since(start).Seconds())
 	if aerr != nil {
