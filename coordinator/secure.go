@@ -74,9 +74,6 @@ func (c *Coordinator) setupSecurity() ([]*server.NkeyUser, error) {
 		return nil, fmt.Errorf("coordinator: secure mode: %w", err)
 	}
 	for _, p := range c.cfg.Plugins {
-		if p.Stdio {
-			continue // bridged by the coordinator over its own connection
-		}
 		_, file, err := store.Ensure(p.Name, identity.Declaration{Handles: p.Handles, Answers: p.Answers, Emits: p.Emits})
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: secure mode: plugin %s: %w", p.Name, err)

@@ -27,12 +27,20 @@ import (
 // until the test ends, and returns it with a client connection.
 func runCoordinator(t *testing.T, plugins ...coordinator.PluginSpec) (*coordinator.Coordinator, *nats.Conn) {
 	t.Helper()
-	cfg := coordinator.Config{
-		NATSListen: proctest.FreeAddr(t),
-		HTTPListen: proctest.FreeAddr(t),
-		DataDir:    t.TempDir(),
-		Plugins:    plugins,
+	c := runInProcess(t, coordinator.Config{Plugins: plugins})
+	nc, err := nats.Connect(c.NATSURL())
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(nc.Close)
+	return c, nc
+}
+
+// runInProcess runs a coordinator in this process until the test ends;
+// cfg's addresses and data directory are filled in.
+func runInProcess(t *testing.T, cfg coordinator.Config) *coordinator.Coordinator {
+	t.Helper()
+	cfg.NATSListen, cfg.HTTPListen, cfg.DataDir = proctest.FreeAddr(t), proctest.FreeAddr(t), t.TempDir()
 	c, err := coordinator.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -53,12 +61,7 @@ func runCoordinator(t *testing.T, plugins ...coordinator.PluginSpec) (*coordinat
 	case <-time.After(30 * time.Second):
 		t.Fatal("coordinator not ready within 30s")
 	}
-	nc, err := nats.Connect(c.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return c, nc
+	return c
 }
 
 // invokeUntil asks for typ with data until an answer comes (the plugin may
@@ -136,6 +139,22 @@ func TestStdioExamples(t *testing.T) {
 		}
 		if n["hello-py"] != 1 || n["counter"] != 2 {
 			return fmt.Errorf("instances %v", n)
+		}
+		return nil
+	})
+}
+
+func TestStdioInSecureMode(t *testing.T) {
+	// The bridge connects with the plugin's own nkey, limited to the types
+	// its spec declares; the program itself gets no key.
+	secure := true
+	spec := pythonSpec(t, "hello-py")
+	spec.Answers, spec.Handles, spec.Emits = []string{"com.example.greet.requested"}, []string{"com.example.greet.requested"}, []string{"com.example.greet.sent"}
+	c := runInProcess(t, coordinator.Config{Secure: &secure, Plugins: []coordinator.PluginSpec{spec}})
+	waitFor(t, "hello-py answering over HTTP", 30*time.Second, func() error {
+		status, body := httpInvoke(t, c.HTTPAddr(), "com.example.greet.requested", `{"name":"Ada"}`)
+		if status != http.StatusOK || !strings.Contains(body, "hello, Ada") {
+			return fmt.Errorf("%d %s", status, body)
 		}
 		return nil
 	})

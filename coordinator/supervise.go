@@ -37,7 +37,7 @@ func (c *Coordinator) runBridge(ctx context.Context, io supervise.BridgeIO) erro
 		Instance:  io.Instance,
 		Stdin:     io.Stdin,
 		Stdout:    io.Stdout,
-		Conn:      c.pluginConn(),
+		Conn:      c.pluginConn(io.Spec.Name),
 		Prefix:    c.cfg.Prefix,
 		Durable:   c.cfg.Durable,
 		Timeout:   io.Spec.Timeout,
@@ -47,11 +47,15 @@ func (c *Coordinator) runBridge(ctx context.Context, io supervise.BridgeIO) erro
 }
 
 // pluginConn is how a plugin running in the coordinator's process
-// connects to the bus.
-func (c *Coordinator) pluginConn() bus.ConnConfig {
+// connects to the bus: with the plugin's own nkey in secure mode, as a
+// process plugin would.
+func (c *Coordinator) pluginConn(plugin string) bus.ConnConfig {
 	cfg := bus.ConnConfig{
 		URLs: c.cfg.NATSURLs, Token: c.cfg.NATSToken, User: c.cfg.NATSUser,
 		Password: c.cfg.NATSPassword, CredsFile: c.cfg.NATSCreds,
+	}
+	if c.sec != nil {
+		cfg.NKeySeedFile = c.sec.seedFiles[plugin]
 	}
 	if c.server != nil {
 		cfg.InProcess = c.server
