@@ -4,7 +4,7 @@ BIN       := bin
 PLUGINS   := $(notdir $(wildcard plugins/*))
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test test-short bench bench-smoke lint browser clean
+.PHONY: all build run test test-short bench bench-smoke lint browser clean compose-build compose-up compose-down e2e
 
 all: build
 
@@ -73,5 +73,30 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 	cd bench && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
+## compose-build: static binaries (CGO_ENABLED=0) for the compose images in
+## compose/build: the coordinator, nats-server (from the nats-server/v2
+## module this repository already requires), the bundled plugins and the
+## ledger plugin of the fault tests
+COMPOSE      ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE_FILE := compose/docker-compose.yml
+compose-build:
+	@mkdir -p compose/build/tmp && chmod 1777 compose/build/tmp
+	CGO_ENABLED=0 $(GO) build -o compose/build/bin/ ./coordinator/cmd/coordinator $(addprefix ./plugins/,$(PLUGINS)) \
+		./internal/faults/testdata/ledger github.com/nats-io/nats-server/v2
+
+## compose-up: the compose deployment: 3 NATS nodes, 2 coordinators, the plugins
+compose-up: compose-build
+	$(COMPOSE) -f $(COMPOSE_FILE) up -d --build
+	@echo "coordinators: http://127.0.0.1:8091 and http://127.0.0.1:8092 (token: compose-http-token)"
+
+## compose-down: stop the compose deployment and remove its volumes
+compose-down:
+	$(COMPOSE) -f $(COMPOSE_FILE) down -v --remove-orphans
+
+## e2e: the compose deployment under faults and a partition (needs a Docker
+## engine; .ci/run skips it when none answers)
+e2e: compose-build
+	PLUGBUS_E2E=1 COMPOSE="$(COMPOSE)" $(GO) test -count=1 -v -timeout 14m ./internal/e2e/
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) compose/build
