@@ -71,5 +71,6 @@ the HTTP API and dashboard on http://127.0.0.1:8090, and the plugins listed in
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "coordinator", version) },
 	})
 	root.AddCommand(newDeadletterCmd())
+	root.AddCommand(newAgentCmd(), newAgentsCmd(), newRunCmd(), newStopCmd(), newScaleCmd(), newRestartCmd(), newLogsCmd())
 	return root
 }

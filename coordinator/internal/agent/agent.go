@@ -1,0 +1,288 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plugbus/plugbus/coordinator/internal/supervise"
+)
+
+// Config configures an [Agent].
+type Config struct {
+	// Conn is the agent's connection to the bus.
+	Conn *nats.Conn
+	// Prefix is the subject prefix.
+	Prefix string
+	// Name is the agent's name, unique among agents; orders name it.
+	Name string
+	// BaseEnv is given to every plugin: the connection settings.
+	BaseEnv []string
+	// Replicas of the buckets and stream when this agent creates them.
+	Replicas int
+	// StopTimeout is how long a stopping plugin may drain; default 15s.
+	StopTimeout time.Duration
+	// Backoff between restarts; zero fields take the supervisor's defaults.
+	Backoff supervise.Backoff
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// An Agent runs the plugins the orders assign to it.
+type Agent struct {
+	cfg     Config
+	started time.Time
+
+	mu      sync.Mutex
+	running map[string]*plugin // by plugin name
+}
+
+// plugin is one plugin the agent runs: a supervisor for the spec it was
+// started with.
+type plugin struct {
+	spec Spec
+	sup  *supervise.Supervisor
+	done chan struct{}
+}
+
+// New returns an agent.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Conn == nil || cfg.Name == "" {
+		return nil, errors.New("agent: Conn and Name are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 15 * time.Second
+	}
+	return &Agent{cfg: cfg, started: time.Now().UTC(), running: map[string]*plugin{}}, nil
+}
+
+// Run carries out orders until ctx ends, then stops every plugin (each
+// drains first) and returns. Losing the bus does not stop the plugins:
+// they keep running, and the agent catches up on orders once it is back.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.stopAll()
+	js, err := jetstream.New(a.cfg.Conn)
+	if err != nil {
+		return err
+	}
+	var store *Store
+	for {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		store, err = OpenStore(octx, js, a.cfg.Prefix, a.cfg.Replicas)
+		cancel()
+		if err == nil {
+			break
+		}
+		a.cfg.Logger.Warn("agent: cannot reach the bus's key-value store yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+	a.cfg.Logger.Info("agent ready", "agent", a.cfg.Name)
+	go a.heartbeat(ctx, store)
+	for ctx.Err() == nil {
+		if err := a.watch(ctx, store); err != nil && ctx.Err() == nil {
+			a.cfg.Logger.Warn("agent: watching orders failed; watching again", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+	return nil
+}
+
+// watch applies every order, then every change, until ctx ends or the
+// watch fails.
+func (a *Agent) watch(ctx context.Context, store *Store) error {
+	w, err := store.specs.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watcher closed")
+			}
+			if e == nil {
+				continue // the stored orders are all delivered; updates follow
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				a.stop(e.Key(), "its order was removed")
+				continue
+			}
+			var spec Spec
+			if err := json.Unmarshal(e.Value(), &spec); err != nil {
+				a.cfg.Logger.Error("agent: unreadable order; ignored", "plugin", e.Key(), "err", err)
+				continue
+			}
+			if spec.Agent != a.cfg.Name {
+				a.stop(spec.Name, "it was moved to agent "+spec.Agent)
+				continue
+			}
+			a.apply(ctx, store, spec)
+		}
+	}
+}
+
+// apply starts spec's plugin, or restarts it if it runs with another spec.
+func (a *Agent) apply(ctx context.Context, store *Store, spec Spec) {
+	a.mu.Lock()
+	old := a.running[spec.Name]
+	a.mu.Unlock()
+	if old != nil {
+		if sameRun(old.spec, spec) {
+			return
+		}
+		a.stop(spec.Name, "its order changed")
+	}
+	log := slog.New(&logHandler{next: a.cfg.Logger.Handler(), conn: a.cfg.Conn, subject: store.LogSubject(spec.Name), agent: a.cfg.Name})
+	sup, err := supervise.New(supervise.Config{
+		Specs: []supervise.Spec{spec.Spec}, BaseEnv: a.cfg.BaseEnv, Logger: log,
+		StopTimeout: a.cfg.StopTimeout, Backoff: a.cfg.Backoff,
+	})
+	if err != nil {
+		a.cfg.Logger.Error("agent: cannot run plugin", "plugin", spec.Name, "err", err)
+		return
+	}
+	p := &plugin{spec: spec, sup: sup, done: make(chan struct{})}
+	a.mu.Lock()
+	a.running[spec.Name] = p
+	a.mu.Unlock()
+	a.cfg.Logger.Info("agent: running plugin", "plugin", spec.Name, "replicas", spec.Replicas, "generation", spec.Generation)
+	go func() {
+		defer close(p.done)
+		_ = sup.Run(context.WithoutCancel(ctx))
+	}()
+}
+
+// sameRun reports whether two orders run the same processes.
+func sameRun(a, b Spec) bool {
+	a.Updated, b.Updated = time.Time{}, time.Time{}
+	return reflect.DeepEqual(a, b)
+}
+
+// stop stops the plugin name if it runs here.
+func (a *Agent) stop(name, why string) {
+	a.mu.Lock()
+	p := a.running[name]
+	delete(a.running, name)
+	a.mu.Unlock()
+	if p == nil {
+		return
+	}
+	a.cfg.Logger.Info("agent: stopping plugin", "plugin", name, "because", why)
+	p.sup.Stop()
+	<-p.done
+}
+
+func (a *Agent) stopAll() {
+	a.mu.Lock()
+	var names []string
+	for name := range a.running {
+		names = append(names, name)
+	}
+	a.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Go(func() { a.stop(name, "the agent is stopping") })
+	}
+	wg.Wait()
+}
+
+// Status is the agent's entry as it announces it.
+func (a *Agent) Status() Status {
+	host, _ := os.Hostname()
+	st := Status{Name: a.cfg.Name, Host: host, PID: os.Getpid(), Started: a.started, Seen: time.Now().UTC(), Instances: []supervise.InstanceStatus{}}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range a.running {
+		st.Instances = append(st.Instances, p.sup.Status()...)
+	}
+	return st
+}
+
+// heartbeat announces the agent every AgentTTL/3 until ctx ends, and
+// removes its entry then.
+func (a *Agent) heartbeat(ctx context.Context, store *Store) {
+	t := time.NewTicker(AgentTTL / 3)
+	defer t.Stop()
+	for {
+		b, _ := json.Marshal(a.Status())
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if _, err := store.agents.Put(pctx, a.cfg.Name, b); err != nil && ctx.Err() == nil {
+			a.cfg.Logger.Warn("agent: could not announce this agent", "err", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = store.agents.Delete(dctx, a.cfg.Name)
+			cancel()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// logHandler passes a plugin's records on to the agent's log and
+// publishes each, as a JSON line, on the plugin's log subject.
+type logHandler struct {
+	next    slog.Handler
+	conn    *nats.Conn
+	subject string
+	agent   string
+	attrs   []slog.Attr
+	group   string
+}
+
+func (h *logHandler) Enabled(ctx context.Context, l slog.Level) bool { return true }
+
+func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
+	var buf bytes.Buffer
+	jh := slog.Handler(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	jh = jh.WithAttrs(append([]slog.Attr{slog.String("agent", h.agent)}, h.attrs...))
+	if h.group != "" {
+		jh = jh.WithGroup(h.group)
+	}
+	if err := jh.Handle(ctx, r); err == nil {
+		// Core NATS: a plugin's logging never waits for the bus.
+		_ = h.conn.Publish(h.subject, bytes.TrimSpace(buf.Bytes()))
+	}
+	if h.next.Enabled(ctx, r.Level) {
+		return h.next.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (h *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	c := *h
+	c.attrs = append(append([]slog.Attr(nil), h.attrs...), attrs...)
+	c.next = h.next.WithAttrs(attrs)
+	return &c
+}
+
+func (h *logHandler) WithGroup(name string) slog.Handler {
+	c := *h
+	c.group = name
+	c.next = h.next.WithGroup(name)
+	return &c
+}

@@ -1,0 +1,194 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/bus/bustest"
+	"github.com/plugbus/plugbus/coordinator/internal/agent"
+	"github.com/plugbus/plugbus/coordinator/internal/supervise"
+	"github.com/plugbus/plugbus/internal/proctest"
+)
+
+func connect(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := bus.Connect(ctx, bus.ConnConfig{URLs: []string{url}, Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func waitFor(t *testing.T, what string, within time.Duration, check func() error) {
+	t.Helper()
+	start := time.Now()
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Since(start) > within {
+			t.Fatalf("%s: not after %v: %v", what, within, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// runAgent runs an agent on its own connection until the returned stop is
+// called or the test ends.
+func runAgent(t *testing.T, url, name string) (stop func()) {
+	t.Helper()
+	srvConn := connect(t, url)
+	a, err := agent.New(agent.Config{
+		Conn: srvConn, Prefix: "plugbus", Name: name,
+		BaseEnv: []string{"PLUGBUS_URL=" + url}, StopTimeout: 10 * time.Second,
+		Backoff: supervise.Backoff{Initial: 100 * time.Millisecond},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// helloInstances counts the hello instances answering discovery.
+func helloInstances(t *testing.T, url string) func() (int, error) {
+	nc := connect(t, url)
+	return func() (int, error) {
+		n := 0
+		sub, err := nc.SubscribeSync(nc.NewRespInbox())
+		if err != nil {
+			return 0, err
+		}
+		defer sub.Unsubscribe()
+		if err := nc.PublishRequest("$SRV.PING.hello", sub.Subject, nil); err != nil {
+			return 0, err
+		}
+		for {
+			m, err := sub.NextMsg(300 * time.Millisecond)
+			if err != nil {
+				return n, nil
+			}
+			var p micro.Ping
+			if json.Unmarshal(m.Data, &p) == nil {
+				n++
+			}
+		}
+	}
+}
+
+func exactly(count func() (int, error), want int) func() error {
+	return func() error {
+		n, err := count()
+		if err != nil {
+			return err
+		}
+		if n != want {
+			return fmt.Errorf("%d instances answer, want %d", n, want)
+		}
+		return nil
+	}
+}
+
+func TestAgentRunsOrders(t *testing.T) {
+	hello := proctest.Build(t, "../../../plugins/hello")
+	srv := bustest.NewServer(t)
+	url := srv.ClientURL()
+	js, _ := jetstream.New(bustest.Connect(t, srv))
+	ctx := context.Background()
+	store, err := agent.OpenStore(ctx, js, "plugbus", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "hello", Executable: hello}}); !errors.Is(err, agent.ErrNoAgent) {
+		t.Fatalf("run with no agent: got %v, want ErrNoAgent", err)
+	}
+
+	stopA := runAgent(t, url, "a")
+	waitFor(t, "agent a announced", 20*time.Second, func() error {
+		as, err := store.Agents(ctx)
+		if err != nil || len(as) != 1 || as[0].Name != "a" {
+			return fmt.Errorf("agents %v, err %v", as, err)
+		}
+		return nil
+	})
+	if _, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "hello", Executable: hello}, Agent: "b"}); err == nil || !strings.Contains(err.Error(), `no agent "b"`) {
+		t.Fatalf("run on a missing agent: got %v", err)
+	}
+	spec, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "hello", Executable: hello, Replicas: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Agent != "a" {
+		t.Fatalf("placed on %q, want a", spec.Agent)
+	}
+	count := helloInstances(t, url)
+	waitFor(t, "two hello instances", 30*time.Second, exactly(count, 2))
+	waitFor(t, "agent a lists its instances", 20*time.Second, func() error {
+		as, _ := store.Agents(ctx)
+		if len(as) != 1 || len(as[0].Instances) != 2 {
+			return fmt.Errorf("agents %+v", as)
+		}
+		return nil
+	})
+
+	if _, err := store.Scale(ctx, "hello", 3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "three hello instances after scale", 30*time.Second, exactly(count, 3))
+
+	// The agent goes away (its plugins with it) and comes back: the order
+	// is still there, and it runs the plugin again.
+	stopA()
+	waitFor(t, "no hello instance with the agent stopped", 30*time.Second, exactly(count, 0))
+	runAgent(t, url, "a")
+	waitFor(t, "three hello instances after the agent's restart", 30*time.Second, exactly(count, 3))
+
+	var lines []string
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := store.Logs(lctx, "hello", 0, false, func(l []byte) { lines = append(lines, string(l)) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) == 0 || !strings.Contains(strings.Join(lines, "\n"), `"plugin":"hello"`) {
+		t.Errorf("logs of hello: %d lines: %q", len(lines), lines)
+	}
+
+	if _, err := store.Restart(ctx, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Stop(ctx, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "no hello instance after stop", 30*time.Second, exactly(count, 0))
+	if err := store.Stop(ctx, "hello"); !errors.Is(err, agent.ErrNotFound) {
+		t.Errorf("stop twice: got %v, want ErrNotFound", err)
+	}
+}
