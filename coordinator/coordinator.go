@@ -23,6 +23,7 @@ import (
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/embedded"
 	"github.com/plugbus/plugbus/coordinator/internal/activity"
+	"github.com/plugbus/plugbus/coordinator/internal/agent"
 	"github.com/plugbus/plugbus/coordinator/internal/api"
 	"github.com/plugbus/plugbus/coordinator/internal/catalog"
 	"github.com/plugbus/plugbus/coordinator/internal/deadletter"
@@ -167,6 +168,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		Identities:  c.identityAdmin(),
 		DeadLetters: deadLetters,
 		JetStream:   durableJS(c.cfg.Durable, c.js),
+		Fleet:       c.openFleet(ctx),
 		Activity:    tracker,
 		Done:        streamsDone,
 
@@ -239,6 +241,20 @@ func (c *Coordinator) Name() string {
 	host, _ := os.Hostname()
 	_, port, _ := net.SplitHostPort(c.cfg.HTTPListen)
 	return host + "-" + port
+}
+
+// openFleet opens the orders of the plugins managed at runtime and the
+// agents' entries, in the bus's key-value store; nil, and a warning,
+// when the bus has none.
+func (c *Coordinator) openFleet(ctx context.Context) *agent.Store {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := agent.OpenStore(ctx, c.js, c.cfg.Prefix, c.cfg.Stream.Replicas)
+	if err != nil {
+		c.log.Warn("agents and runtime plugins are unavailable: the bus has no key-value store", "err", err)
+		return nil
+	}
+	return s
 }
 
 // LeaseHeld reports whether this coordinator holds the lease that makes it

@@ -139,7 +139,7 @@ func TestAgentRunsOrders(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "hello", Executable: hello}, Agent: "b"}); err == nil || !strings.Contains(err.Error(), `no agent "b"`) {
+	if _, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "hello", Executable: hello}, Agent: "b"}); !errors.Is(err, agent.ErrUnknownAgent) {
 		t.Fatalf("run on a missing agent: got %v", err)
 	}
 	spec, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "hello", Executable: hello, Replicas: 2}})

@@ -42,6 +42,12 @@ const (
 // ErrNotFound: no plugin of that name was started at runtime.
 var ErrNotFound = errors.New("agent: no such plugin was started with run")
 
+// ErrUnknownAgent: the agent an order names is not running.
+var ErrUnknownAgent = errors.New("agent: no such agent is running")
+
+// ErrInvalid: the order is not valid.
+var ErrInvalid = errors.New("agent: invalid order")
+
 // ErrNoAgent: there is no agent to run a plugin on.
 var ErrNoAgent = errors.New("agent: no agent is running: start `coordinator agent` on a host that has the plugin's executable")
 
@@ -140,7 +146,7 @@ func (s *Store) Run(ctx context.Context, spec Spec) (Spec, error) {
 		for _, a := range agents {
 			names = append(names, a.Name)
 		}
-		return spec, fmt.Errorf("agent: no agent %q is running (running: %v); start `coordinator agent --name %s` there, or leave --agent out", spec.Agent, names, spec.Agent)
+		return spec, fmt.Errorf("%w: %q (running: %v); start `coordinator agent --name %s` there, or leave the agent out", ErrUnknownAgent, spec.Agent, names, spec.Agent)
 	}
 	if old, err := s.Get(ctx, spec.Name); err == nil {
 		spec.Generation = old.Generation
@@ -204,7 +210,7 @@ func (s *Store) change(ctx context.Context, name string, f func(*Spec)) (Spec, e
 // Scale sets how many instances of name run.
 func (s *Store) Scale(ctx context.Context, name string, replicas int) (Spec, error) {
 	if replicas < 1 {
-		return Spec{}, fmt.Errorf("agent: replicas %d: must be 1 or more (to stop the plugin, use stop)", replicas)
+		return Spec{}, fmt.Errorf("%w: replicas %d: must be 1 or more (to stop the plugin, use stop)", ErrInvalid, replicas)
 	}
 	return s.change(ctx, name, func(sp *Spec) { sp.Replicas = replicas })
 }

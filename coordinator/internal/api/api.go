@@ -19,6 +19,7 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator/internal/activity"
+	"github.com/plugbus/plugbus/coordinator/internal/agent"
 	"github.com/plugbus/plugbus/coordinator/internal/deadletter"
 	"github.com/plugbus/plugbus/internal/tracing"
 )
@@ -95,6 +96,9 @@ type Config struct {
 	// them; close it from [http.Server.RegisterOnShutdown]. Nil: streams
 	// end only when their clients leave.
 	Done <-chan struct{}
+	// Fleet, when set, serves /v1/agents and /v1/run (see fleet.go): the
+	// agents and the plugins they run on orders; nil answers 404.
+	Fleet *agent.Store
 	// Identities, in secure mode, serves /v1/identities (see
 	// identities.go); nil answers those endpoints 404.
 	Identities Identities
@@ -193,6 +197,7 @@ func New(cfg Config) (http.Handler, error) {
 	s.route(mux, "GET", "/v1/supervised", s.v1(s.snapshot("supervised processes", s.cfg.Supervised)))
 	s.routeDeadLetters(mux)
 	s.routeIdentities(mux)
+	s.routeFleet(mux)
 	s.route(mux, "GET", "/healthz", http.HandlerFunc(s.handleHealth))
 	s.route(mux, "GET", "/readyz", http.HandlerFunc(s.handleReady))
 	s.route(mux, "GET", "/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
@@ -224,7 +229,7 @@ func (s *server) route(mux *http.ServeMux, method, pattern string, h http.Handle
 func (s *server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, &apiError{
 		status: http.StatusNotFound,
-		msg: fmt.Sprintf("no endpoint %s %s; the API has POST /v1/events, POST /v1/invoke/{type}, GET /v1/plugins, GET /v1/plugins/{name}/instances, GET /v1/types, GET /v1/supervised, GET /v1/stream, GET /v1/overview, /v1/deadletters, GET /healthz, GET /readyz, GET /metrics and the dashboard at GET /",
+		msg: fmt.Sprintf("no endpoint %s %s; the API has POST /v1/events, POST /v1/invoke/{type}, GET /v1/plugins, GET /v1/plugins/{name}/instances, GET /v1/types, GET /v1/supervised, GET /v1/stream, GET /v1/overview, /v1/deadletters, GET /v1/agents, /v1/run, GET /healthz, GET /readyz, GET /metrics and the dashboard at GET /",
 			r.Method, r.URL.Path),
 	})
 }
