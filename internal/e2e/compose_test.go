@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -10,8 +11,12 @@ import (
 )
 
 // everything is what both coordinators must list once the deployment is
-// up: every plugin of the compose file, the ledger twice.
-var everything = map[string]int{"ledger": 2, "hello": 1, "archive": 1, "thumbnail": 1, "webhook": 1}
+// up: every plugin of the compose file, the ledger twice, and hello twice
+// once the agent runs a second instance on order.
+var (
+	atStart    = map[string]int{"ledger": 2, "hello": 1, "archive": 1, "thumbnail": 1, "webhook": 1}
+	everything = map[string]int{"ledger": 2, "hello": 2, "archive": 1, "thumbnail": 1, "webhook": 1}
+)
 
 func TestCompose(t *testing.T) {
 	if os.Getenv("PLUGBUS_E2E") != "1" {
@@ -20,14 +25,29 @@ func TestCompose(t *testing.T) {
 	start := time.Now()
 	d := newDeployment(t)
 	d.run("up", "-d", "--build", "--scale", "ledger=2")
-	d.waitRegistry("both coordinators list every plugin", 4*time.Minute, everything)
+	d.waitRegistry("both coordinators list every plugin", 4*time.Minute, atStart)
 	t.Logf("deployment up in %v", time.Since(start).Round(time.Second))
+
+	// A plugin managed at runtime: a second hello, on the agent, ordered
+	// through coordinator1's HTTP API.
+	waitFor(t, "the agent runs hello on order", 2*time.Minute, func() error {
+		status, body, err := d.call(0, "POST", "/v1/run", `{"name":"hello","exec":"/bin/hello"}`)
+		if err != nil || status != http.StatusAccepted {
+			return fmt.Errorf("POST /v1/run: %d %s %v", status, body, err)
+		}
+		return nil
+	})
+	d.waitRegistry("both coordinators list the agent's hello", 2*time.Minute, everything)
 
 	t.Run("faults", func(t *testing.T) { faults(t, d) })
 	if t.Failed() {
 		return
 	}
 	t.Run("partition", func(t *testing.T) { partition(t, d) })
+	if t.Failed() {
+		return
+	}
+	t.Run("coordinators", func(t *testing.T) { coordinators(t, d) })
 	t.Logf("end to end, down excluded: %v", time.Since(start).Round(time.Second))
 }
 
@@ -51,11 +71,13 @@ func faults(t *testing.T, d *deployment) {
 
 	ledgers := d.containers("ledger")
 	d.docker("stop", "-t", "20", ledgers[0])
+	d.run("stop", "-t", "20", "agent")
 	p2.waitAcks(t, 30, time.Minute)
 
 	d.run("start", "nats1")
 	d.run("start", "coordinator1")
 	d.docker("start", ledgers[0])
+	d.run("start", "agent")
 	p1.waitAcks(t, 30, 3*time.Minute)
 	p2.waitAcks(t, 30, time.Minute)
 	stop1()
@@ -122,6 +144,50 @@ func partition(t *testing.T, d *deployment) {
 	t.Logf("minority-side errors, first: %s", strings.Join(first(errs, 2), " | "))
 	d.checkLedger(2*time.Minute, p1, p2)
 	d.waitRegistry("the registry converged on both coordinators", 2*time.Minute, everything)
+}
+
+// coordinators stops coordinator1: every plugin keeps running and is
+// reached through coordinator2; then coordinator2 too, and both start again: the
+// same instances are listed, the one started on order among them.
+func coordinators(t *testing.T, d *deployment) {
+	d.t = t
+	before, err := d.instances(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.run("stop", "-t", "20", "coordinator1")
+	// The plugins are reachable through coordinator2: an event sent there
+	// has its effect in the ledger.
+	if err := d.post(context.Background(), 1, "c-c2-0"); err != nil {
+		t.Fatalf("an event through coordinator2 with coordinator1 stopped: %v", err)
+	}
+	waitFor(t, "the ledger handled the event sent through coordinator2", time.Minute, func() error {
+		if d.effects()["c-c2-0"] != 1 {
+			return fmt.Errorf("not handled once yet")
+		}
+		return nil
+	})
+	waitFor(t, "coordinator2 lists the same instances", time.Minute, func() error { return sameInstances(d, 1, before) })
+	d.run("stop", "-t", "20", "coordinator2")
+	d.run("start", "coordinator1", "coordinator2")
+	for i := range d.http {
+		waitFor(t, fmt.Sprintf("coordinator%d lists the instances that were running before", i+1), 2*time.Minute, func() error { return sameInstances(d, i, before) })
+	}
+}
+
+// sameInstances checks that coordinator i lists exactly the instances of
+// want, running.
+func sameInstances(d *deployment, i int, want map[string][]string) error {
+	got, err := d.instances(i)
+	if err != nil {
+		return err
+	}
+	for name, ids := range want {
+		if strings.Join(got[name], ",") != strings.Join(ids, ",") {
+			return fmt.Errorf("%s: instances %v, want %v (the same processes)", name, got[name], ids)
+		}
+	}
+	return nil
 }
 
 // network returns the name Docker gives a network of the project.

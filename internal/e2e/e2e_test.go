@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -150,6 +151,17 @@ func (d *deployment) post(ctx context.Context, i int, id string) error {
 // plugins returns, per plugin name, how many instances coordinator i sees
 // running.
 func (d *deployment) plugins(i int) (map[string]int, error) {
+	ids, err := d.instances(i)
+	out := map[string]int{}
+	for name, in := range ids {
+		out[name] = len(in)
+	}
+	return out, err
+}
+
+// instances returns, per plugin name, the ids of the instances coordinator
+// i sees running.
+func (d *deployment) instances(i int) (map[string][]string, error) {
 	req, _ := http.NewRequest("GET", "http://"+d.http[i]+"/v1/plugins", nil)
 	req.Header.Set("Authorization", "Bearer "+httpToken)
 	resp, err := d.client.Do(req)
@@ -161,17 +173,43 @@ func (d *deployment) plugins(i int) (map[string]int, error) {
 		return nil, fmt.Errorf("GET /v1/plugins: status %d", resp.StatusCode)
 	}
 	var list []struct {
-		Name    string `json:"name"`
-		Running int    `json:"running"`
+		Name      string `json:"name"`
+		Instances []struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		} `json:"instances"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
 		return nil, err
 	}
-	out := map[string]int{}
+	out := map[string][]string{}
 	for _, p := range list {
-		out[p.Name] = p.Running
+		for _, in := range p.Instances {
+			if in.State == "running" {
+				out[p.Name] = append(out[p.Name], in.ID)
+			}
+		}
+		sort.Strings(out[p.Name])
 	}
 	return out, nil
+}
+
+// call sends an HTTP request with the token to coordinator i and returns
+// the status and body.
+func (d *deployment) call(i int, method, path, body string) (int, string, error) {
+	req, err := http.NewRequest(method, "http://"+d.http[i]+path, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+httpToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
 }
 
 // waitRegistry waits until both coordinators list every plugin of want
