@@ -281,7 +281,6 @@ type publisher struct {
 	acked  []string
 	failed []string // ids whose publish failed
 	errs   []string // a sample of the errors, with the time
-	since  time.Time
 }
 
 func (d *deployment) publish(ctx context.Context, i int, prefix string) (*publisher, func()) {

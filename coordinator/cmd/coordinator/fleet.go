@@ -212,7 +212,7 @@ func newScaleCmd() *cobra.Command {
 	return newOrderCmd("scale NAME N", "Run N instances of a plugin started with run", 2, func(ctx context.Context, s *agent.Store, args []string) (string, error) {
 		n, err := strconv.Atoi(args[1])
 		if err != nil {
-			return "", fmt.Errorf("N %q: want a number of instances", args[1])
+			return "", fmt.Errorf("instance count %q: want a number, such as 3", args[1])
 		}
 		spec, err := s.Scale(ctx, args[0], n)
 		return fmt.Sprintf("%s: %d instance(s) ordered on agent %s", spec.Name, spec.Replicas, spec.Agent), err

@@ -65,11 +65,11 @@ type Spec struct {
 
 // Status is an agent's entry in PLUGBUS_AGENTS.
 type Status struct {
-	Name      string                      `json:"name"`
-	Host      string                      `json:"host"`
-	PID       int                         `json:"pid"`
-	Started   time.Time                   `json:"started"`
-	Seen      time.Time                   `json:"seen"`
+	Name      string                     `json:"name"`
+	Host      string                     `json:"host"`
+	PID       int                        `json:"pid"`
+	Started   time.Time                  `json:"started"`
+	Seen      time.Time                  `json:"seen"`
 	Instances []supervise.InstanceStatus `json:"instances"`
 }
 
