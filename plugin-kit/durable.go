@@ -46,15 +46,15 @@ type Durable struct {
 	// acknowledges the event. A delivery of a handled event is
 	// acknowledged without running the handler; one of an event another
 	// instance is handling (its claim renewed) is left to that instance. A
-	// claim that its instance has not renewed for a lease (the ack wait, at
-	// least 5s) is taken over by the instance that watched it for that
-	// long. So a handler runs twice only when its instance dies after the
-	// handler's effect and before the record is stored, or is frozen or cut
-	// off from NATS for longer than a lease while the handler runs (its
-	// context is cancelled when the instance notices; a handler that goes
-	// on completes its effect). Effects that must never repeat need keys of
-	// their own. Records live as long as the stream keeps events. It costs
-	// two writes to the bucket per event.
+	// claim that its instance has not renewed for a lease (the ack wait,
+	// within 5s and 30s) is taken over by the instance that watched it
+	// for that long. So a handler runs twice only when its instance dies
+	// after the handler's effect and before the record is stored, or is
+	// frozen or cut off from NATS for longer than a lease while the
+	// handler runs (its context is cancelled when the instance notices; a
+	// handler that goes on completes its effect). Effects that must never
+	// repeat need keys of their own. Records live as long as the stream
+	// keeps events. It costs two writes to the bucket per event.
 	EffectivelyOnce bool
 	// Stream is the events stream; default bus.DefaultEventsStream. When it
 	// does not exist the plugin creates it with bus's defaults.

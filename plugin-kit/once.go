@@ -36,17 +36,23 @@ import (
 // event; what follows is the instance id. An empty value means handled.
 const claimPrefix = "handling "
 
-// minLease is the shortest lease of a claim, whatever the ack wait: long
+// The lease of a claim is the ack wait, within these bounds: at least long
 // enough for an instance to reconnect after a restart of NATS and renew
-// its claims before another instance gives up on them.
-const minLease = 5 * time.Second
+// its claims before another instance gives up on them, and at most as
+// long as an event of a dead instance should wait, after its ack wait, for
+// another instance to take it over (claims are renewed while handlers
+// run, so long handlers need no long lease).
+const (
+	minLease = 5 * time.Second
+	maxLease = 30 * time.Second
+)
 
 // claimPoll is how often an instance looks at another instance's claim
 // while it waits to see whether that one is renewed.
 const claimPoll = 250 * time.Millisecond
 
 // leaseFor returns how long an unrenewed claim holds, for an ack wait.
-func leaseFor(ackWait time.Duration) time.Duration { return max(ackWait, minLease) }
+func leaseFor(ackWait time.Duration) time.Duration { return min(max(ackWait, minLease), maxLease) }
 
 // onceOutcome is what the record of an event says to do with a delivery.
 type onceOutcome int
