@@ -147,6 +147,40 @@ func (p *proc) signal(sig syscall.Signal) {
 	}
 }
 
+// freeze sends SIGSTOP and waits until every thread of the process has
+// stopped. The signal alone does not stop them at once: the kernel wakes
+// one thread to start the stop, and on a busy machine the others go on
+// running Go code (taking events, starting handlers) until that thread
+// gets a CPU.
+func (p *proc) freeze() {
+	p.t.Helper()
+	p.signal(syscall.SIGSTOP)
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		return // no /proc to look at: the signal will have to do
+	}
+	waitFor(p.t, p.name+" to stop", 20*time.Second, func() error {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.pid()))
+		if err != nil {
+			return err
+		}
+		for _, task := range tasks {
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", p.pid(), task.Name()))
+			if err != nil {
+				return err
+			}
+			// pid (comm) state ...: comm may hold spaces and parentheses.
+			i := bytes.LastIndexByte(stat, ')')
+			if i < 0 || i+2 >= len(stat) {
+				return fmt.Errorf("thread %s: unexpected stat %q", task.Name(), stat)
+			}
+			if state := stat[i+2]; state != 'T' && state != 't' {
+				return fmt.Errorf("thread %s is in state %c", task.Name(), state)
+			}
+		}
+		return nil
+	})
+}
+
 // kill sends SIGKILL (after SIGCONT, in case it is stopped) and waits for
 // the process to exit.
 func (p *proc) kill() {
