@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -37,7 +38,7 @@ const (
 func Encode(e *event.Event, msg *nats.Msg) error {
 	ctx, ok := e.Context.(*event.EventContextV1)
 	if !ok {
-		return fmt.Errorf("%w: specversion %q: Plugbus sends CloudEvents 1.0 only; convert with event.Context.AsV1()", ErrInvalidEvent, e.SpecVersion())
+		return fmt.Errorf("%w: specversion %s: Plugbus sends CloudEvents 1.0 only; convert with event.Context.AsV1()", ErrInvalidEvent, Quote(e.SpecVersion()))
 	}
 	n := 4 + len(ctx.Extensions)
 	if ctx.Time != nil {
@@ -173,7 +174,7 @@ func (m *Message) decodeBinary() (*event.Event, error) {
 func (m *Message) decodeStructured() (*event.Event, error) {
 	e, err := binding.ToEvent(context.Background(), m)
 	if err != nil {
-		return nil, fmt.Errorf("%w: structured mode body: %v", ErrInvalidEvent, err)
+		return nil, fmt.Errorf("%w: structured mode body: %s", ErrInvalidEvent, bounded(err.Error()))
 	}
 	if !e.DataBase64 && len(e.DataEncoded) > 0 {
 		ct := e.DataContentType()
@@ -460,4 +461,17 @@ func unhex(c byte) int {
 		return int(c - 'A' + 10)
 	}
 	return -1
+}
+
+// bounded cuts an error message from a library that may quote input at
+// 4 * MaxQuoted bytes.
+func bounded(msg string) string {
+	if len(msg) <= 4*MaxQuoted {
+		return msg
+	}
+	cut := 4 * MaxQuoted
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "... (" + strconv.Itoa(len(msg)) + " bytes)"
 }

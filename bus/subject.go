@@ -61,12 +61,12 @@ func DeadLetterSubject(prefix, plugin string) (string, error) {
 func ParseEventSubject(prefix, subject string) (producer, typ string, err error) {
 	rest, ok := cutPrefix(subject, prefix, ".events.")
 	if !ok {
-		return "", "", fmt.Errorf("%w: subject %q does not start with %q", ErrInvalidSubject, subject, prefix+".events.")
+		return "", "", fmt.Errorf("%w: subject %s does not start with %q", ErrInvalidSubject, Quote(subject), prefix+".events.")
 	}
 
 	dot := strings.IndexByte(rest, '.')
 	if dot < 0 {
-		return "", "", fmt.Errorf("%w: subject %q has no type after the producer; want %s.events.<producer>.<type>", ErrInvalidSubject, subject, prefix)
+		return "", "", fmt.Errorf("%w: subject %s has no type after the producer; want %s.events.<producer>.<type>", ErrInvalidSubject, Quote(subject), prefix)
 	}
 	producer, typ = rest[:dot], rest[dot+1:]
 	if err := ValidateProducer(producer); err != nil {
@@ -99,7 +99,7 @@ func ValidateProducer(name string) error {
 		return fmt.Errorf("%w: producer name is empty; use letters, digits, '_' or '-'", ErrInvalidName)
 	}
 	if !isNameToken(name) {
-		return fmt.Errorf("%w: producer name %q: use only A-Z, a-z, 0-9, '_' and '-' (no dots, spaces or wildcards)", ErrInvalidName, name)
+		return fmt.Errorf("%w: producer name %s: use only A-Z, a-z, 0-9, '_' and '-' (no dots, spaces or wildcards)", ErrInvalidName, Quote(name))
 	}
 	return nil
 }
@@ -125,33 +125,33 @@ func validateType(typ string, wildcards bool) error {
 		return typeError("%s is empty", what)
 	}
 	if !utf8.ValidString(typ) {
-		return typeError("%s %q is not valid UTF-8", what, typ)
+		return typeError("%s %s is not valid UTF-8", what, Quote(typ))
 	}
 	start := 0
 	for i := 0; i <= len(typ); i++ {
 		if i < len(typ) && typ[i] != '.' {
 			c := typ[i]
 			if c <= ' ' || c == 0x7f {
-				return typeError("%s %q contains whitespace or a control character at byte %d", what, typ, i)
+				return typeError("%s %s contains whitespace or a control character at byte %d", what, Quote(typ), i)
 			}
 			if c >= utf8.RuneSelf && utf8.RuneStart(c) {
 				if r, _ := utf8.DecodeRuneInString(typ[i:]); unicode.IsSpace(r) || unicode.IsControl(r) {
-					return typeError("%s %q contains whitespace or a control character at byte %d", what, typ, i)
+					return typeError("%s %s contains whitespace or a control character at byte %d", what, Quote(typ), i)
 				}
 			}
 			if (c == '*' || c == '>') && !wildcards {
-				return typeError("%s %q contains %q; wildcards are only allowed when subscribing", what, typ, c)
+				return typeError("%s %s contains %q; wildcards are only allowed when subscribing", what, Quote(typ), c)
 			}
 			continue
 		}
 		tok := typ[start:i]
 		switch {
 		case tok == "":
-			return typeError("%s %q has an empty dot-separated part", what, typ)
+			return typeError("%s %s has an empty dot-separated part", what, Quote(typ))
 		case tok == ">" && i != len(typ):
-			return typeError("%s %q: '>' may only be the last part", what, typ)
+			return typeError("%s %s: '>' may only be the last part", what, Quote(typ))
 		case len(tok) > 1 && strings.ContainsAny(tok, "*>"):
-			return typeError("%s %q: a wildcard must be a whole dot-separated part", what, typ)
+			return typeError("%s %s: a wildcard must be a whole dot-separated part", what, Quote(typ))
 		}
 		start = i + 1
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -20,11 +21,34 @@ type FieldError struct {
 	Rule  string // what the value must be
 }
 
+// Error quotes the field and value truncated (see [Quote]): they may come
+// from an attacker, and an error is echoed in replies and logs.
 func (e *FieldError) Error() string {
-	if e.Value == "" {
-		return fmt.Sprintf("%v: %s: %s", ErrInvalidEvent, e.Field, e.Rule)
+	field := e.Field
+	if len(field) > MaxQuoted || strings.ContainsFunc(field, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		field = Quote(field)
 	}
-	return fmt.Sprintf("%v: %s %q: %s", ErrInvalidEvent, e.Field, e.Value, e.Rule)
+	if e.Value == "" {
+		return fmt.Sprintf("%v: %s: %s", ErrInvalidEvent, field, e.Rule)
+	}
+	return fmt.Sprintf("%v: %s %s: %s", ErrInvalidEvent, field, Quote(e.Value), e.Rule)
+}
+
+// MaxQuoted is how many bytes of a value from outside [Quote] keeps.
+const MaxQuoted = 64
+
+// Quote quotes s as Go does (%q), keeping at most [MaxQuoted] bytes of it
+// and saying how long it was: what errors and log lines echo of input that
+// may be hostile, so that a megabyte of it makes a line, not a megabyte.
+func Quote(s string) string {
+	if len(s) <= MaxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := MaxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // Unwrap returns [ErrInvalidEvent].

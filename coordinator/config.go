@@ -68,6 +68,14 @@ type Config struct {
 	// HTTPToken, when set, is the bearer token every /v1/ HTTP endpoint
 	// requires. Needed to listen beyond loopback.
 	HTTPToken string `json:"http_token,omitempty"`
+	// HTTPTokenSHA256 is the hex SHA-256 of the HTTP token (sha256sum), so
+	// that the configuration file need not hold the token itself.
+	HTTPTokenSHA256 string `json:"http_token_sha256,omitempty"`
+	// HTTPRateLimit, when positive, is how many /v1/ requests a second each
+	// HTTP client (per token, or per address) may send, in bursts of
+	// HTTPRateBurst; more are answered 429.
+	HTTPRateLimit float64 `json:"http_rate_limit,omitempty"`
+	HTTPRateBurst int     `json:"http_rate_burst,omitempty"`
 
 	// GoneAfter is how long an instance may stay silent before it is
 	// marked gone.
@@ -246,7 +254,7 @@ func (c *Config) Validate() error {
 	c.HTTPTLS.validate("http_tls", bad)
 	if err := checkAddr(c.HTTPListen); err != nil {
 		bad("http_listen: %v", err)
-	} else if !isLoopback(c.HTTPListen) && c.HTTPToken == "" {
+	} else if !isLoopback(c.HTTPListen) && c.HTTPToken == "" && c.HTTPTokenSHA256 == "" {
 		bad("http_listen %q is not a loopback address and the HTTP API has no authentication: set --http-token (PLUGBUS_HTTP_TOKEN), or listen on 127.0.0.1", c.HTTPListen)
 	}
 	if c.NATSUser != "" && c.NATSPassword == "" {

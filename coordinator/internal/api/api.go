@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -48,11 +49,22 @@ type Config struct {
 	// default "http".
 	Producer string
 	// Token, when set, is required on every /v1/ endpoint as
-	// "Authorization: Bearer <Token>".
+	// "Authorization: Bearer <Token>". Only its hash is kept.
 	Token string
+	// TokenSHA256 is the hex SHA-256 of the token, for a configuration
+	// that should not hold the token itself; it wins over Token.
+	TokenSHA256 string
 	// MaxBodyBytes limits request bodies; default 1 MiB. Larger bodies are
 	// answered 413.
 	MaxBodyBytes int64
+	// BodyTimeout is how long a client may take to send a request body;
+	// default 30s. A slower body is answered 408.
+	BodyTimeout time.Duration
+	// RateLimit, when positive, is how many /v1/ requests a second each
+	// client may send (per bearer token, or per address without one),
+	// with bursts of RateBurst (default: RateLimit); more are answered 429.
+	RateLimit float64
+	RateBurst int
 	// InvokeTimeout is how long an invoke waits for its reply unless the
 	// request asks otherwise with ?timeout=; default 10s, at most
 	// [MaxInvokeTimeout].
@@ -123,6 +135,9 @@ func (c *Config) setDefaults() {
 	if c.InvokeTimeout == 0 {
 		c.InvokeTimeout = DefaultInvokeTimeout
 	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = 30 * time.Second
+	}
 	if c.Supervised == nil {
 		c.Supervised = func() any { return []any{} }
 	}
@@ -173,6 +188,9 @@ type server struct {
 	m      *metrics
 	token  [sha256.Size]byte // hash of cfg.Token, compared in constant time
 	tracer trace.Tracer      // nil: tracing off
+
+	hasToken bool     // the API requires a bearer token
+	limiter  *limiter // nil without a rate limit
 }
 
 // New builds the API handler described in the package documentation. It
@@ -183,11 +201,23 @@ func New(cfg Config) (http.Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	tokenSum, err := hex.DecodeString(cfg.TokenSHA256)
+	if err != nil || cfg.TokenSHA256 != "" && len(tokenSum) != sha256.Size {
+		return nil, fmt.Errorf("%w: TokenSHA256 must be the 64 hex digits of the token's SHA-256 (sha256sum)", ErrInvalidConfig)
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	s := &server{cfg: cfg, log: cfg.Logger, m: m, token: sha256.Sum256([]byte(cfg.Token)), tracer: tracing.Tracer(cfg.TracerProvider)}
+	s := &server{cfg: cfg, log: cfg.Logger, m: m, token: sha256.Sum256([]byte(cfg.Token)), hasToken: cfg.Token != "", tracer: tracing.Tracer(cfg.TracerProvider)}
+	if cfg.TokenSHA256 != "" {
+		copy(s.token[:], tokenSum)
+		s.hasToken = true
+	}
+	s.cfg.Token, s.cfg.TokenSHA256 = "", "" // only the hash is kept
+	if cfg.RateLimit > 0 {
+		s.limiter = newLimiter(cfg.RateLimit, cfg.RateBurst)
+	}
 
 	mux := http.NewServeMux()
 	s.route(mux, "POST", "/v1/events", s.v1(s.traced("POST /v1/events", s.handleEvents)))
@@ -236,8 +266,12 @@ func (s *server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 
 // v1 guards an endpoint with the bearer token when one is configured.
 func (s *server) v1(h http.HandlerFunc) http.Handler {
-	if s.cfg.Token == "" {
-		return h
+	if !s.hasToken {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !s.limited(w, r, false) {
+				h(w, r)
+			}
+		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := bearer(r.Header.Get("Authorization"))
@@ -252,7 +286,9 @@ func (s *server) v1(h http.HandlerFunc) http.Handler {
 			s.fail(w, r, &apiError{status: http.StatusUnauthorized, reason: reasonUnauthorized, msg: msg, field: "Authorization"})
 			return
 		}
-		h(w, r)
+		if !s.limited(w, r, true) {
+			h(w, r)
+		}
 	})
 }
 

@@ -57,7 +57,7 @@ func (s *server) needIdentities(h http.HandlerFunc) http.HandlerFunc {
 		switch {
 		case s.cfg.Identities == nil:
 			s.fail(w, r, &apiError{status: http.StatusNotFound, msg: "secure mode is off: no identities (start the coordinator with --secure)"})
-		case s.cfg.Token == "":
+		case !s.hasToken:
 			s.fail(w, r, &apiError{status: http.StatusForbidden, msg: "identities can be administered only with the HTTP token: start the coordinator with --http-token (PLUGBUS_HTTP_TOKEN)"})
 		default:
 			h(w, r)

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/textproto"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -86,11 +87,25 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiE
 	if r.ContentLength > s.cfg.MaxBodyBytes {
 		return nil, tooLarge
 	}
+	// A body trickling in is cut off: a client may not hold a handler for
+	// longer than BodyTimeout by sending slowly.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	} else {
+		// The rest of the body is not waited for: the connection closes
+		// after the answer.
+		w.Header().Set("Connection", "close")
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, tooLarge
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &apiError{status: http.StatusRequestTimeout, reason: reasonBadRequest, msg: fmt.Sprintf("the request body did not arrive within %v; send it at once", s.cfg.BodyTimeout)}
 		}
 		return nil, &apiError{status: http.StatusBadRequest, reason: reasonBadRequest, msg: "cannot read the request body: " + err.Error()}
 	}
@@ -212,7 +227,7 @@ func extensionNameErrors(raw []byte) error {
 	if json.Unmarshal(raw, &members) != nil {
 		return nil
 	}
-	var errs []error
+	errs := []error{duplicateMembers(raw)}
 	for name := range members {
 		if structuredMembers[name] {
 			continue
@@ -221,8 +236,36 @@ func extensionNameErrors(raw []byte) error {
 			errs = append(errs, &bus.FieldError{Field: name, Rule: rule})
 		}
 	}
-	sort.Slice(errs, func(i, j int) bool { return errs[i].(*bus.FieldError).Field < errs[j].(*bus.FieldError).Field })
+	sort.Slice(errs[1:], func(i, j int) bool { return errs[i+1].(*bus.FieldError).Field < errs[j+1].(*bus.FieldError).Field })
 	return errors.Join(errs...)
+}
+
+// duplicateMembers reports a member that a JSON object holds twice: JSON
+// parsers disagree on which one counts (Go's takes the last), so a checker
+// and a handler could see different types or data. A body that is not a
+// JSON object gives nil, for the decoder to report.
+func duplicateMembers(raw []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		name, _ := t.(string)
+		if seen[name] {
+			return &bus.FieldError{Field: name, Rule: "the member is given more than once; send it once"}
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return nil
+		}
+	}
+	return nil
 }
 
 // decodeStructured reads a structured-mode event (JSON event format).
@@ -257,7 +300,10 @@ func decodeBatch(body []byte) ([]*event.Event, []json.RawMessage, *apiError) {
 	events := make([]*event.Event, len(raws))
 	for i, raw := range raws {
 		e := new(event.Event)
-		err := json.Unmarshal(raw, e)
+		err := duplicateMembers(raw)
+		if err == nil {
+			err = json.Unmarshal(raw, e)
+		}
 		if err == nil && e.Context == nil {
 			err = errors.New("not a JSON object with CloudEvents attributes")
 		}

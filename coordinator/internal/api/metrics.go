@@ -15,6 +15,7 @@ const (
 	reasonUnsupportedMediaType = "unsupported_media_type"
 	reasonUnauthorized         = "unauthorized"
 	reasonPublishFailed        = "publish_failed"
+	reasonRateLimited          = "rate_limited"
 )
 
 // Outcomes of plugbus_invoke_duration_seconds.

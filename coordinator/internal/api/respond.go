@@ -74,6 +74,9 @@ func invalidEvent(err error, what string) *apiError {
 		if errors.As(e, &fe) {
 			if field == "" {
 				field = fe.Field
+				if len(field) > bus.MaxQuoted {
+					field = bus.Quote(field)
+				}
 			}
 			msgs = append(msgs, fieldMessage(fe))
 			continue
@@ -86,15 +89,14 @@ func invalidEvent(err error, what string) *apiError {
 // fieldMessage words a FieldError for HTTP clients, without the Go
 // package's prefix.
 func fieldMessage(fe *bus.FieldError) string {
+	field := fe.Field
+	if len(field) > bus.MaxQuoted {
+		field = bus.Quote(field)
+	}
 	if fe.Value == "" {
-		return fe.Field + ": " + fe.Rule
+		return field + ": " + fe.Rule
 	}
-	v := fe.Value
-	if len(v) > 100 {
-		v = v[:100] + "..."
-	}
-	b, _ := json.Marshal(v)
-	return fe.Field + " " + string(b) + ": " + fe.Rule
+	return field + " " + bus.Quote(fe.Value) + ": " + fe.Rule
 }
 
 // flatten undoes errors.Join, also nested ones.
