@@ -75,13 +75,14 @@ lint:
 
 ## compose-build: static binaries (CGO_ENABLED=0) for the compose images in
 ## compose/build: the coordinator, nats-server (from the nats-server/v2
-## module this repository already requires), the bundled plugins and the
-## ledger plugin of the fault tests
+## module this repository already requires), the bundled plugins (every
+## main package under plugins/) and the ledger plugin of the fault tests
 COMPOSE      ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := compose/docker-compose.yml
 compose-build:
 	@mkdir -p compose/build/tmp && chmod 1777 compose/build/tmp
-	CGO_ENABLED=0 $(GO) build -o compose/build/bin/ ./coordinator/cmd/coordinator $(addprefix ./plugins/,$(PLUGINS)) \
+	CGO_ENABLED=0 $(GO) build -o compose/build/bin/ ./coordinator/cmd/coordinator \
+		$$($(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./plugins/...) \
 		./internal/faults/testdata/ledger github.com/nats-io/nats-server/v2
 
 ## compose-up: the compose deployment: 3 NATS nodes, 2 coordinators, the plugins
