@@ -188,6 +188,14 @@ plugins:
 			`[...document.querySelectorAll("#types tbody tr")].some(tr => tr.textContent.startsWith("com.example.greet.requested") && tr.querySelector(".fail"))`)
 	})
 
+	t.Run("lists agents and the plugins run on order", func(t *testing.T) {
+		step(t, "open the agents section", 10*time.Second, chromedp.Click(chromedp.CSS(`#agents-section summary`)))
+		until(t, "the agents section's answer", 15*time.Second,
+			`document.getElementById("agents-status").textContent === "0 agent(s)" &&
+			 document.getElementById("agents").textContent.includes("no agents") &&
+			 document.getElementById("orders").textContent.includes("no plugins started with coordinator run")`)
+	})
+
 	shot(t, ctx, "dashboard")
 	stopConsole()
 	<-consoleDone

@@ -567,3 +567,29 @@ $("dl-replay-all").addEventListener("click", () => {
   if (!q.get("plugin")) { setStatus("dl-status", "name the plugin whose dead letters to replay", true); return; }
   deadLetterAction("POST", "/v1/deadletters/replay?" + q, "replayed the plugin's dead letters");
 });
+
+// Agents and the plugins they run on order (coordinator run), read when
+// the section is opened.
+async function loadAgents() {
+  const agents = $("agents").tBodies[0], orders = $("orders").tBodies[0];
+  setStatus("agents-status", "loading…");
+  try {
+    const [ra, ro] = await Promise.all([
+      fetch("/v1/agents", { headers: headers(), cache: "no-store" }),
+      fetch("/v1/run", { headers: headers(), cache: "no-store" }),
+    ]);
+    if (!ra.ok) { agents.replaceChildren(); orders.replaceChildren(); setStatus("agents-status", await errorText(ra), true); return; }
+    const list = await ra.json();
+    if (list.length === 0) emptyRow(agents, 5, "no agents: start coordinator agent on a host");
+    else agents.replaceChildren(...list.map((a) => row([a.name, a.host, a.pid, ago(a.started),
+      (a.instances || []).map((i) => i.instance + " (" + i.state + ")").join(", ")])));
+    const runs = ro.ok ? await ro.json() : [];
+    if (runs.length === 0) emptyRow(orders, 5, "no plugins started with coordinator run");
+    else orders.replaceChildren(...runs.map((o) => row([o.name, o.agent, el("code", o.executable || o.exec), o.replicas, ago(o.updated)])));
+    setStatus("agents-status", list.length + " agent(s)");
+  } catch (err) {
+    setStatus("agents-status", String(err.message || err), true);
+  }
+}
+$("agents-section").addEventListener("toggle", () => { if ($("agents-section").open) loadAgents(); });
+$("agents-refresh").addEventListener("click", loadAgents);
