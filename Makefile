@@ -11,7 +11,7 @@ all: build
 ## build: compile the coordinator and every plugin into bin/
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./coordinator/cmd/coordinator $(addprefix ./plugins/,$(PLUGINS))
+	$(GO) build -o $(BIN)/ ./coordinator/cmd/coordinator $(foreach p,$(PLUGINS),./plugins/$(p)/cmd/$(p))
 
 ## run: the demo: coordinator on the embedded NATS server with the bundled plugins
 run: build

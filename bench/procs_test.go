@@ -63,7 +63,7 @@ func build() error {
 		dir  string
 		pkgs []string
 	}{
-		{"..", []string{"./plugins/hello", "./coordinator/cmd/coordinator"}},
+		{"..", []string{"./plugins/hello/cmd/hello", "./coordinator/cmd/coordinator"}},
 		{".", []string{"./cmd/natspeer", "./cmd/stdiopeer", "./cmd/gopluginpeer", "./cmd/pluginpeer", "./cmd/scalepeer"}},
 	} {
 		cmd := exec.Command(goCmd, append([]string{"build", "-o", bin.dir + string(filepath.Separator)}, b.pkgs...)...)

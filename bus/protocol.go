@@ -20,7 +20,8 @@ const (
 	MetaProtocol = "plugbus.protocol" // wire protocol version, e.g. "1.0"
 	MetaEmits    = "plugbus.emits"    // comma-separated types the plugin emits
 	MetaHost     = "plugbus.host"     // host name the instance runs on
-	MetaPID      = "plugbus.pid"      // process id of the instance
+	MetaPID      = "plugbus.pid"      // process id of the instance (the host's, for a plugin run in-process)
+	MetaMode     = "plugbus.mode"     // how the instance runs: one of the Mode constants
 	MetaType     = "plugbus.type"     // endpoint metadata: the type pattern handled
 	MetaSchema   = "plugbus.schema"   // endpoint metadata: JSON Schema (or its URL) of the data
 )
@@ -28,6 +29,16 @@ const (
 // MetaSchemaOf is the service metadata key holding the JSON Schema of the
 // data of an emitted type: "plugbus.schema.<type>".
 func MetaSchemaOf(typ string) string { return MetaSchema + "." + typ }
+
+// How a plugin instance runs, as its manifest reports it in [MetaMode]. An
+// instance whose manifest names no mode is a process.
+const (
+	ModeProcess = "process" // a program of its own, connected to NATS (the default)
+	ModeStatic  = "static"  // linked into the coordinator's program, over its in-process connection
+	ModeSO      = "so"      // loaded by the coordinator from a -buildmode=plugin file, in-process
+	ModeStdio   = "stdio"   // a program speaking JSON lines on stdin/stdout, bridged by the coordinator
+	ModeWasm    = "wasm"    // a WebAssembly module the coordinator runs in-process
+)
 
 // Instance describes one running plugin instance; it is the data of the
 // lifecycle events a plugin publishes about itself.
@@ -37,6 +48,7 @@ type Instance struct {
 	ID       string   `json:"instance"`
 	Host     string   `json:"host"`
 	PID      int      `json:"pid"`
+	Mode     string   `json:"mode,omitempty"`
 	Protocol string   `json:"protocol"`
 	Handles  []string `json:"handles"`
 	Emits    []string `json:"emits,omitempty"`

@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator/internal/lease"
+	"github.com/plugbus/plugbus/coordinator/internal/supervise"
 )
 
 // Config is everything the coordinator needs to run. The zero value, after
@@ -128,59 +128,15 @@ func (s StreamSettings) busConfig(prefix string) bus.StreamConfig {
 	return bus.StreamConfig{Prefix: prefix, Name: s.Name, MaxAge: time.Duration(s.MaxAge), MaxBytes: s.MaxBytes, Replicas: s.Replicas, Memory: s.Memory}
 }
 
-// PluginSpec is a plugin the coordinator runs and restarts.
-type PluginSpec struct {
-	// Name labels the plugin's logs and instances; usually its plugin name.
-	Name string `json:"name"`
-	// Exec is the executable; a relative path is taken from the directory
-	// of the configuration file.
-	Exec string   `json:"exec"`
-	Args []string `json:"args,omitempty"`
-	// Env holds extra environment variables, KEY=VALUE.
-	Env []string `json:"env,omitempty"`
-	// Replicas is how many instances to run; default 1.
-	Replicas int `json:"replicas,omitempty"`
-	// SHA256, when set, must match the executable before each start.
-	SHA256 string `json:"sha256,omitempty"`
-	// Dir is the plugin's working directory; default: the directory of the
-	// configuration file, so relative paths in args work from there.
-	Dir string `json:"dir,omitempty"`
-	// Stdio runs Exec as a stdio plugin (docs/stdio.md): a program that
-	// reads and writes JSON lines instead of connecting to NATS, which the
-	// coordinator bridges to the bus.
-	Stdio bool `json:"stdio,omitempty"`
-	// Timeout is how long a stdio plugin may take to send its manifest or
-	// answer a line before it is taken as hung and restarted; default 30s.
-	Timeout Duration `json:"timeout,omitempty"`
-
-	// Handles, Answers and Emits declare the event types (or patterns) the
-	// plugin observes, answers and publishes. In secure mode they are its
-	// permissions: it may subscribe to nothing else, and publish only the
-	// types it emits (any type under its own name when it lists none).
-	Handles []string `json:"handles,omitempty"`
-	Answers []string `json:"answers,omitempty"`
-	Emits   []string `json:"emits,omitempty"`
-}
+// PluginSpec is a plugin the coordinator runs and restarts: one entry of
+// the configuration's plugins list (name, exec, args, env, replicas,
+// sha256, dir, stdio, timeout, handles, answers, emits). Its Mode method says how the plugin runs. In a
+// configuration file, a relative exec or dir is taken from the file's
+// directory, which is also the plugin's default working directory.
+type PluginSpec = supervise.Spec
 
 // Duration is a time.Duration written as "10s" or "1m30s" in configuration.
-type Duration time.Duration
-
-// UnmarshalJSON reads a duration string such as "10s".
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"10s\", got %s", b)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %v; write it as \"10s\" or \"1m30s\"", s, err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON writes the duration as a string such as "10s".
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+type Duration = supervise.Duration
 
 // Defaults for [Config].
 const (
@@ -278,28 +234,28 @@ func (c *Config) Validate() error {
 	names := map[string]bool{}
 	for i, p := range c.Plugins {
 		where := fmt.Sprintf("plugins[%d]", i)
-		if err := bus.ValidateProducer(p.Name); err != nil {
-			bad("%s.name: %v", where, err)
-		} else if names[p.Name] {
+		if bus.ValidateProducer(p.Name) == nil {
+			where += " (" + p.Name + ")"
+		}
+		if err := p.Validate(); err != nil {
+			for _, e := range unjoin(err) {
+				bad("%s.%v", where, e)
+			}
+		}
+		if p.Name != "" && names[p.Name] {
 			bad("%s.name %q: listed twice; use replicas for more instances", where, p.Name)
 		}
 		names[p.Name] = true
-		if p.Exec == "" {
-			bad("%s (%s).exec: the plugin's executable is required", where, p.Name)
-		}
-		if p.Timeout < 0 {
-			bad("%s (%s).timeout %v: must be positive", where, p.Name, time.Duration(p.Timeout))
-		}
-		if p.Replicas < 0 {
-			bad("%s (%s).replicas %d: must be 1 or more", where, p.Name, p.Replicas)
-		}
-		for _, kv := range p.Env {
-			if !strings.Contains(kv, "=") {
-				bad("%s (%s).env %q: write it as KEY=VALUE", where, p.Name, kv)
-			}
-		}
 	}
 	return errors.Join(errs...)
+}
+
+// unjoin returns the errors joined in err, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // LoadConfig reads a YAML (or JSON) configuration file. Unknown fields are

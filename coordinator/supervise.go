@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/plugbus/plugbus/bus"
@@ -10,20 +11,19 @@ import (
 	"github.com/plugbus/plugbus/coordinator/internal/supervise"
 )
 
-// specs turns the configured plugins into supervisor specs.
+// specs turns the configured plugins into supervisor specs: in secure mode,
+// each process plugin gets its own nkey.
 func (c *Coordinator) specs() []supervise.Spec {
-	specs := make([]supervise.Spec, len(c.cfg.Plugins))
-	for i, p := range c.cfg.Plugins {
-		env := p.Env
+	specs := slices.Clone(c.cfg.Plugins)
+	for i, p := range specs {
 		if c.sec != nil && !p.Stdio {
-			env = append([]string{"PLUGBUS_NKEY=" + c.sec.seedFiles[p.Name]}, env...)
+			specs[i].Env = append([]string{"PLUGBUS_NKEY=" + c.sec.seedFiles[p.Name]}, p.Env...)
 		}
 		if os.Getenv("OTEL_SERVICE_NAME") != "" {
 			// The plugins inherit the OTEL_ settings, but not the
 			// coordinator's own name: each traces as itself.
-			env = append([]string{"OTEL_SERVICE_NAME=" + p.Name}, env...)
+			specs[i].Env = append([]string{"OTEL_SERVICE_NAME=" + p.Name}, specs[i].Env...)
 		}
-		specs[i] = supervise.Spec{Name: p.Name, Executable: p.Exec, Args: p.Args, Env: env, Replicas: p.Replicas, SHA256: p.SHA256, Dir: p.Dir, Stdio: p.Stdio, Timeout: time.Duration(p.Timeout)}
 	}
 	return specs
 }
@@ -40,7 +40,7 @@ func (c *Coordinator) runBridge(ctx context.Context, io supervise.BridgeIO) erro
 		Conn:      c.pluginConn(io.Spec.Name),
 		Prefix:    c.cfg.Prefix,
 		Durable:   c.cfg.Durable,
-		Timeout:   io.Spec.Timeout,
+		Timeout:   time.Duration(io.Spec.Timeout),
 		Logger:    io.Log,
 		Malformed: io.Malformed,
 	})

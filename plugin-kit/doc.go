@@ -36,13 +36,25 @@
 // [Main] reads settings from flags and the environment (PLUGBUS_URL,
 // PLUGBUS_CREDS, PLUGBUS_PREFIX...), connects, registers the instance as a
 // NATS micro service, runs until SIGTERM or SIGINT, and drains. A plugin's
-// own settings are flags on flag.CommandLine, each falling back to an
-// environment variable bound with [BindEnv]; when its handlers depend on
-// them, such as type patterns taken from configuration, [MainSetup]
-// registers the handlers once the settings are read. [Plugin.Run]
-// and [Plugin.Serve] do the same under the caller's control, for tests and
-// programs that embed a plugin. Package kittest runs a plugin against a real
-// in-process NATS server in a unit test.
+// own settings are flags on its own flag set, [Plugin.Flags], each falling
+// back to an environment variable bound with [Plugin.BindEnv]; when its
+// handlers depend on them, such as type patterns taken from configuration,
+// a function given to [Plugin.Setup] registers the handlers once the
+// settings hold their values, and one given to [Plugin.Cleanup] closes what
+// it opened. [Plugin.Run] and [Plugin.Serve] do the same under the caller's
+// control, for tests and programs that embed a plugin. Package kittest runs
+// a plugin against a real in-process NATS server in a unit test.
+//
+// # Plugins linked into another program
+//
+// Nothing in a plugin is process-wide: two plugins, or two instances of
+// one, can run in one program, each with its settings and logger. A plugin
+// package registers its constructor at init with [Register], as
+// database/sql drivers do, and keeps its main to a line beside it
+// (pluginkit.Main(hello.New())). The coordinator's static mode runs
+// registered plugins in its own process over NATS's in-process connection,
+// setting their flags from its configuration instead of the command line
+// and environment.
 //
 // # Tracing
 //

@@ -18,9 +18,10 @@ import (
 // environment, logs JSON (or text) to stderr, runs the plugin until SIGTERM
 // or SIGINT, and drains. After a clean stop it returns, so main can flush
 // what it holds; on an error it exits with status 1, and with 2 on a bad
-// flag. Plugins may define flags of their own on flag.CommandLine before
-// calling Main, with environment variables bound by [BindEnv]; a plugin
-// whose handlers depend on them registers its handlers in [MainSetup].
+// setting. The plugin's own settings are the flags on [Plugin.Flags], with
+// environment variables bound by [Plugin.BindEnv]; Main parses them with
+// the connection settings below, then calls the functions given to
+// [Plugin.Setup] (an error there is a bad setting too).
 //
 // Settings, flag and environment variable (the flag wins):
 //
@@ -50,11 +51,12 @@ import (
 // spans with OTLP over HTTP, as the other OTEL_ variables say
 // (OTEL_SERVICE_NAME defaults to the plugin's name); it sends the last
 // spans before returning.
-func Main(p *Plugin) { runMain(p, nil) }
-
-// runMain is Main, and MainSetup when setup is not nil.
-func runMain(p *Plugin, setup func(*Plugin) error) {
-	fs := flag.CommandLine
+//
+// Main is for a program's main function: it reads os.Args and the
+// environment and may exit the process. A plugin without [WithLogger] logs
+// to the logger Main builds; Main leaves slog's default logger alone.
+func Main(p *Plugin) {
+	fs := p.flags
 	env := func(name, def string) string {
 		if v, ok := os.LookupEnv(name); ok {
 			return v
@@ -78,8 +80,9 @@ func runMain(p *Plugin, setup func(*Plugin) error) {
 		fmt.Fprintf(fs.Output(), "%s %s: a Plugbus plugin.\n\nUsage: %s [flags]\n\nFlags:\n", p.name, p.version, os.Args[0])
 		fs.PrintDefaults()
 	}
-	flag.Parse()
-	if err := setFromEnv(fs, envFlags, os.LookupEnv); err != nil {
+	fs.Init(os.Args[0], flag.ExitOnError)
+	_ = fs.Parse(os.Args[1:]) // ExitOnError: exits on a bad flag, and after -h
+	if err := setFromEnv(fs, p.envFlags, os.LookupEnv); err != nil {
 		exitBadConfig(p, err)
 	}
 
@@ -100,7 +103,9 @@ func runMain(p *Plugin, setup func(*Plugin) error) {
 		os.Exit(2)
 	}
 	logger := slog.New(h)
-	slog.SetDefault(logger) // a plugin without WithLogger logs here too
+	if p.logger == nil {
+		p.logger = logger
+	}
 	d, err := time.ParseDuration(*drain)
 	if err != nil || d <= 0 {
 		fmt.Fprintf(os.Stderr, "%s: -drain-timeout %q: want a duration such as 10s\n", p.name, *drain)
@@ -125,10 +130,10 @@ func runMain(p *Plugin, setup func(*Plugin) error) {
 		CertFile:     *cert,
 		KeyFile:      *key,
 	}
-	if setup != nil {
-		if err := callSetup(p, setup); err != nil {
-			exitBadConfig(p, err)
-		}
+	if err := p.setUp(); err != nil {
+		var none error
+		p.cleanUp(&none)
+		exitBadConfig(p, err)
 	}
 
 	flushSpans, err := tracerFromEnv(p)
@@ -143,7 +148,7 @@ func runMain(p *Plugin, setup func(*Plugin) error) {
 		// Served by a coordinator's bridge: no NATS, and stdout is the
 		// protocol's (logs go to stderr as always).
 		if err := p.ServeStdio(ctx, os.Stdin, os.Stdout); err != nil {
-			logger.Error("plugin failed", "plugin", p.name, "err", err)
+			p.logger.Error("plugin failed", "plugin", p.name, "err", err)
 			stop()
 			flushSpans()
 			os.Exit(1)
@@ -151,9 +156,16 @@ func runMain(p *Plugin, setup func(*Plugin) error) {
 		return
 	}
 	if err := p.Run(ctx); err != nil {
-		logger.Error("plugin failed", "plugin", p.name, "err", err)
+		p.logger.Error("plugin failed", "plugin", p.name, "err", err)
 		stop()
 		flushSpans()
 		os.Exit(1)
 	}
+}
+
+// exitBadConfig reports a bad setting of plugin p and exits with status 2,
+// as the flag package does on a bad flag.
+func exitBadConfig(p *Plugin, err error) {
+	fmt.Fprintf(os.Stderr, "%s: %v\n", p.name, err)
+	os.Exit(2)
 }

@@ -39,6 +39,11 @@ func WithConcurrency(n int) Option { return func(p *Plugin) { p.concurrency = n 
 // running before it cancels their context; the default is 10s.
 func WithDrainTimeout(d time.Duration) Option { return func(p *Plugin) { p.drainTimeout = d } }
 
+// WithMode sets how the instance runs, as its manifest reports it: one of
+// bus's Mode constants, [bus.ModeProcess] by default. Hosts that run plugins
+// in-process set it; a plugin's own program leaves it.
+func WithMode(mode string) Option { return func(p *Plugin) { p.mode = mode } }
+
 // DefaultConcurrency is how many events a handler handles at once by default.
 const DefaultConcurrency = 16
 

@@ -3,6 +3,7 @@ package pluginkit
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -42,6 +43,15 @@ type Plugin struct {
 	routes        []*route
 	durable       *Durable     // nil: at most once (core NATS)
 	tracer        trace.Tracer // nil: tracing off (see WithTracerProvider)
+	mode          string       // how the instance runs, for its manifest: a bus.Mode constant
+
+	// Settings and their use; see settings.go.
+	flags     *flag.FlagSet
+	envFlags  []envFlag
+	setups    []func(*Plugin) error
+	cleanups  []func() error
+	setUpDone bool
+	setUpErr  error
 
 	// Set once Serve starts.
 	started   atomic.Bool
@@ -98,6 +108,8 @@ func New(name, version string, opts ...Option) *Plugin {
 		prefix:       bus.DefaultPrefix,
 		concurrency:  DefaultConcurrency,
 		drainTimeout: 10 * time.Second,
+		mode:         bus.ModeProcess,
+		flags:        flag.NewFlagSet(name, flag.ContinueOnError),
 	}
 	for _, opt := range opts {
 		opt(p)
@@ -154,7 +166,14 @@ func (p *Plugin) Use(mw ...Middleware) { p.middleware = append(p.middleware, mw.
 // Run connects to NATS with the plugin's connection settings, serves until
 // ctx ends, drains and closes the connection. The connection retries and
 // reconnects forever; after a reconnect the plugin announces itself again.
-func (p *Plugin) Run(ctx context.Context) error {
+//
+// Before connecting, Run calls the functions given to [Plugin.Setup]; before
+// it returns, the ones given to [Plugin.Cleanup].
+func (p *Plugin) Run(ctx context.Context) (err error) {
+	defer p.cleanUp(&err)
+	if err := p.setUp(); err != nil {
+		return fmt.Errorf("pluginkit: plugin %q: %w", p.name, err)
+	}
 	if p.logger == nil {
 		p.logger = slog.Default()
 	}
@@ -216,7 +235,13 @@ func (p *Plugin) Run(ctx context.Context) error {
 // Serve runs the plugin on an existing connection until ctx ends, then
 // stops taking events, waits for running handlers (up to the drain
 // timeout), publishes the stopped event and returns. It leaves nc open.
-func (p *Plugin) Serve(ctx context.Context, nc *nats.Conn) error {
+// Like [Plugin.Run], it calls the functions given to [Plugin.Setup] first
+// and the ones given to [Plugin.Cleanup] last.
+func (p *Plugin) Serve(ctx context.Context, nc *nats.Conn) (err error) {
+	defer p.cleanUp(&err)
+	if err := p.setUp(); err != nil {
+		return fmt.Errorf("pluginkit: plugin %q: %w", p.name, err)
+	}
 	return p.serve(ctx, nc, nil)
 }
 
@@ -260,6 +285,7 @@ func (p *Plugin) serve(ctx context.Context, nc *nats.Conn, reconnected <-chan st
 		bus.MetaEmits:    strings.Join(p.emits, ","),
 		bus.MetaHost:     host,
 		bus.MetaPID:      strconv.Itoa(os.Getpid()),
+		bus.MetaMode:     p.mode,
 	}
 	for typ, doc := range p.schemas {
 		meta[bus.MetaSchemaOf(typ)] = doc
@@ -682,7 +708,7 @@ func (p *Plugin) endpointStats(ep *micro.Endpoint) any {
 func (p *Plugin) announce(typ, reason string) {
 	host, _ := os.Hostname()
 	e := NewEvent(typ, bus.Instance{
-		Plugin: p.name, Version: p.version, ID: p.id, Host: host, PID: os.Getpid(),
+		Plugin: p.name, Version: p.version, ID: p.id, Host: host, PID: os.Getpid(), Mode: p.mode,
 		Protocol: bus.ProtocolVersion, Handles: p.patterns(), Emits: p.emits, Reason: reason,
 	})
 	if err := p.publish(e, nil); err != nil {

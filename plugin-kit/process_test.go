@@ -41,7 +41,7 @@ type binary struct {
 }
 
 const (
-	helloPkg      = "github.com/plugbus/plugbus/plugins/hello"
+	helloPkg      = "github.com/plugbus/plugbus/plugins/hello/cmd/hello"
 	testpluginPkg = "github.com/plugbus/plugbus/plugin-kit/internal/testplugin"
 )
 

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -97,35 +96,71 @@ func TestSetFromEnv(t *testing.T) {
 	}
 }
 
-// bindRuns names TestBindEnv's flag afresh on every run (-count): flags
-// live in the process-wide set.
-var bindRuns atomic.Int32
-
 func TestBindEnv(t *testing.T) {
-	saved := envFlags
-	t.Cleanup(func() { envFlags = saved })
-	name := "pluginkit-test-bind-" + strconv.Itoa(int(bindRuns.Add(1)))
-	flag.String(name, "", "a test flag")
-	BindEnv(name, "PLUGINKIT_TEST_BIND")
-	if got := flag.Lookup(name).Usage; got != "a test flag [PLUGINKIT_TEST_BIND]" {
+	p := New("bind", "1.0.0")
+	p.Flags().String("dir", "", "a test flag")
+	p.BindEnv("dir", "PLUGINKIT_TEST_BIND")
+	if got := p.Flags().Lookup("dir").Usage; got != "a test flag [PLUGINKIT_TEST_BIND]" {
 		t.Errorf("usage %q: want the variable's name in it, for -h", got)
 	}
-	if got := envFlags[len(envFlags)-1]; got != (envFlag{name, "PLUGINKIT_TEST_BIND"}) {
+	if got := p.envFlags[len(p.envFlags)-1]; got != (envFlag{"dir", "PLUGINKIT_TEST_BIND"}) {
 		t.Errorf("binding %+v", got)
 	}
+	if flag.CommandLine.Lookup("dir") != nil {
+		t.Error("the plugin's flag landed on flag.CommandLine")
+	}
 	for _, tt := range []struct{ flag, env, want string }{
-		{"pluginkit-test-nosuch", "X", "no flag -pluginkit-test-nosuch"},
-		{name, "OTHER", "already bound to PLUGINKIT_TEST_BIND"},
-		{name, "", "empty environment variable name"},
+		{"nosuch", "X", "no flag -nosuch"},
+		{"dir", "OTHER", "already bound to PLUGINKIT_TEST_BIND"},
+		{"dir", "", "empty environment variable name"},
 	} {
 		msg := func() (msg string) {
 			defer func() { msg, _ = recover().(string) }()
-			BindEnv(tt.flag, tt.env)
+			p.BindEnv(tt.flag, tt.env)
 			return ""
 		}()
 		if !strings.Contains(msg, tt.want) {
 			t.Errorf("BindEnv(%q, %q) panicked with %q, want a panic saying %q", tt.flag, tt.env, msg, tt.want)
 		}
+	}
+}
+
+// Two plugins in one process define the same flag and bind the same
+// variable without meeting: each has its own settings.
+func TestSettingsPerPlugin(t *testing.T) {
+	a, b := New("a", "1.0.0"), New("b", "1.0.0")
+	da := a.Flags().String("dir", "a-default", "")
+	db := b.Flags().String("dir", "b-default", "")
+	a.BindEnv("dir", "DIR")
+	b.BindEnv("dir", "DIR")
+	if err := a.Flags().Set("dir", "/a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := setFromEnv(b.Flags(), b.envFlags, func(string) (string, bool) { return "/from-env", true }); err != nil {
+		t.Fatal(err)
+	}
+	if *da != "/a" || *db != "/from-env" {
+		t.Errorf("got a=%q b=%q, want /a and /from-env", *da, *db)
+	}
+}
+
+// Setup runs once before the plugin starts; Cleanup runs in reverse order
+// after it stops, even when setup failed, and its errors are returned.
+func TestSetupAndCleanup(t *testing.T) {
+	var order []string
+	p := New("setup", "1.0.0")
+	p.Setup(func(p *Plugin) error {
+		order = append(order, "setup")
+		p.Cleanup(func() error { order = append(order, "first cleanup"); return nil })
+		p.Cleanup(func() error { order = append(order, "second cleanup"); return errors.New("disk full") })
+		return errors.New("-dir: not a directory")
+	})
+	err := p.Serve(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), "-dir: not a directory") || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("Serve: got %v, want the setup's error and the cleanup's", err)
+	}
+	if want := []string{"setup", "second cleanup", "first cleanup"}; !slices.Equal(order, want) {
+		t.Errorf("calls %q, want %q", order, want)
 	}
 }
 

@@ -3,7 +3,6 @@ package pluginkit_test
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,41 +15,29 @@ import (
 	"github.com/plugbus/plugbus/plugin-kit/kittest"
 )
 
-// A plugin whose handled types come from a flag. Its main defines the flag,
-// binds it to an environment variable, and gives MainSetup a setup function
-// that registers a handler per type once the flag is parsed:
-//
-//	func main() {
-//		types := flag.String("types", "com.example.greet.requested", "event types to greet, comma-separated")
-//		pluginkit.BindEnv("types", "GREETER_TYPES")
-//		pluginkit.MainSetup(pluginkit.New("greeter", "1.0.0"), func(p *pluginkit.Plugin) error {
-//			return handle(p, *types)
-//		})
-//	}
-//
-// Here a flag set parses the command line that main would get, and kittest
-// runs the plugin, set up by the same function.
-func ExampleMainSetup() {
-	handle := func(p *pluginkit.Plugin, types string) error {
-		if types == "" {
-			return errors.New("-types: no event type") // MainSetup exits with status 2
+// A plugin whose handled types come from a setting. It defines the flag
+// on its own flag set, binds it to an environment variable, and registers
+// a handler per type in Setup, once the flag has its value. Its program's
+// main would be pluginkit.Main(p), which reads -types or GREETER_TYPES;
+// here the flag is set as a host running the plugin in-process sets it from
+// its configuration, and kittest runs the plugin.
+func ExamplePlugin_Setup() {
+	p := pluginkit.New("greeter", "1.0.0")
+	types := p.Flags().String("types", "com.example.greet.requested", "event types to greet, comma-separated")
+	p.BindEnv("types", "GREETER_TYPES")
+	p.Setup(func(p *pluginkit.Plugin) error {
+		if *types == "" {
+			return errors.New("-types: no event type") // Main exits with status 2
 		}
-		for _, t := range strings.Split(types, ",") {
+		for _, t := range strings.Split(*types, ",") {
 			p.HandleFunc(t, func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
 				return pluginkit.NewEvent("com.example.greet.sent", "hello from "+e.Type()), nil
 			})
 		}
 		return nil
-	}
+	})
 
-	fs := flag.NewFlagSet("greeter", flag.ContinueOnError)
-	types := fs.String("types", "com.example.greet.requested", "event types to greet, comma-separated")
-	if err := fs.Parse([]string{"-types", "com.example.greet.requested,com.example.wave.requested"}); err != nil {
-		fmt.Println(err)
-		return
-	}
-	p := pluginkit.New("greeter", "1.0.0")
-	if err := handle(p, *types); err != nil {
+	if err := p.Flags().Set("types", "com.example.greet.requested,com.example.wave.requested"); err != nil {
 		fmt.Println(err)
 		return
 	}

@@ -29,9 +29,16 @@ import (
 // [Plugin.Publish] write events to out; [Invoke] is not available (it
 // returns an error), as the protocol has no requests from the plugin.
 //
+// Like [Plugin.Run], it calls the functions given to [Plugin.Setup] first
+// and the ones given to [Plugin.Cleanup] last.
+//
 // [Main] calls ServeStdio when the program is built for GOOS=wasip1, or
 // when PLUGBUS_STDIO=1 is set (the coordinator sets it for stdio plugins).
-func (p *Plugin) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) error {
+func (p *Plugin) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) (err error) {
+	defer p.cleanUp(&err)
+	if err := p.setUp(); err != nil {
+		return fmt.Errorf("pluginkit: plugin %q: %w", p.name, err)
+	}
 	if !p.started.CompareAndSwap(false, true) {
 		return fmt.Errorf("pluginkit: plugin %q is already running; create another with New to run a second instance", p.name)
 	}

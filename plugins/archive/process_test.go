@@ -1,4 +1,4 @@
-package main
+package archive
 
 import (
 	"os"
@@ -17,12 +17,12 @@ import (
 // has exited: it drains the subscription, waits for its handlers, and syncs
 // the file.
 func TestProcessArchivesEverythingBeforeSIGTERM(t *testing.T) {
-	bin := proctest.Build(t, ".")
+	bin := proctest.Build(t, "./cmd/archive")
 	srv := bustest.NewServer(t)
 	nc := bustest.Connect(t, srv)
 	dir := t.TempDir()
 
-	started, err := nc.SubscribeSync(bus.DefaultPrefix + ".events." + name + "." + bus.TypePluginStarted)
+	started, err := nc.SubscribeSync(bus.DefaultPrefix + ".events." + Name + "." + bus.TypePluginStarted)
 	if err == nil {
 		err = nc.Flush() // the server has the subscription before the plugin starts
 	}

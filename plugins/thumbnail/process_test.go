@@ -1,4 +1,4 @@
-package main
+package thumbnail
 
 import (
 	"encoding/json"
@@ -20,13 +20,13 @@ import (
 // Three instances of the binary share the uploaded events: every event is
 // handled once, by one of them, and more than one of them works.
 func TestProcessInstancesShareTheLoad(t *testing.T) {
-	bin := proctest.Build(t, ".")
+	bin := proctest.Build(t, "./cmd/thumbnail")
 	srv := bustest.NewServer(t)
 	nc := bustest.Connect(t, srv)
 	out := t.TempDir()
 
 	const instances = 3
-	started, err := nc.SubscribeSync(bus.DefaultPrefix + ".events." + name + "." + bus.TypePluginStarted)
+	started, err := nc.SubscribeSync(bus.DefaultPrefix + ".events." + Name + "." + bus.TypePluginStarted)
 	if err == nil {
 		err = nc.Flush() // the server has the subscription before the instances start
 	}
@@ -70,7 +70,7 @@ func TestProcessInstancesShareTheLoad(t *testing.T) {
 	}
 
 	results := make(chan *nats.Msg, 100)
-	sub, err := nc.ChanSubscribe(bus.DefaultPrefix+".events."+name+"."+TypeThumbnailed, results)
+	sub, err := nc.ChanSubscribe(bus.DefaultPrefix+".events."+Name+"."+TypeThumbnailed, results)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,8 @@
-package main
+package webhook
 
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -79,7 +78,7 @@ func start(t *testing.T, d *Deliverer, types ...string) *kittest.Harness {
 		d.Backoff, d.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
 	}
 	d.Timeout = 2 * time.Second
-	d.Self = name
+	d.Self = Name
 	if err := validate(d, config{types: types, concurrency: 8}); err != nil {
 		t.Fatal(err)
 	}
@@ -361,13 +360,8 @@ func TestOwnReportsNotDelivered(t *testing.T) {
 // (producer "http") are not delivered again, so they cannot loop.
 func TestProducersFlag(t *testing.T) {
 	ep := newEndpoint(t, http.StatusAccepted)
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	setup := defineFlags(fs)
-	if err := fs.Parse([]string{"-types", "com.example.greet.sent", "-producers", "hello", "-url", ep.URL + "/v1/events"}); err != nil {
-		t.Fatal(err)
-	}
-	p := newPlugin()
-	if err := setup(p); err != nil {
+	p := New()
+	if err := p.Flags().Parse([]string{"-types", "com.example.greet.sent", "-producers", "hello", "-url", ep.URL + "/v1/events"}); err != nil {
 		t.Fatal(err)
 	}
 	h := kittest.Start(t, p)

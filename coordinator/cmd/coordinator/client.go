@@ -149,6 +149,7 @@ func newPluginsCmd() *cobra.Command {
 				Versions  []string `json:"versions"`
 				Handles   []string `json:"handles"`
 				Running   int      `json:"running"`
+				Modes     []string `json:"modes"`
 				Instances []struct {
 					ID, Host, State, Reason string
 				} `json:"instances"`
@@ -157,9 +158,9 @@ func newPluginsCmd() *cobra.Command {
 				return fmt.Errorf("unexpected answer from %s: %w", f.api, err)
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "PLUGIN\tSTATE\tINSTANCES\tVERSION\tHANDLES")
+			fmt.Fprintln(w, "PLUGIN\tSTATE\tINSTANCES\tMODE\tVERSION\tHANDLES")
 			for _, p := range plugins {
-				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\n", p.Name, p.State, p.Running, len(p.Instances), strings.Join(p.Versions, ","), strings.Join(p.Handles, ","))
+				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", p.Name, p.State, p.Running, len(p.Instances), strings.Join(p.Modes, ","), strings.Join(p.Versions, ","), strings.Join(p.Handles, ","))
 			}
 			if len(plugins) == 0 {
 				fmt.Fprintln(w, "(no plugins)")

@@ -49,6 +49,7 @@ type Instance struct {
 	Version     string            `json:"version"`
 	Host        string            `json:"host,omitempty"`
 	PID         int               `json:"pid,omitempty"`
+	Mode        string            `json:"mode"` // how it runs: process, static, so, stdio or wasm (bus's Mode constants)
 	Protocol    string            `json:"protocol"`
 	Description string            `json:"description,omitempty"`
 	Handles     []string          `json:"handles"`
@@ -92,6 +93,7 @@ type Plugin struct {
 	Handles   []string   `json:"handles"`
 	Emits     []string   `json:"emits,omitempty"`
 	Running   int        `json:"running"`
+	Modes     []string   `json:"modes"` // how its instances run, sorted
 	Instances []Instance `json:"instances"`
 }
 
@@ -209,7 +211,7 @@ func (r *Registry) Plugins() []Plugin {
 	// Versions, types and emitted types are gathered in sets and sorted
 	// once per plugin: with thousands of instances and types, searching
 	// and sorting the lists for every instance was quadratic.
-	type sets struct{ versions, handles, emits map[string]bool }
+	type sets struct{ versions, handles, emits, modes map[string]bool }
 	byName := map[string]*Plugin{}
 	seen := map[string]sets{}
 	for _, in := range r.instances {
@@ -217,7 +219,7 @@ func (r *Registry) Plugins() []Plugin {
 		if p == nil {
 			p = &Plugin{Name: in.Plugin, State: in.State}
 			byName[in.Plugin] = p
-			seen[in.Plugin] = sets{map[string]bool{}, map[string]bool{}, map[string]bool{}}
+			seen[in.Plugin] = sets{map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}}
 		}
 		p.Instances = append(p.Instances, clone(in))
 		if in.State == Running {
@@ -226,6 +228,7 @@ func (r *Registry) Plugins() []Plugin {
 		}
 		s := seen[in.Plugin]
 		s.versions[in.Version] = true
+		s.modes[in.Mode] = true
 		for _, t := range in.Handles {
 			s.handles[t] = true
 		}
@@ -236,7 +239,7 @@ func (r *Registry) Plugins() []Plugin {
 	out := make([]Plugin, 0, len(byName))
 	for name, p := range byName {
 		s := seen[name]
-		p.Versions, p.Handles, p.Emits = sorted(s.versions), sorted(s.handles), sorted(s.emits)
+		p.Versions, p.Handles, p.Emits, p.Modes = sorted(s.versions), sorted(s.handles), sorted(s.emits), sorted(s.modes)
 		slices.SortFunc(p.Instances, func(a, b Instance) int { return strings.Compare(a.ID, b.ID) })
 		out = append(out, *p)
 	}
@@ -534,6 +537,10 @@ func (r *Registry) update(in *Instance, st micro.Stats, asked, now time.Time) {
 	in.Started, in.LastSeen = st.Started, now
 	in.Host = st.Metadata[bus.MetaHost]
 	in.PID, _ = strconv.Atoi(st.Metadata[bus.MetaPID])
+	in.Mode = st.Metadata[bus.MetaMode]
+	if in.Mode == "" {
+		in.Mode = bus.ModeProcess // a manifest without a mode: a program of its own
+	}
 	in.Emits = splitList(st.Metadata[bus.MetaEmits])
 	in.Handles, in.Stats = in.Handles[:0], Counters{}
 	clear(in.byType)

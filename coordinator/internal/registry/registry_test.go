@@ -132,6 +132,8 @@ func TestRegistryListsPluginsWithTheirManifest(t *testing.T) {
 		{"handles", strings.Join(in.Handles, ","), "com.example.greet.requested,com.example.user.>"},
 		{"emits", strings.Join(in.Emits, ","), "com.example.greet.sent"},
 		{"schema", in.Schemas["com.example.greet.requested"], `{"type":"object"}`},
+		{"mode", in.Mode, bus.ModeProcess},
+		{"modes", strings.Join(got.Modes, ","), bus.ModeProcess},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -144,6 +146,23 @@ func TestRegistryListsPluginsWithTheirManifest(t *testing.T) {
 	if len(seen.types()) != 0 {
 		t.Errorf("changes %v for a healthy plugin, want none", seen.types())
 	}
+}
+
+// An instance run in-process says so in its manifest, and the registry
+// shows how each instance runs.
+func TestRegistryShowsTheMode(t *testing.T) {
+	s := bustest.NewServer(t)
+	r := startRegistry(t, bustest.Connect(t, s), &changes{})
+	p := pluginkit.New("linked", "1.0.0", pluginkit.WithMode(bus.ModeStatic))
+	p.HandleFunc("com.example.linked.requested", noop)
+	servePlugin(t, bustest.Connect(t, s), p)
+	waitFor(t, "linked, static", func() error {
+		got, ok := find(r, "linked")
+		if !ok || len(got.Instances) != 1 || got.Instances[0].Mode != bus.ModeStatic || !slices.Equal(got.Modes, []string{bus.ModeStatic}) {
+			return fmt.Errorf("got %+v", got)
+		}
+		return nil
+	})
 }
 
 func TestRegistryMarksStoppedAndGoneInstances(t *testing.T) {

@@ -2,12 +2,10 @@ package supervise
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -48,43 +46,6 @@ type Config struct {
 	// instance come in order, calls for different instances may come at the
 	// same time, and the instance waits while OnEvent runs.
 	OnEvent func(Event)
-}
-
-// Spec describes one plugin to run.
-type Spec struct {
-	// Name is the plugin's name, as it announces itself on the bus.
-	Name string `json:"name"`
-
-	// Executable is the program to run: a path, relative to Dir if it is
-	// relative and Dir is set, or a bare name looked up in PATH.
-	Executable string `json:"executable"`
-
-	// Args are the arguments, not including the program name.
-	Args []string `json:"args,omitempty"`
-
-	// Env holds extra KEY=VALUE settings; they win over Config.BaseEnv.
-	Env []string `json:"env,omitempty"`
-
-	// Replicas is how many instances to run. Default 1.
-	Replicas int `json:"replicas,omitempty"`
-
-	// SHA256, if set, is the hex SHA-256 digest the executable's contents
-	// must have. It is checked before every start; on a mismatch the instance
-	// is not started and is reported as failed.
-	SHA256 string `json:"sha256,omitempty"`
-
-	// Dir is the working directory. Default: the coordinator's.
-	Dir string `json:"dir,omitempty"`
-
-	// Stdio says the program speaks the stdio protocol (docs/stdio.md) on
-	// its standard input and output instead of connecting to NATS itself:
-	// the supervisor runs [Config.Bridge] between them and the bus.
-	Stdio bool `json:"stdio,omitempty"`
-
-	// Timeout is how long a stdio program may take to send its manifest
-	// or to answer a line before it is taken as hung and restarted.
-	// Default: the bridge's (30s).
-	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
 // BridgeIO is what [Config.Bridge] gets: the instance and the program's
@@ -173,33 +134,19 @@ func (c Config) Validate() error {
 	}
 	seen := make(map[string]bool)
 	for i, s := range c.Specs {
-		if err := bus.ValidateProducer(s.Name); err != nil {
-			bad("plugin %d: %w", i, err)
-		} else if seen[s.Name] {
+		if err := s.Validate(); err != nil {
+			if bus.ValidateProducer(s.Name) != nil {
+				errs = append(errs, fmt.Errorf("%w: plugin %d: %w", ErrInvalidConfig, i, err))
+			} else {
+				errs = append(errs, fmt.Errorf("%w: plugin %q: %w", ErrInvalidConfig, s.Name, err))
+			}
+		}
+		if s.Name != "" && seen[s.Name] {
 			bad("plugin %q is listed twice", s.Name)
 		}
 		seen[s.Name] = true
-		if s.Executable == "" {
-			bad("plugin %q: executable is empty", s.Name)
-		}
 		if s.Stdio && c.Bridge == nil {
 			bad("plugin %q: stdio is set but the supervisor has no bridge", s.Name)
-		}
-		if s.Timeout < 0 {
-			bad("plugin %q: timeout %s is negative", s.Name, s.Timeout)
-		}
-		if s.Replicas < 0 {
-			bad("plugin %q: replicas is %d; it must be 1 or more (0 means 1)", s.Name, s.Replicas)
-		}
-		if s.SHA256 != "" {
-			if b, err := hex.DecodeString(s.SHA256); err != nil || len(b) != 32 {
-				bad("plugin %q: sha256 %q is not 64 hex digits", s.Name, s.SHA256)
-			}
-		}
-		for _, kv := range s.Env {
-			if !validEnv(kv) {
-				bad("plugin %q: env entry %q is not KEY=VALUE", s.Name, kv)
-			}
 		}
 	}
 	for _, kv := range c.BaseEnv {
@@ -223,9 +170,4 @@ func (c Config) Validate() error {
 		bad("stop timeout %s is negative", c.StopTimeout)
 	}
 	return errors.Join(errs...)
-}
-
-func validEnv(kv string) bool {
-	k, _, ok := strings.Cut(kv, "=")
-	return ok && k != ""
 }

@@ -61,6 +61,7 @@ const (
 type InstanceStatus struct {
 	Plugin       string      `json:"plugin"`
 	Instance     string      `json:"instance"`
+	Mode         string      `json:"mode"` // how it runs: Spec.Mode
 	PID          int         `json:"pid,omitempty"`
 	State        State       `json:"state"`
 	Restarts     int         `json:"restarts"`

@@ -104,8 +104,8 @@ func fakeCoordinator() {
 // helperSpec returns a spec running the helper of the given name.
 func helperSpec(exe, plugin, helper string) supervise.Spec {
 	return supervise.Spec{
-		Name:       plugin,
-		Executable: exe,
+		Name: plugin,
+		Exec: exe,
 		// The race detector otherwise waits 1s before every exit.
 		Env: []string{helperEnv + "=" + helper, "GORACE=atexit_sleep_ms=0"},
 	}

@@ -70,7 +70,7 @@ func New(cfg Config) (*Supervisor, error) {
 				spec:   sp,
 				name:   name,
 				log:    s.cfg.Logger.With("plugin", sp.Name, "instance", name),
-				status: InstanceStatus{Plugin: sp.Name, Instance: name, State: StateStopped},
+				status: InstanceStatus{Plugin: sp.Name, Instance: name, Mode: sp.Mode(), State: StateStopped},
 			})
 		}
 	}
@@ -239,7 +239,7 @@ func (s *Supervisor) start(st starter, in *instance) (*process, error) {
 	stderr := &lineWriter{log: in.log, stream: "stderr"}
 	cmd := &exec.Cmd{
 		Path:        path,
-		Args:        append([]string{sp.Executable}, sp.Args...),
+		Args:        append([]string{sp.Exec}, sp.Args...),
 		Env:         slices.Concat(os.Environ(), s.cfg.BaseEnv, sp.Env, []string{"PLUGBUS_INSTANCE=" + in.name}, stdioEnv(sp)),
 		Dir:         sp.Dir,
 		Stdout:      stdout,
@@ -426,7 +426,7 @@ func exitStatus(p *process, err error) *ExitStatus {
 // path resolves the executable as the child will: a bare name through PATH,
 // a relative path against Dir.
 func (sp *Spec) path() (string, error) {
-	p := sp.Executable
+	p := sp.Exec
 	if !strings.ContainsRune(p, '/') && !strings.ContainsRune(p, filepath.Separator) {
 		return exec.LookPath(p)
 	}

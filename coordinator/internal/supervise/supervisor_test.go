@@ -411,7 +411,7 @@ func TestStartFailureNotRetried(t *testing.T) {
 	t.Parallel()
 	h := run(t, supervise.Config{
 		Specs: []supervise.Spec{
-			{Name: "missing", Executable: t.TempDir() + "/no-such-plugin"},
+			{Name: "missing", Exec: t.TempDir() + "/no-such-plugin"},
 			helperSpec(self(t), "fine", "sleep"),
 		},
 		Backoff: fastBackoff,
@@ -476,7 +476,7 @@ func TestStopBeforeRun(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	ok := supervise.Spec{Name: "p", Executable: "/bin/true"}
+	ok := supervise.Spec{Name: "p", Exec: "/bin/true"}
 	with := func(f func(*supervise.Spec)) supervise.Spec { s := ok; f(&s); return s }
 	tests := []struct {
 		name string
@@ -488,7 +488,7 @@ func TestValidate(t *testing.T) {
 		{"bad name", supervise.Config{Specs: []supervise.Spec{with(func(s *supervise.Spec) { s.Name = "a.b" })}}, `"a.b"`},
 		{"empty name", supervise.Config{Specs: []supervise.Spec{with(func(s *supervise.Spec) { s.Name = "" })}}, "empty"},
 		{"duplicate", supervise.Config{Specs: []supervise.Spec{ok, ok}}, "listed twice"},
-		{"no executable", supervise.Config{Specs: []supervise.Spec{with(func(s *supervise.Spec) { s.Executable = "" })}}, "executable is empty"},
+		{"no executable", supervise.Config{Specs: []supervise.Spec{with(func(s *supervise.Spec) { s.Exec = "" })}}, "exec: the plugin's executable is required"},
 		{"negative replicas", supervise.Config{Specs: []supervise.Spec{with(func(s *supervise.Spec) { s.Replicas = -1 })}}, "replicas"},
 		{"short sha256", supervise.Config{Specs: []supervise.Spec{with(func(s *supervise.Spec) { s.SHA256 = "abcd" })}}, "64 hex digits"},
 		{"bad env", supervise.Config{Specs: []supervise.Spec{with(func(s *supervise.Spec) { s.Env = []string{"NOEQUALS"} })}}, `"NOEQUALS"`},

@@ -2,7 +2,7 @@
 // com.example.work.requested (or the types -types names) and reports, in its com.example.work.done
 // result, which process handled the event, so tests can tell instances apart.
 //
-// Settings (flags fall back to the environment, as BindEnv makes them):
+// Settings (flags fall back to the environment, as Plugin.BindEnv makes them):
 //
 //	TESTPLUGIN_NAME              plugin name (default "worker"; environment only, as New needs it)
 //	-sleep  TESTPLUGIN_SLEEP     how long each handler runs, a Go duration (default 0)
@@ -16,7 +16,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"os"
 	"strings"
 	"time"
@@ -38,11 +37,11 @@ func main() {
 	if name == "" {
 		name = "worker"
 	}
-	sleep := flag.Duration("sleep", 0, "how long each handler runs")
-	types := flag.String("types", "com.example.work.requested", "type patterns handled, comma-separated")
-	pluginkit.BindEnv("sleep", "TESTPLUGIN_SLEEP")
-	pluginkit.BindEnv("types", "TESTPLUGIN_TYPES")
 	p := pluginkit.New(name, "1.0.0", pluginkit.WithEmits("com.example.work.began", "com.example.work.done"))
+	sleep := p.Flags().Duration("sleep", 0, "how long each handler runs")
+	types := p.Flags().String("types", "com.example.work.requested", "type patterns handled, comma-separated")
+	p.BindEnv("sleep", "TESTPLUGIN_SLEEP")
+	p.BindEnv("types", "TESTPLUGIN_TYPES")
 	work := func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
 		if *sleep > 0 {
 			if err := pluginkit.Emit(ctx, pluginkit.NewEvent("com.example.work.began", nil)); err != nil {
@@ -58,7 +57,7 @@ func main() {
 			Trigger:  e.ID(),
 		}), nil
 	}
-	pluginkit.MainSetup(p, func(p *pluginkit.Plugin) error {
+	p.Setup(func(p *pluginkit.Plugin) error {
 		if *types == "" {
 			return errors.New("-types: no type pattern")
 		}
@@ -67,4 +66,5 @@ func main() {
 		}
 		return nil
 	})
+	pluginkit.Main(p)
 }

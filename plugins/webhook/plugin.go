@@ -1,8 +1,9 @@
-// Command webhook delivers events of configured types to HTTP endpoints as
-// CloudEvents in HTTP binary content mode, retrying failed deliveries with
-// backoff and reporting the ones that fail for good as
-// io.plugbus.webhook.failed events. See README.md.
-package main
+// Package webhook is a plugin that delivers events of configured types to
+// HTTP endpoints as CloudEvents in HTTP binary content mode, retrying failed
+// deliveries with backoff and reporting the ones that fail for good as
+// io.plugbus.webhook.failed events. See README.md; its program is in
+// cmd/webhook.
+package webhook
 
 import (
 	"errors"
@@ -16,36 +17,40 @@ import (
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
+// The plugin's name and version.
 const (
-	name    = "webhook"
-	version = "0.1.0"
+	Name    = "webhook"
+	Version = "0.1.0"
 )
 
-// config is what the command line and environment set beside the Deliverer.
+func init() { pluginkit.Register(Name, New) }
+
+// config is what the settings set beside the Deliverer.
 type config struct {
 	types       []string
 	concurrency int
 }
 
-func main() {
-	setup := defineFlags(flag.CommandLine)
-	pluginkit.BindEnv("url", "PLUGBUS_WEBHOOK_URL")
-	pluginkit.BindEnv("types", "PLUGBUS_WEBHOOK_TYPES")
-	pluginkit.BindEnv("producers", "PLUGBUS_WEBHOOK_PRODUCERS")
-	pluginkit.BindEnv("header", "PLUGBUS_WEBHOOK_HEADERS")
-	pluginkit.BindEnv("max-attempts", "PLUGBUS_WEBHOOK_MAX_ATTEMPTS")
-	pluginkit.BindEnv("timeout", "PLUGBUS_WEBHOOK_TIMEOUT")
-	pluginkit.BindEnv("backoff", "PLUGBUS_WEBHOOK_BACKOFF")
-	pluginkit.BindEnv("max-backoff", "PLUGBUS_WEBHOOK_MAX_BACKOFF")
-	pluginkit.BindEnv("concurrency", "PLUGBUS_WEBHOOK_CONCURRENCY")
-	pluginkit.BindEnv("emit-delivered", "PLUGBUS_WEBHOOK_EMIT_DELIVERED")
-	pluginkit.MainSetup(newPlugin(), setup)
+// New returns the webhook plugin with its settings (see README.md) defined
+// on its flag set, each bound to an environment variable. When it starts,
+// it checks them and registers the [Deliverer] they configure.
+func New() *pluginkit.Plugin {
+	p := newPlugin()
+	p.Setup(defineFlags(p.Flags()))
+	for _, flag := range []string{"url", "types", "producers", "header", "max-attempts", "timeout", "backoff", "max-backoff", "concurrency", "emit-delivered"} {
+		env := "PLUGBUS_WEBHOOK_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+		if flag == "header" {
+			env = "PLUGBUS_WEBHOOK_HEADERS" // several, one a line
+		}
+		p.BindEnv(flag, env)
+	}
+	return p
 }
 
 // defineFlags defines the plugin's flags on fs. Once fs is parsed, the
 // setup it returns checks them and registers the Deliverer they configure.
 func defineFlags(fs *flag.FlagSet) (setup func(*pluginkit.Plugin) error) {
-	d := &Deliverer{Header: http.Header{}, Self: name, UserAgent: "plugbus-" + name + "/" + version}
+	d := &Deliverer{Header: http.Header{}, Self: Name, UserAgent: "plugbus-" + Name + "/" + Version}
 	fs.Func("url", "endpoint URL; repeat the flag or separate URLs with commas", func(v string) error {
 		d.URLs = append(d.URLs, list(v)...)
 		return nil
@@ -73,7 +78,7 @@ func defineFlags(fs *flag.FlagSet) (setup func(*pluginkit.Plugin) error) {
 }
 
 func newPlugin() *pluginkit.Plugin {
-	return pluginkit.New(name, version,
+	return pluginkit.New(Name, Version,
 		pluginkit.WithDescription("delivers events to HTTP endpoints as CloudEvents (binary mode), with retries"),
 		pluginkit.WithEmits(TypeFailed, TypeDelivered),
 	)

@@ -1,5 +1,5 @@
-// Command hello answers com.example.greet.requested events with a greeting.
-package main
+// Package hello answers com.example.greet.requested events with a greeting.
+package hello
 
 import (
 	"context"
@@ -7,7 +7,10 @@ import (
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
-func main() {
+func init() { pluginkit.Register("hello", New) } // for static mode
+
+// New returns the hello plugin.
+func New() *pluginkit.Plugin {
 	p := pluginkit.New("hello", "0.1.0", pluginkit.WithEmits("com.example.greet.sent"))
 	p.HandleFunc("com.example.greet.requested", func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
 		var req struct{ Name string } // json matches "name" case-insensitively
@@ -16,5 +19,5 @@ func main() {
 		}
 		return pluginkit.NewEvent("com.example.greet.sent", map[string]string{"text": "hello, " + req.Name}), nil
 	})
-	pluginkit.Main(p) // settings from PLUGBUS_URL and flags; runs until SIGTERM
+	return p
 }

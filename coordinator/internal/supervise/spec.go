@@ -1,0 +1,126 @@
+package supervise
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/plugbus/plugbus/bus"
+)
+
+// Spec describes one plugin to run: the coordinator's configuration lists
+// them (as coordinator.PluginSpec) and the supervisor runs them. Exactly one
+// of the fields that choose the mode is set; see [Spec.Mode].
+type Spec struct {
+	// Name is the plugin's name, as it announces itself on the bus.
+	Name string `json:"name"`
+
+	// Exec is the program to run as a process plugin: a path, relative to
+	// Dir if it is relative and Dir is set, or a bare name looked up in
+	// PATH.
+	Exec string `json:"exec,omitempty"`
+
+	// Args are the arguments, not including the program name.
+	Args []string `json:"args,omitempty"`
+
+	// Env holds extra KEY=VALUE settings; they win over Config.BaseEnv.
+	Env []string `json:"env,omitempty"`
+
+	// Replicas is how many instances to run. Default 1.
+	Replicas int `json:"replicas,omitempty"`
+
+	// SHA256, if set, is the hex SHA-256 digest the executable's contents
+	// must have. It is checked before every start; on a mismatch the instance
+	// is not started and is reported as failed.
+	SHA256 string `json:"sha256,omitempty"`
+
+	// Dir is the working directory. Default: the coordinator's.
+	Dir string `json:"dir,omitempty"`
+
+	// Stdio says the program speaks the stdio protocol (docs/stdio.md) on
+	// its standard input and output instead of connecting to NATS itself:
+	// the supervisor runs [Config.Bridge] between them and the bus.
+	Stdio bool `json:"stdio,omitempty"`
+
+	// Timeout is how long a stdio program may take to send its manifest
+	// or to answer a line before it is taken as hung and restarted.
+	// Default: the bridge's (30s).
+	Timeout Duration `json:"timeout,omitempty"`
+
+	// Handles, Answers and Emits declare the event types (or patterns) the
+	// plugin observes, answers and publishes. In the coordinator's secure
+	// mode they are its permissions: it may subscribe to nothing else, and
+	// publish only the types it emits (any type under its own name when it
+	// lists none).
+	Handles []string `json:"handles,omitempty"`
+	Answers []string `json:"answers,omitempty"`
+	Emits   []string `json:"emits,omitempty"`
+}
+
+// Duration is a time.Duration written as "10s" or "1m30s" in configuration.
+type Duration time.Duration
+
+// UnmarshalJSON reads a duration string such as "10s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"10s\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %v; write it as \"10s\" or \"1m30s\"", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string such as "10s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Mode says how a [Spec]'s plugin runs; its values are bus's Mode
+// constants ([bus.ModeProcess] and so on), which plugins also report in
+// their manifest.
+func (s Spec) Mode() string {
+	if s.Stdio {
+		return bus.ModeStdio
+	}
+	return bus.ModeProcess
+}
+
+// Validate reports every problem in s alone, joined; [Config.Validate]
+// adds the ones between specs (a name listed twice).
+func (s Spec) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := bus.ValidateProducer(s.Name); err != nil {
+		bad("name: %w", err)
+	}
+	if s.Exec == "" {
+		bad("exec: the plugin's executable is required")
+	}
+	if s.Timeout < 0 {
+		bad("timeout %v: must be positive", time.Duration(s.Timeout))
+	}
+	if s.Replicas < 0 {
+		bad("replicas %d: must be 1 or more (0 means 1)", s.Replicas)
+	}
+	if s.SHA256 != "" {
+		if b, err := hex.DecodeString(s.SHA256); err != nil || len(b) != 32 {
+			bad("sha256 %q: must be 64 hex digits", s.SHA256)
+		}
+	}
+	for _, kv := range s.Env {
+		if !validEnv(kv) {
+			bad("env %q: write it as KEY=VALUE", kv)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validEnv(kv string) bool {
+	k, _, ok := strings.Cut(kv, "=")
+	return ok && k != ""
+}
