@@ -328,7 +328,7 @@ plugins:
 			return stdout.String(), stderr.String(), code
 		}
 		out, _, code := cli("plugins")
-		if code != 0 || !regexpMatch(`(?m)^alpha\s+running\s+2/2\s+1\.0\.0\s+com\.example\.thing\.>`, out) {
+		if code != 0 || !regexpMatch(`(?m)^alpha\s+running\s+2/2\s+process\s+1\.0\.0\s+com\.example\.thing\.>`, out) {
 			t.Errorf("plugins: exit %d, output:\n%s", code, out)
 		}
 		out, _, _ = cli("plugins", "--json")

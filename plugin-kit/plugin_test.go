@@ -1203,7 +1203,7 @@ func TestLifecycleEvents(t *testing.T) {
 
 	host, _ := os.Hostname()
 	want := bus.Instance{
-		Plugin: "life", Version: "2.3.4", ID: p.ID(), Host: host, PID: os.Getpid(), Protocol: bus.ProtocolVersion,
+		Plugin: "life", Version: "2.3.4", ID: p.ID(), Host: host, PID: os.Getpid(), Mode: bus.ModeProcess, Protocol: bus.ProtocolVersion,
 		Handles: []string{"com.example.life.checked", "com.example.config.>"},
 		Emits:   []string{"com.example.life.born", "com.example.life.died"},
 	}

@@ -12,10 +12,15 @@ import (
 )
 
 func main() {
-	name := flag.String("name", "recorder", "plugin name")
-	types := flag.String("types", "com.example.>", "type pattern to handle")
-	flag.Parse() // Main parses again; the plugin name is needed before New
+	// The plugin's name is needed before New: read the flags first, then
+	// define them again on the plugin's own flags, which Main parses.
+	pre := flag.NewFlagSet("recorder", flag.ExitOnError)
+	name := pre.String("name", "recorder", "plugin name")
+	types := pre.String("types", "com.example.>", "type pattern to handle")
+	_ = pre.Parse(os.Args[1:])
 	p := pluginkit.New(*name, "1.0.0")
+	p.Flags().String("name", *name, "plugin name")
+	p.Flags().String("types", *types, "type pattern to handle")
 	p.HandleFunc(*types, func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
 		return pluginkit.NewEvent("test.recorded", map[string]any{
 			"plugin": *name, "instance": os.Getenv("PLUGBUS_INSTANCE"), "pid": os.Getpid(), "id": e.ID(),
