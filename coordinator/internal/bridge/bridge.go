@@ -292,6 +292,7 @@ func (b *bridge) build(m *stdioproto.Manifest) error {
 		pluginkit.WithEmits(m.Emits...),
 		pluginkit.WithConcurrency(conc),
 		pluginkit.WithDrainTimeout(b.cfg.DrainTimeout),
+		pluginkit.WithMode(bus.ModeStdio),
 	}
 	if b.cfg.Durable {
 		opts = append(opts, pluginkit.WithDurable(pluginkit.Durable{}))
