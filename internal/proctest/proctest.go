@@ -12,7 +12,7 @@ import (
 )
 
 // Build compiles the main package pkg (a path the go command understands,
-// such as "." or "./plugins/hello") into a temporary directory and returns
+// such as "." or "./plugins/hello/cmd/hello") into a temporary directory and returns
 // the binary's path. It skips the test when there is no go command.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
