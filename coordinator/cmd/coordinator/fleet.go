@@ -166,7 +166,7 @@ agent or any coordinator restarts, until coordinator stop NAME.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&spec.Executable, "exec", "", "the plugin's executable, on the agent's host")
+	fl.StringVar(&spec.Exec, "exec", "", "the plugin's executable, on the agent's host")
 	fl.IntVar(&spec.Replicas, "replicas", 1, "how many instances")
 	fl.StringVar(&spec.Agent, "agent", "", "the agent to run it on (default: the one running the fewest instances)")
 	fl.StringArrayVar(&spec.Env, "env", nil, "extra environment, KEY=VALUE (repeatable)")

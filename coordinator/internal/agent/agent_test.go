@@ -118,7 +118,7 @@ func exactly(count func() (int, error), want int) func() error {
 }
 
 func TestAgentRunsOrders(t *testing.T) {
-	hello := proctest.Build(t, "../../../plugins/hello")
+	hello := proctest.Build(t, "../../../plugins/hello/cmd/hello")
 	srv := bustest.NewServer(t)
 	url := srv.ClientURL()
 	js, _ := jetstream.New(bustest.Connect(t, srv))
@@ -127,7 +127,7 @@ func TestAgentRunsOrders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "hello", Executable: hello}}); !errors.Is(err, agent.ErrNoAgent) {
+	if _, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "hello", Exec: hello}}); !errors.Is(err, agent.ErrNoAgent) {
 		t.Fatalf("run with no agent: got %v, want ErrNoAgent", err)
 	}
 
@@ -139,10 +139,10 @@ func TestAgentRunsOrders(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "hello", Executable: hello}, Agent: "b"}); !errors.Is(err, agent.ErrUnknownAgent) {
+	if _, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "hello", Exec: hello}, Agent: "b"}); !errors.Is(err, agent.ErrUnknownAgent) {
 		t.Fatalf("run on a missing agent: got %v", err)
 	}
-	spec, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "hello", Executable: hello, Replicas: 2}})
+	spec, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "hello", Exec: hello, Replicas: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}

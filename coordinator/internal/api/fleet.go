@@ -105,7 +105,7 @@ func (s *server) handleRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec := agent.Spec{Agent: req.Agent}
-	spec.Name, spec.Executable, spec.Args, spec.Env = req.Name, req.Exec, req.Args, req.Env
+	spec.Name, spec.Exec, spec.Args, spec.Env = req.Name, req.Exec, req.Args, req.Env
 	spec.Replicas, spec.Dir, spec.SHA256 = req.Replicas, req.Dir, req.SHA256
 	spec, err := s.cfg.Fleet.Run(r.Context(), spec)
 	if err != nil {
