@@ -11,11 +11,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
+	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator/internal/supervise"
 )
+
+// Producer is the producer name of the events agents publish.
+const Producer = "agent"
 
 // Config configures an [Agent].
 type Config struct {
@@ -158,6 +164,7 @@ func (a *Agent) apply(ctx context.Context, store *Store, spec Spec) {
 	sup, err := supervise.New(supervise.Config{
 		Specs: []supervise.Spec{spec.Spec}, BaseEnv: a.cfg.BaseEnv, Logger: log,
 		StopTimeout: a.cfg.StopTimeout, Backoff: a.cfg.Backoff,
+		OnEvent: a.onEvent,
 	})
 	if err != nil {
 		a.cfg.Logger.Error("agent: cannot run plugin", "plugin", spec.Name, "err", err)
@@ -172,6 +179,29 @@ func (a *Agent) apply(ctx context.Context, store *Store, spec Spec) {
 		defer close(p.done)
 		_ = sup.Run(context.WithoutCancel(ctx))
 	}()
+}
+
+// onEvent announces a crash-looping plugin on the bus, as the
+// coordinator does for the plugins it supervises, with this agent's name.
+func (a *Agent) onEvent(ev supervise.Event) {
+	if ev.Kind != supervise.EventCrashLooping {
+		return
+	}
+	reason := ""
+	if ev.Err != nil {
+		reason = ev.Err.Error()
+	}
+	e := event.New()
+	e.SetID(nuid.Next())
+	e.SetSource("plugbus/agent/" + a.cfg.Name)
+	e.SetType(bus.TypePluginCrashlooping)
+	_ = e.SetData(event.ApplicationJSON, map[string]any{
+		"plugin": ev.Plugin, "instance": ev.Instance, "agent": a.cfg.Name, "restarts": ev.Restarts,
+		"exit_code": ev.ExitCode, "reason": reason, "next_restart_in": ev.NextRestartIn.String(),
+	})
+	if err := bus.Publish(a.cfg.Conn, a.cfg.Prefix, Producer, &e); err != nil {
+		a.cfg.Logger.Warn("agent: could not announce a crash-looping plugin", "plugin", ev.Plugin, "err", err)
+	}
 }
 
 // sameRun reports whether two orders run the same processes.

@@ -192,3 +192,37 @@ func TestAgentRunsOrders(t *testing.T) {
 		t.Errorf("stop twice: got %v, want ErrNotFound", err)
 	}
 }
+
+func TestAgentAnnouncesACrashLoop(t *testing.T) {
+	srv := bustest.NewServer(t)
+	url := srv.ClientURL()
+	nc := bustest.Connect(t, srv)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	store, err := agent.OpenStore(ctx, js, "plugbus", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := nc.SubscribeSync("plugbus.events.agent.io.plugbus.plugin.crashlooping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, url, "a")
+	waitFor(t, "agent a announced", 20*time.Second, func() error {
+		if as, _ := store.Agents(ctx); len(as) != 1 {
+			return fmt.Errorf("agents %v", as)
+		}
+		return nil
+	})
+	if _, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "quitter", Executable: "false"}}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.NextMsg(30 * time.Second)
+	if err != nil {
+		t.Fatalf("no crash-looping event: %v", err)
+	}
+	var data struct{ Plugin, Agent string }
+	if err := json.Unmarshal(msg.Data, &data); err != nil || data.Plugin != "quitter" || data.Agent != "a" {
+		t.Errorf("crash-looping event data %s: want plugin quitter on agent a", msg.Data)
+	}
+}
