@@ -214,7 +214,7 @@ func TestAgentAnnouncesACrashLoop(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "quitter", Executable: "false"}}); err != nil {
+	if _, err := store.Run(ctx, agent.Spec{Spec: supervise.Spec{Name: "quitter", Exec: "false"}}); err != nil {
 		t.Fatal(err)
 	}
 	msg, err := sub.NextMsg(30 * time.Second)
