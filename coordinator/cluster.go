@@ -93,7 +93,7 @@ func (c *Config) validateServer(bad func(string, ...any)) {
 		bad("server_name %q: use letters, digits, - and _ only", c.ServerName)
 	}
 	if cl.Listen != "" {
-		if err := checkAddr(cl.Listen); err != nil {
+		if err := checkAddr(cl.Listen, "0.0.0.0:6222"); err != nil {
 			bad("cluster.listen: %v", err)
 		} else if !isLoopback(cl.Listen) && cl.User == "" {
 			bad("cluster.listen %q is not a loopback address and routes have no authentication: set cluster.user (--cluster-user) and PLUGBUS_CLUSTER_PASSWORD, the same on every server", cl.Listen)
@@ -113,7 +113,7 @@ func (c *Config) validateServer(bad func(string, ...any)) {
 		}
 	}
 	if lf.Listen != "" {
-		if err := checkAddr(lf.Listen); err != nil {
+		if err := checkAddr(lf.Listen, "0.0.0.0:7422"); err != nil {
 			bad("leaf.listen: %v", err)
 		} else if !isLoopback(lf.Listen) && lf.User == "" {
 			bad("leaf.listen %q is not a loopback address and leaf nodes have no authentication: set leaf.user (--leaf-user) and PLUGBUS_LEAF_PASSWORD", lf.Listen)

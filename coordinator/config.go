@@ -193,7 +193,7 @@ func (c *Config) Validate() error {
 	}
 	natsAuth := c.NATSToken != "" || c.NATSUser != ""
 	if len(c.NATSURLs) == 0 && c.NATSListen != "" {
-		if err := checkAddr(c.NATSListen); err != nil {
+		if err := checkAddr(c.NATSListen, DefaultNATSListen); err != nil {
 			bad("nats_listen: %v", err)
 		} else if !isLoopback(c.NATSListen) && !natsAuth && !c.IsSecure() {
 			bad("nats_listen %q is not a loopback address and NATS has no authentication: leave secure mode on (--secure), or set --nats-token (PLUGBUS_NATS_TOKEN) or --nats-user and PLUGBUS_NATS_PASSWORD, or listen on 127.0.0.1", c.NATSListen)
@@ -208,7 +208,7 @@ func (c *Config) Validate() error {
 	}
 	c.NATSTLS.validate("nats_tls", bad)
 	c.HTTPTLS.validate("http_tls", bad)
-	if err := checkAddr(c.HTTPListen); err != nil {
+	if err := checkAddr(c.HTTPListen, DefaultHTTPListen); err != nil {
 		bad("http_listen: %v", err)
 	} else if !isLoopback(c.HTTPListen) && c.HTTPToken == "" && c.HTTPTokenSHA256 == "" {
 		bad("http_listen %q is not a loopback address and the HTTP API has no authentication: set --http-token (PLUGBUS_HTTP_TOKEN), or listen on 127.0.0.1", c.HTTPListen)
@@ -269,7 +269,7 @@ func LoadConfig(path string) (Config, error) {
 		return c, fmt.Errorf("config: %w", err)
 	}
 	if err := yaml.UnmarshalStrict(b, &c); err != nil {
-		return c, fmt.Errorf("config %s: %w", path, err)
+		return c, configError(path, b, err)
 	}
 	dir, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
@@ -297,10 +297,11 @@ func LoadConfig(path string) (Config, error) {
 	return c, nil
 }
 
-func checkAddr(addr string) error {
+// checkAddr checks a host:port setting whose usual value is example.
+func checkAddr(addr, example string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("%q: %v; write it as host:port, such as 127.0.0.1:4222", addr, err)
+		return fmt.Errorf("%q: %v; write it as host:port, such as %s", addr, err, example)
 	}
 	if port == "" {
 		return fmt.Errorf("%q: the port is missing; write it as host:port", addr)

@@ -91,7 +91,7 @@ func Main(p *Plugin) {
 		fmt.Fprintf(os.Stderr, "%s: -log-level %q: want debug, info, warn or error\n", p.name, *logLevel)
 		os.Exit(2)
 	}
-	hopts := &slog.HandlerOptions{Level: level}
+	hopts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}
 	var h slog.Handler
 	switch *logFormat {
 	case "json":

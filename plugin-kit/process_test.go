@@ -381,6 +381,20 @@ func TestProcessSIGTERMDrains(t *testing.T) {
 	if took := time.Since(sigterm); took < 200*time.Millisecond {
 		t.Errorf("exited %v after SIGTERM, before the 300ms handler could finish", took)
 	}
+	// Durations are logged as such ("10s"), not as nanoseconds.
+	for line := range strings.Lines(p.out.String()) {
+		var rec struct {
+			Msg     string
+			Timeout any
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || !strings.HasPrefix(rec.Msg, "plugin stopping") {
+			continue
+		}
+		s, ok := rec.Timeout.(string)
+		if _, err := time.ParseDuration(s); !ok || err != nil {
+			t.Errorf("stop log line %s: want its timeout as a duration such as \"10s\"", line)
+		}
+	}
 
 	e, _ := next()
 	var r workResult

@@ -4,10 +4,12 @@
 package embedded
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -62,6 +64,8 @@ func Start(cfg Config) (*Server, error) {
 		}
 		if p == 0 {
 			p = server.RANDOM_PORT
+		} else if err := portFree(host, p); err != nil {
+			return nil, err
 		}
 		opts.Host, opts.Port = host, p
 	}
@@ -72,7 +76,7 @@ func Start(cfg Config) (*Server, error) {
 	started := opts.Clone()
 	ns, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("embedded: embedded NATS server: %w", err)
+		return nil, fmt.Errorf("embedded: NATS server: %w", err)
 	}
 	ns.Start()
 	timeout := cfg.ReadyTimeout
@@ -81,9 +85,29 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if !ns.ReadyForConnections(timeout) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("embedded: embedded NATS server on %q not ready after %v (is the port in use?)", cfg.Listen, timeout)
+		return nil, fmt.Errorf("embedded: NATS server on %q not ready after %v", cfg.Listen, timeout)
 	}
 	return &Server{Server: ns, opts: started}, nil
+}
+
+// portFree checks that the server can listen on host:port, so that a port
+// in use fails at once, naming what holds it when this system tells,
+// rather than after the readiness timeout: nats-server retries its listen
+// in the background.
+func portFree(host string, port int) error {
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln.Close()
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("embedded: cannot listen for NATS on %s: %w", addr, err)
+	}
+	by := holder(port)
+	if by != "" {
+		by = " by " + by
+	}
+	return fmt.Errorf("embedded: cannot listen for NATS on %s: the port is in use%s", addr, by)
 }
 
 // SetNkeys replaces the server's nkey users and their permissions without a

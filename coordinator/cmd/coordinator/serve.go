@@ -274,12 +274,21 @@ func (f *serveFlags) resolve(fl *pflag.FlagSet) (coordinator.Config, error) {
 	return cfg, nil
 }
 
+// durationsAsText logs durations as "10s" in JSON too, where slog writes
+// nanoseconds (and a reader of floats then shows 1e+10).
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
 func newLogger(format, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: l}
+	opts := &slog.HandlerOptions{Level: l, ReplaceAttr: durationsAsText}
 	var h slog.Handler
 	switch format {
 	case "text":

@@ -64,7 +64,7 @@ func runHelper(name string) {
 		time.Sleep(helperLifetime)
 	case "printlines":
 		fmt.Print("crlf line\r\n\n")
-		fmt.Println(`{"time":"2026-01-01T00:00:00Z","level":"INFO","msg":"from slog","k":1}`)
+		fmt.Println(`{"time":"2026-01-01T00:00:00Z","level":"INFO","msg":"from slog","k":1,"timeout":10000000000}`)
 		fmt.Fprint(os.Stderr, "stderr line\n")
 		fmt.Print("no newline at the end")
 	case "coordinator":

@@ -65,7 +65,9 @@ func parseRecord(line []byte) (slog.Level, string, []slog.Attr, bool) {
 		return 0, "", nil, false
 	}
 	var rec map[string]any
-	if json.Unmarshal(line, &rec) != nil {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber() // 10000000000 stays that, not 1e+10
+	if dec.Decode(&rec) != nil {
 		return 0, "", nil, false
 	}
 	msg, ok1 := rec["msg"].(string)

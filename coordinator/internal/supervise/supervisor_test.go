@@ -210,6 +210,13 @@ func TestOutputLines(t *testing.T) {
 			t.Errorf("slog record relogged as %v; want its attribute k=1 and level INFO", r)
 		}
 	}
+	// A large integer stays one (a float64 in between wrote 1e+10).
+	h.logs.mu.Lock()
+	raw := h.logs.b.String()
+	h.logs.mu.Unlock()
+	if !strings.Contains(raw, `"timeout":10000000000`) {
+		t.Errorf("the record's timeout 10000000000 was relogged otherwise:\n%s", raw)
+	}
 	// stdout and stderr are read concurrently: compare each stream's order.
 	for _, stream := range []string{"stdout: ", "stderr: "} {
 		g, w := filter(got, stream), filter(want, stream)
