@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
@@ -345,6 +346,7 @@ dot-separated parts: com.example.*.created, com.example.>. Default: every event.
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "following %s (Ctrl-C to stop)\n", subject)
+			cols := tailColumns{widths: []int{len("15:04:05.000"), 12, 32, 22}}
 			for {
 				select {
 				case <-cmd.Context().Done():
@@ -353,7 +355,7 @@ dot-separated parts: com.example.*.created, com.example.>. Default: every event.
 					producer, _, _ := bus.ParseEventSubject(f.prefix, msg.Subject)
 					e, err := bus.Decode(msg)
 					if err != nil {
-						fmt.Fprintf(out, "%s  %-12s  (not a valid event on %s: %v)\n", time.Now().Format(time.TimeOnly), producer, msg.Subject, err)
+						fmt.Fprintln(out, cols.line(time.Now().Format("15:04:05.000"), producer, fmt.Sprintf("(not a valid event on %s: %v)", msg.Subject, err)))
 						continue
 					}
 					if f.asJSON {
@@ -362,13 +364,36 @@ dot-separated parts: com.example.*.created, com.example.>. Default: every event.
 						}
 						continue
 					}
-					fmt.Fprintf(out, "%s  %-12s  %s  %s  %s\n", e.Time().Local().Format("15:04:05.000"), producer, e.Type(), e.ID(), shorten(string(e.Data()), 120))
+					fmt.Fprintln(out, cols.line(e.Time().Local().Format("15:04:05.000"), producer, e.Type(), e.ID(), shorten(string(e.Data()), 120)))
 				}
 			}
 		},
 	}
 	addClientFlags(cmd, &f, true, false)
 	return cmd
+}
+
+// tailColumns lines up the fields of tail's lines: each column but the
+// last is padded to the widest value seen in it so far (the lines stream,
+// so a table cannot wait for its widest row).
+type tailColumns struct{ widths []int }
+
+func (c *tailColumns) line(fields ...string) string {
+	var b strings.Builder
+	for i, f := range fields {
+		if i == len(fields)-1 {
+			b.WriteString(f)
+			break
+		}
+		n := utf8.RuneCountInString(f)
+		if i == len(c.widths) {
+			c.widths = append(c.widths, n)
+		}
+		c.widths[i] = max(c.widths[i], n)
+		b.WriteString(f)
+		b.WriteString(strings.Repeat(" ", c.widths[i]-n+2))
+	}
+	return b.String()
 }
 
 func shorten(s string, n int) string {

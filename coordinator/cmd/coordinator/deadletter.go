@@ -106,10 +106,20 @@ func newDeadLetterLsCmd() *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), deadLetterTimeout)
 			defer cancel()
 			letters, err := store.List(ctx, filter)
+			out := cmd.OutOrStdout()
+			if errors.Is(err, deadletter.ErrNoStream) && !cmd.Flags().Changed("stream") {
+				// Not a failure: with durable mode off there are none.
+				// (A --stream that does not exist is one.)
+				if f.asJSON {
+					_, err := fmt.Fprintln(out, "[]")
+					return err
+				}
+				_, err := fmt.Fprintln(out, "(no dead letters: durable mode is off, so nothing keeps them; turn it on with coordinator serve --durable or a plugin's -durable)")
+				return err
+			}
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
 			if f.asJSON {
 				if letters == nil {
 					letters = []deadletter.Letter{}

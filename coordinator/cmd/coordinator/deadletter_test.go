@@ -226,6 +226,19 @@ func TestDeadletterLsAndShow(t *testing.T) {
 	e.fails([]string{"deadletter", "ls", "--stream", "NO_SUCH"}, "durable mode is off", "NO_SUCH")
 }
 
+// TestDeadletterLsWithDurableModeOff: it exited 1 with an error where
+// there is simply nothing to list.
+func TestDeadletterLsWithDurableModeOff(t *testing.T) {
+	srv := bustest.NewServer(t) // no streams: durable mode is off
+	e := &cliEnv{t: t, url: srv.ClientURL()}
+	if out := e.ok("deadletter", "ls"); !strings.Contains(out, "no dead letters: durable mode is off") || !strings.Contains(out, "--durable") {
+		t.Errorf("deadletter ls = %q, want it to say durable mode is off and how to turn it on", out)
+	}
+	if out := e.ok("deadletter", "ls", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("deadletter ls --json = %q, want []", out)
+	}
+}
+
 func TestDeadletterReplay(t *testing.T) {
 	e := newCLIEnv(t)
 	s1 := e.put("archive", "com.example.order.placed", "o1")

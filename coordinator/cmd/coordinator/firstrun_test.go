@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -12,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/bus/bustest"
+	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
 // serveFails runs "coordinator serve" with args, which must fail, and
@@ -83,5 +88,59 @@ func TestServeSuggestsAnHTTPAddressForHTTPListen(t *testing.T) {
 	out := serveFails(t, "--http-listen", "localhost")
 	if !strings.Contains(out, "127.0.0.1:8090") || strings.Contains(out, "4222") {
 		t.Errorf("stderr %q, want the HTTP API's default address as the example, not the NATS port", out)
+	}
+}
+
+// TestTailLinesUp: tail's columns did not line up when producers and
+// types differed in length.
+func TestTailLinesUp(t *testing.T) {
+	srv := bustest.NewServer(t)
+	nc := bustest.Connect(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, coordinatorBin, "tail", "com.example.>")
+	cmd.Env = append(os.Environ(), "PLUGBUS_URL="+srv.ClientURL(), "PLUGBUS_PREFIX=plugbus", "PLUGBUS_TOKEN=")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if line, err := bufio.NewReader(stderr).ReadString('\n'); err != nil || !strings.HasPrefix(line, "following") {
+		t.Fatalf("tail said %q, %v; want it to say what it follows", line, err)
+	}
+	events := []struct{ producer, typ string }{
+		{"a-rather-long-producer-name", "com.example.a.rather.long.type.name.indeed.created"},
+		{"x", "com.example.y"},
+		{"mid", "com.example.mid.sized"},
+	}
+	for _, ev := range events {
+		if err := bus.Publish(nc, bus.DefaultPrefix, ev.producer, pluginkit.NewEvent(ev.typ, map[string]int{"n": 1})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := bufio.NewScanner(stdout)
+	want := -1
+	for i, ev := range events {
+		if !lines.Scan() {
+			t.Fatalf("tail ended after %d lines: %v", i, lines.Err())
+		}
+		line := lines.Text()
+		// The data column starts at the same place on every line.
+		at := strings.Index(line, `{"n":1}`)
+		if at < 0 || !strings.Contains(line, ev.typ) {
+			t.Fatalf("line %q, want %s with its data", line, ev.typ)
+		}
+		if want < 0 {
+			want = at
+		} else if at != want {
+			t.Errorf("line %q: data at column %d, want %d as on the first line", line, at, want)
+		}
 	}
 }
