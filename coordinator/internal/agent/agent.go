@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"sort"
 	"sync"
 	"time"
 
@@ -52,10 +53,15 @@ type Agent struct {
 	running map[string]*plugin // by plugin name
 }
 
-// plugin is one plugin the agent runs: a supervisor for the spec it was
-// started with.
+// plugin is one plugin the agent runs: a supervisor per instance, so that
+// scaling adds or removes instances without touching the others.
 type plugin struct {
-	spec Spec
+	spec      Spec
+	instances map[int]*instance // by instance number, from 1
+}
+
+// instance is the supervisor of one instance.
+type instance struct {
 	sup  *supervise.Supervisor
 	done chan struct{}
 }
@@ -149,36 +155,63 @@ func (a *Agent) watch(ctx context.Context, store *Store) error {
 	}
 }
 
-// apply starts spec's plugin, or restarts it if it runs with another spec.
+// apply makes the plugin run as spec says: instances added or removed
+// when only the number of replicas changed, all restarted when anything
+// else did (a restart order bumps the generation).
 func (a *Agent) apply(ctx context.Context, store *Store, spec Spec) {
 	a.mu.Lock()
-	old := a.running[spec.Name]
+	p := a.running[spec.Name]
 	a.mu.Unlock()
-	if old != nil {
-		if sameRun(old.spec, spec) {
-			return
-		}
+	if p != nil && !sameRun(p.spec, spec) {
 		a.stop(spec.Name, "its order changed")
+		p = nil
+	}
+	if p == nil {
+		p = &plugin{instances: map[int]*instance{}}
+		a.cfg.Logger.Info("agent: running plugin", "plugin", spec.Name, "replicas", spec.Replicas, "generation", spec.Generation)
+	}
+	a.mu.Lock()
+	p.spec = spec
+	a.running[spec.Name] = p
+	var extra []*instance
+	for n, in := range p.instances {
+		if n > spec.Replicas {
+			extra = append(extra, in)
+			delete(p.instances, n)
+		}
+	}
+	a.mu.Unlock()
+	for _, in := range extra {
+		in.sup.Stop()
+		<-in.done
 	}
 	log := slog.New(&logHandler{next: a.cfg.Logger.Handler(), conn: a.cfg.Conn, subject: store.LogSubject(spec.Name), agent: a.cfg.Name})
-	sup, err := supervise.New(supervise.Config{
-		Specs: []supervise.Spec{spec.Spec}, BaseEnv: a.cfg.BaseEnv, Logger: log,
-		StopTimeout: a.cfg.StopTimeout, Backoff: a.cfg.Backoff,
-		OnEvent: a.onEvent,
-	})
-	if err != nil {
-		a.cfg.Logger.Error("agent: cannot run plugin", "plugin", spec.Name, "err", err)
-		return
+	one := spec.Spec
+	one.Replicas = 1
+	for n := 1; n <= max(1, spec.Replicas); n++ {
+		a.mu.Lock()
+		_, ok := p.instances[n]
+		a.mu.Unlock()
+		if ok {
+			continue
+		}
+		sup, err := supervise.New(supervise.Config{
+			Specs: []supervise.Spec{one}, BaseEnv: a.cfg.BaseEnv, Logger: log, FirstInstance: n,
+			StopTimeout: a.cfg.StopTimeout, Backoff: a.cfg.Backoff, OnEvent: a.onEvent,
+		})
+		if err != nil {
+			a.cfg.Logger.Error("agent: cannot run plugin", "plugin", spec.Name, "err", err)
+			return
+		}
+		in := &instance{sup: sup, done: make(chan struct{})}
+		a.mu.Lock()
+		p.instances[n] = in
+		a.mu.Unlock()
+		go func() {
+			defer close(in.done)
+			_ = sup.Run(context.WithoutCancel(ctx))
+		}()
 	}
-	p := &plugin{spec: spec, sup: sup, done: make(chan struct{})}
-	a.mu.Lock()
-	a.running[spec.Name] = p
-	a.mu.Unlock()
-	a.cfg.Logger.Info("agent: running plugin", "plugin", spec.Name, "replicas", spec.Replicas, "generation", spec.Generation)
-	go func() {
-		defer close(p.done)
-		_ = sup.Run(context.WithoutCancel(ctx))
-	}()
 }
 
 // onEvent announces a crash-looping plugin on the bus, as the
@@ -204,9 +237,11 @@ func (a *Agent) onEvent(ev supervise.Event) {
 	}
 }
 
-// sameRun reports whether two orders run the same processes.
+// sameRun reports whether two orders run the same processes, but for
+// their number.
 func sameRun(a, b Spec) bool {
 	a.Updated, b.Updated = time.Time{}, time.Time{}
+	a.Replicas, b.Replicas = 0, 0
 	return reflect.DeepEqual(a, b)
 }
 
@@ -220,8 +255,11 @@ func (a *Agent) stop(name, why string) {
 		return
 	}
 	a.cfg.Logger.Info("agent: stopping plugin", "plugin", name, "because", why)
-	p.sup.Stop()
-	<-p.done
+	var wg sync.WaitGroup
+	for _, in := range p.instances {
+		wg.Go(func() { in.sup.Stop(); <-in.done })
+	}
+	wg.Wait()
 }
 
 func (a *Agent) stopAll() {
@@ -245,8 +283,14 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, p := range a.running {
-		st.Instances = append(st.Instances, p.sup.Status()...)
+		for _, in := range p.instances {
+			st.Instances = append(st.Instances, in.sup.Status()...)
+		}
 	}
+	sort.Slice(st.Instances, func(i, j int) bool {
+		x, y := st.Instances[i], st.Instances[j]
+		return x.Plugin < y.Plugin || x.Plugin == y.Plugin && len(x.Instance) < len(y.Instance) || x.Plugin == y.Plugin && len(x.Instance) == len(y.Instance) && x.Instance < y.Instance
+	})
 	return st
 }
 

@@ -78,40 +78,41 @@ func runAgent(t *testing.T, url, name string) (stop func()) {
 	return stop
 }
 
-// helloInstances counts the hello instances answering discovery.
-func helloInstances(t *testing.T, url string) func() (int, error) {
+// helloInstances returns the ids of the hello instances answering
+// discovery.
+func helloInstances(t *testing.T, url string) func() (map[string]bool, error) {
 	nc := connect(t, url)
-	return func() (int, error) {
-		n := 0
+	return func() (map[string]bool, error) {
+		ids := map[string]bool{}
 		sub, err := nc.SubscribeSync(nc.NewRespInbox())
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		defer sub.Unsubscribe()
 		if err := nc.PublishRequest("$SRV.PING.hello", sub.Subject, nil); err != nil {
-			return 0, err
+			return nil, err
 		}
 		for {
 			m, err := sub.NextMsg(300 * time.Millisecond)
 			if err != nil {
-				return n, nil
+				return ids, nil
 			}
 			var p micro.Ping
 			if json.Unmarshal(m.Data, &p) == nil {
-				n++
+				ids[p.ID] = true
 			}
 		}
 	}
 }
 
-func exactly(count func() (int, error), want int) func() error {
+func exactly(instances func() (map[string]bool, error), want int) func() error {
 	return func() error {
-		n, err := count()
+		ids, err := instances()
 		if err != nil {
 			return err
 		}
-		if n != want {
-			return fmt.Errorf("%d instances answer, want %d", n, want)
+		if len(ids) != want {
+			return fmt.Errorf("%d instances answer, want %d", len(ids), want)
 		}
 		return nil
 	}
@@ -159,10 +160,37 @@ func TestAgentRunsOrders(t *testing.T) {
 		return nil
 	})
 
+	// Scaling adds an instance and leaves the running ones alone.
+	before, _ := count()
 	if _, err := store.Scale(ctx, "hello", 3); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "three hello instances after scale", 30*time.Second, exactly(count, 3))
+	after, _ := count()
+	for id := range before {
+		if !after[id] {
+			t.Errorf("instance %s was restarted by scaling up", id)
+		}
+	}
+	waitFor(t, "agent a lists hello-1, hello-2 and hello-3", 20*time.Second, func() error {
+		as, _ := store.Agents(ctx)
+		var names []string
+		for _, in := range as[0].Instances {
+			names = append(names, in.Instance)
+		}
+		if strings.Join(names, ",") != "hello-1,hello-2,hello-3" {
+			return fmt.Errorf("instances %v", names)
+		}
+		return nil
+	})
+	if _, err := store.Scale(ctx, "hello", 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two hello instances after scaling down", 30*time.Second, exactly(count, 2))
+	if _, err := store.Scale(ctx, "hello", 3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "three hello instances again", 30*time.Second, exactly(count, 3))
 
 	// The agent goes away (its plugins with it) and comes back: the order
 	// is still there, and it runs the plugin again.
@@ -181,9 +209,26 @@ func TestAgentRunsOrders(t *testing.T) {
 		t.Errorf("logs of hello: %d lines: %q", len(lines), lines)
 	}
 
+	// A restart replaces every instance.
+	old, _ := count()
 	if _, err := store.Restart(ctx, "hello"); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, "three new hello instances after restart", 60*time.Second, func() error {
+		now, err := count()
+		if err != nil {
+			return err
+		}
+		for id := range now {
+			if old[id] {
+				return fmt.Errorf("instance %s still runs", id)
+			}
+		}
+		if len(now) != 3 {
+			return fmt.Errorf("%d instances answer, want 3", len(now))
+		}
+		return nil
+	})
 	if err := store.Stop(ctx, "hello"); err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,13 @@ type Config struct {
 	// SIGTERM before it gets SIGKILL. Default 10s.
 	StopTimeout time.Duration
 
+	// FirstInstance is the number of each plugin's first instance, so that
+	// instances are named <plugin>-<FirstInstance>, <plugin>-<FirstInstance+1>
+	// and so on. Default 1. An agent that runs each instance under a
+	// supervisor of its own, to add and remove instances one at a time,
+	// numbers them with it.
+	FirstInstance int
+
 	// Logger receives the supervisor's own records and the plugins' output.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -165,6 +172,9 @@ func (c Config) Validate() error {
 	}
 	if c.Backoff.CrashLoopAfter < 0 {
 		bad("backoff CrashLoopAfter is %d; it must not be negative", c.Backoff.CrashLoopAfter)
+	}
+	if c.FirstInstance < 0 {
+		bad("first instance %d is negative", c.FirstInstance)
 	}
 	if c.StopTimeout < 0 {
 		bad("stop timeout %s is negative", c.StopTimeout)

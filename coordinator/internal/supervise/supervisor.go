@@ -64,7 +64,8 @@ func New(cfg Config) (*Supervisor, error) {
 	s := &Supervisor{cfg: cfg.withDefaults(), done: make(chan struct{})}
 	for i := range s.cfg.Specs {
 		sp := &s.cfg.Specs[i]
-		for n := 1; n <= sp.Replicas; n++ {
+		first := max(1, s.cfg.FirstInstance)
+		for n := first; n < first+sp.Replicas; n++ {
 			name := fmt.Sprintf("%s-%d", sp.Name, n)
 			s.instances = append(s.instances, &instance{
 				spec:   sp,
