@@ -55,7 +55,7 @@ bench:
 		(cd bench && $(GO) test $(BENCH_FLAGS) ./...) | tee -a $$out || exit 1; \
 	done; \
 	cat $$out > docs/benchmarks.txt && \
-	$(GO) run ./internal/benchreport -cmd "make bench (BENCH_COUNT=$(BENCH_COUNT))" \
+	$(GO) run ./internal/benchreport -cmd "make bench (BENCH_COUNT=$(BENCH_COUNT))" -charts docs \
 		-notes docs/benchmarks-notes.md -o docs/benchmarks.md docs/benchmarks.txt && \
 	echo "wrote docs/benchmarks.md"
 

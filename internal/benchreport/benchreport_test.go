@@ -215,7 +215,7 @@ func TestWrite(t *testing.T) {
 	}
 	var b strings.Builder
 	h := header{machine: "AMD EPYC, 2 cores", goVersion: "go1.26.8", date: "2026-01-02 03:04 UTC", command: "make bench", goos: "linux", goarch: "amd64"}
-	if err := write(&b, h, collect(rs), "## Notes\n\nhand-written\n"); err != nil {
+	if err := write(&b, h, collect(rs), "## Notes\n\nhand-written\n", []shownChart{{"Invoke", "bench-invoke.svg"}}); err != nil {
 		t.Fatal(err)
 	}
 	md := b.String()
@@ -239,6 +239,8 @@ func TestWrite(t *testing.T) {
 		// Bounds on the figure itself, without a baseline.
 		"| Scale `1000x10types` listed-s | ≤ 5 | 2.50 | met |",
 		"| Scale `10000x1type` listed-s | ≤ 30 | 41 | **missed** |",
+		"## At a glance",
+		"![Invoke](bench-invoke.svg)",
 		"## Encode an event into a NATS message",
 		"## Notes\n\nhand-written\n",
 	} {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -25,18 +26,19 @@ func main() {
 	notes := flag.String("notes", "", "Markdown file appended after the tables")
 	command := flag.String("cmd", "make bench", "the command the report says produced the figures")
 	goVersion := flag.String("go", runtime.Version(), "the Go version the benchmarks ran with")
+	chartDir := flag.String("charts", "", "write SVG charts of the main comparisons to this directory and show them in the report")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: benchreport [flags] [go-test-bench-output...]\n\nReads standard input when no file is given.\n\nFlags:\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if err := run(*out, *notes, *command, *goVersion, flag.Args()); err != nil {
+	if err := run(*out, *notes, *command, *goVersion, *chartDir, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out, notesFile, command, goVersion string, inputs []string) error {
+func run(out, notesFile, command, goVersion, chartDir string, inputs []string) error {
 	var readers []io.Reader
 	var ran time.Time // when the benchmarks ran: the newest input, or now
 	for _, name := range inputs {
@@ -79,6 +81,13 @@ func run(out, notesFile, command, goVersion string, inputs []string) error {
 		goos:      e.goos,
 		goarch:    e.goarch,
 	}
+	gs := collect(rs)
+	var shown []shownChart
+	if chartDir != "" {
+		if shown, err = writeCharts(chartDir, out, gs); err != nil {
+			return err
+		}
+	}
 	w := io.Writer(os.Stdout)
 	if out != "" {
 		f, err := os.Create(out)
@@ -88,7 +97,7 @@ func run(out, notesFile, command, goVersion string, inputs []string) error {
 		defer f.Close()
 		w = f
 	}
-	if err := write(w, h, collect(rs), notes); err != nil {
+	if err := write(w, h, gs, notes, shown); err != nil {
 		return err
 	}
 	if f, ok := w.(*os.File); ok && out != "" {
@@ -97,11 +106,38 @@ func run(out, notesFile, command, goVersion string, inputs []string) error {
 	return nil
 }
 
-// machine describes this machine: CPU model and core count from
-// /proc/cpuinfo (falling back to what go test printed), and memory.
+// writeCharts writes the charts of gs into dir and returns them with their
+// paths relative to the report (out), for the report to embed.
+func writeCharts(dir, out string, gs []*group) ([]shownChart, error) {
+	from := "."
+	if out != "" {
+		from = filepath.Dir(out)
+	}
+	var shown []shownChart
+	for _, c := range buildCharts(gs) {
+		name := filepath.Join(dir, c.file)
+		var b strings.Builder
+		if err := writeSVG(&b, c); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(name, []byte(b.String()), 0o644); err != nil {
+			return nil, err
+		}
+		rel, err := filepath.Rel(from, name)
+		if err != nil {
+			rel = name
+		}
+		shown = append(shown, shownChart{title: c.title, path: filepath.ToSlash(rel)})
+	}
+	return shown, nil
+}
+
+// machine describes the machine: the CPU model go test printed with the
+// figures (falling back to /proc/cpuinfo's), and this machine's core count
+// and memory.
 func machine(cpuFromGoTest string) string {
 	model, cores := cpuinfo()
-	if model == "" {
+	if cpuFromGoTest != "" {
 		model = cpuFromGoTest
 	}
 	if model == "" {
