@@ -101,22 +101,14 @@ var invokers = []invoker{
 		// process) turns the request into a JSON line on hello's standard
 		// input and the answer line into the reply. Compare stdio-json, the
 		// same hop without the bus.
-		config := filepath.Join(b.TempDir(), "stdio.yaml")
-		spec := fmt.Sprintf("plugins:\n  - name: hello\n    exec: %q\n    stdio: true\n", bin.hello)
-		if err := os.WriteFile(config, []byte(spec), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		coord, natsAddr, httpAddr := startCoordinator(b, "--config", config)
-		nc := connect(b, "nats://"+natsAddr)
-		call := plugbusCall(nc, payload)
-		deadline := time.Now().Add(30 * time.Second)
-		for err := call(); err != nil; err = call() {
-			if time.Now().After(deadline) {
-				b.Fatalf("the stdio plugin did not answer within 30s: %v; the coordinator's standard error:\n%s", err, coord.stderr)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		coord, call, httpAddr := coordinatorWith(b, payload, fmt.Sprintf("  - name: hello\n    exec: %q\n    stdio: true\n", bin.hello))
 		return call, []int{coord.cmd.Process.Pid, supervisedPID(b, httpAddr, "hello-1")}
+	}},
+	{"plugbus-wasm", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
+		// plugins/hello built for wasip1, run by the coordinator binary
+		// inside its own process (wazero), over the same bridge.
+		coord, call, _ := coordinatorWith(b, payload, fmt.Sprintf("  - name: hello\n    wasm: %q\n", bin.helloWasm))
+		return call, []int{coord.cmd.Process.Pid}
 	}},
 	{"plugbus-c1", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, []int) {
 		url := s.ClientURL()
@@ -334,6 +326,29 @@ func goPluginCall(b *testing.B, protocol plugin.Protocol, payload []byte) (func(
 		_, err := g.Greet(payload)
 		return err
 	}, []int{client.ReattachConfig().Pid}
+}
+
+// coordinatorWith starts the coordinator binary running the plugins of a
+// YAML list, and returns it with a bus.Request call over TCP, once the
+// plugin answers.
+func coordinatorWith(b *testing.B, payload []byte, plugins string) (coord *proc, call func() error, httpAddr string) {
+	config := filepath.Join(b.TempDir(), "plugins.yaml")
+	yaml := fmt.Sprintf("wasm_cache_dir: %q\nplugins:\n%s", bin.wasmCache, plugins)
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	coord, natsAddr, httpAddr := startCoordinator(b, "--config", config)
+	nc := connect(b, "nats://"+natsAddr)
+	call = plugbusCall(nc, payload)
+	// A WebAssembly module compiles on its first start: seconds.
+	deadline := time.Now().Add(3 * time.Minute)
+	for err := call(); err != nil; err = call() {
+		if time.Now().After(deadline) {
+			b.Fatalf("the plugin did not answer within 3m: %v; the coordinator's standard error:\n%s", err, coord.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return coord, call, httpAddr
 }
 
 // supervisedPID asks a coordinator for the process id of one of the

@@ -27,6 +27,7 @@ var bin struct {
 	dir                                                   string
 	hello, coordinator, natspeer, stdiopeer, gopluginpeer string
 	pluginpeer, scalepeer                                 string
+	helloWasm, wasmCache                                  string // hello built for wasip1; its compiled code, kept across rounds
 }
 
 // TestMain builds the programs when benchmarks are to run: plugins/hello and
@@ -72,10 +73,18 @@ func build() error {
 			return fmt.Errorf("%v: %v\n%s", cmd.Args, err, out)
 		}
 	}
+	// plugins/hello for WebAssembly, for the coordinator to run in-process.
+	cmd := exec.Command(goCmd, "build", "-o", filepath.Join(bin.dir, "hello.wasm"), "./plugins/hello/cmd/hello")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %v\n%s", cmd.Args, err, out)
+	}
 	p := func(name string) string { return filepath.Join(bin.dir, name) }
 	bin.hello, bin.coordinator = p("hello"), p("coordinator")
 	bin.natspeer, bin.stdiopeer, bin.gopluginpeer, bin.pluginpeer = p("natspeer"), p("stdiopeer"), p("gopluginpeer"), p("pluginpeer")
 	bin.scalepeer = p("scalepeer")
+	bin.helloWasm, bin.wasmCache = p("hello.wasm"), p("wasm-cache")
 	return nil
 }
 

@@ -106,6 +106,11 @@ type Config struct {
 	// OTEL_ variables and trace themselves.
 	TracerProvider trace.TracerProvider `json:"-"`
 
+	// WasmCacheDir keeps the machine code compiled from WebAssembly
+	// plugins, so that a restart skips the compile; default
+	// <data_dir>/wasm-cache.
+	WasmCacheDir string `json:"wasm_cache_dir,omitempty"`
+
 	// Plugins are run and supervised by the coordinator.
 	Plugins []PluginSpec `json:"plugins,omitempty"`
 }
@@ -130,7 +135,8 @@ func (s StreamSettings) busConfig(prefix string) bus.StreamConfig {
 
 // PluginSpec is a plugin the coordinator runs and restarts: one entry of
 // the configuration's plugins list (name, exec, args, env, replicas,
-// sha256, dir, stdio, timeout, handles, answers, emits). Its Mode method says how the plugin runs. In a
+// sha256, dir, stdio, timeout, wasm, memory_pages, dirs, handles, answers,
+// emits). Its Mode method says how the plugin runs. In a
 // configuration file, a relative exec or dir is taken from the file's
 // directory, which is also the plugin's default working directory.
 type PluginSpec = supervise.Spec
@@ -259,7 +265,7 @@ func unjoin(err error) []error {
 }
 
 // LoadConfig reads a YAML (or JSON) configuration file. Unknown fields are
-// errors. Relative paths in it (data_dir, a plugin's exec and dir) are taken
+// errors. Relative paths in it (data_dir, a plugin's exec, wasm, dirs and dir) are taken
 // from the file's directory, which is also the plugins' default working
 // directory.
 func LoadConfig(path string) (Config, error) {
@@ -282,12 +288,17 @@ func LoadConfig(path string) (Config, error) {
 		return filepath.Join(dir, p)
 	}
 	c.DataDir = resolve(c.DataDir)
+	c.WasmCacheDir = resolve(c.WasmCacheDir)
 	for _, t := range []*TLSSettings{&c.NATSTLS, &c.HTTPTLS} {
 		t.Cert, t.Key, t.CA = resolve(t.Cert), resolve(t.Key), resolve(t.CA)
 	}
 	for i, p := range c.Plugins {
 		if strings.ContainsRune(p.Exec, filepath.Separator) {
 			c.Plugins[i].Exec = resolve(p.Exec)
+		}
+		c.Plugins[i].Wasm = resolve(p.Wasm)
+		for j, d := range p.Dirs {
+			c.Plugins[i].Dirs[j].Host = resolve(d.Host)
 		}
 		c.Plugins[i].Dir = resolve(p.Dir)
 		if p.Dir == "" {

@@ -195,7 +195,15 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		// port: debug, so that they cannot flood the log.
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
 	srv.RegisterOnShutdown(func() { close(streamsDone) })
+	wasmHost, err := c.wasmHost()
+	if err != nil {
+		return err
+	}
+	if wasmHost != nil {
+		defer wasmHost.Close(context.Background())
+	}
 	c.sup, err = supervise.New(supervise.Config{
+		Wasm:    wasmHost,
 		Specs:   c.specs(),
 		BaseEnv: c.pluginEnv(),
 		Logger:  c.log,

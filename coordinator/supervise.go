@@ -2,13 +2,16 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator/internal/bridge"
 	"github.com/plugbus/plugbus/coordinator/internal/supervise"
+	"github.com/plugbus/plugbus/coordinator/internal/wasm"
 )
 
 // specs turns the configured plugins into supervisor specs: in secure mode,
@@ -16,16 +19,35 @@ import (
 func (c *Coordinator) specs() []supervise.Spec {
 	specs := slices.Clone(c.cfg.Plugins)
 	for i, p := range specs {
-		if c.sec != nil && !p.Stdio {
+		if c.sec != nil && p.Mode() == bus.ModeProcess {
 			specs[i].Env = append([]string{"PLUGBUS_NKEY=" + c.sec.seedFiles[p.Name]}, p.Env...)
 		}
-		if os.Getenv("OTEL_SERVICE_NAME") != "" {
+		if os.Getenv("OTEL_SERVICE_NAME") != "" && p.Wasm == "" {
 			// The plugins inherit the OTEL_ settings, but not the
 			// coordinator's own name: each traces as itself.
 			specs[i].Env = append([]string{"OTEL_SERVICE_NAME=" + p.Name}, specs[i].Env...)
 		}
 	}
 	return specs
+}
+
+// wasmHost returns the runtime for the WebAssembly plugins, or nil when
+// there are none.
+func (c *Coordinator) wasmHost() (*wasm.Host, error) {
+	for _, p := range c.cfg.Plugins {
+		if p.Wasm != "" {
+			dir := c.cfg.WasmCacheDir
+			if dir == "" {
+				dir = filepath.Join(c.cfg.DataDir, "wasm-cache")
+			}
+			h, err := wasm.NewHost(dir)
+			if err != nil {
+				return nil, fmt.Errorf("coordinator: %w; pick another directory with wasm_cache_dir", err)
+			}
+			return h, nil
+		}
+	}
+	return nil, nil
 }
 
 // runBridge serves a stdio plugin on the bus from the coordinator's
@@ -39,6 +61,7 @@ func (c *Coordinator) runBridge(ctx context.Context, io supervise.BridgeIO) erro
 		Stdout:    io.Stdout,
 		Conn:      c.pluginConn(io.Spec.Name),
 		Prefix:    c.cfg.Prefix,
+		Mode:      io.Spec.Mode(),
 		Durable:   c.cfg.Durable,
 		Timeout:   time.Duration(io.Spec.Timeout),
 		Logger:    io.Log,

@@ -73,6 +73,9 @@ type Config struct {
 	Conn bus.ConnConfig
 	// Prefix is the subject prefix; default bus.DefaultPrefix.
 	Prefix string
+	// Mode is what the plugin reports as its mode in its manifest:
+	// bus.ModeStdio (the default) or bus.ModeWasm.
+	Mode string
 	// Durable runs the plugin in durable mode (see pluginkit.WithDurable).
 	Durable bool
 
@@ -139,6 +142,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = bus.DefaultPrefix
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = bus.ModeStdio
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -292,7 +298,7 @@ func (b *bridge) build(m *stdioproto.Manifest) error {
 		pluginkit.WithEmits(m.Emits...),
 		pluginkit.WithConcurrency(conc),
 		pluginkit.WithDrainTimeout(b.cfg.DrainTimeout),
-		pluginkit.WithMode(bus.ModeStdio),
+		pluginkit.WithMode(b.cfg.Mode),
 	}
 	if b.cfg.Durable {
 		opts = append(opts, pluginkit.WithDurable(pluginkit.Durable{}))

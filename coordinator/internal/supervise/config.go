@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/wasm"
 )
 
 // Config configures a [Supervisor]. A zero duration, factor or count means
@@ -47,6 +48,15 @@ type Config struct {
 	// It must close io.Stdin before it returns. Required when a spec sets
 	// Stdio.
 	Bridge func(ctx context.Context, io BridgeIO) error
+
+	// Wasm compiles and runs the modules of WebAssembly plugins (specs
+	// with Wasm set); required when a spec sets Wasm.
+	Wasm *wasm.Host
+
+	// ReloadCheck is how often the file of a running WebAssembly plugin
+	// is checked for a new version, which replaces the running instances.
+	// Default 2s.
+	ReloadCheck time.Duration
 
 	// OnEvent, if set, is called for every change in an instance's life. It
 	// is called from the goroutine supervising the instance, so calls for one
@@ -99,6 +109,7 @@ const (
 	DefaultResetAfter     = 10 * time.Second
 	DefaultCrashLoopAfter = 5
 	DefaultStopTimeout    = 10 * time.Second
+	DefaultReloadCheck    = 2 * time.Second
 )
 
 // withDefaults returns c with its zero values replaced by the defaults.
@@ -112,6 +123,7 @@ func (c Config) withDefaults() Config {
 	set(&c.Backoff.Max, DefaultMaxBackoff)
 	set(&c.Backoff.ResetAfter, DefaultResetAfter)
 	set(&c.StopTimeout, DefaultStopTimeout)
+	set(&c.ReloadCheck, DefaultReloadCheck)
 	if c.Backoff.Factor == 0 {
 		c.Backoff.Factor = DefaultBackoffFactor
 	}
@@ -152,8 +164,11 @@ func (c Config) Validate() error {
 			bad("plugin %q is listed twice", s.Name)
 		}
 		seen[s.Name] = true
-		if s.Stdio && c.Bridge == nil {
-			bad("plugin %q: stdio is set but the supervisor has no bridge", s.Name)
+		if (s.Stdio || s.Wasm != "") && c.Bridge == nil {
+			bad("plugin %q: it runs in %s mode but this supervisor has no stdio bridge (only the coordinator runs stdio and wasm plugins)", s.Name, s.Mode())
+		}
+		if s.Wasm != "" && c.Wasm == nil {
+			bad("plugin %q: wasm is set but this supervisor has no WebAssembly runtime (only the coordinator runs wasm plugins)", s.Name)
 		}
 	}
 	for _, kv := range c.BaseEnv {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/wasm"
 )
 
 // Spec describes one plugin to run: the coordinator's configuration lists
@@ -50,6 +51,20 @@ type Spec struct {
 	// Default: the bridge's (30s).
 	Timeout Duration `json:"timeout,omitempty"`
 
+	// Wasm is a WebAssembly module (a WASI command speaking the stdio
+	// protocol, docs/wasm.md) to run inside the coordinator instead of a
+	// process: a path, relative to Dir if it is relative. Its module sees
+	// only Env (not the coordinator's environment), the Dirs granted, and
+	// at most MemoryPages of memory; Timeout limits each event. Exec and
+	// Args are not used.
+	Wasm string `json:"wasm,omitempty"`
+	// MemoryPages limits a WebAssembly module's memory, in pages of 64
+	// KiB; default wasm.DefaultMemoryPages (256 MiB).
+	MemoryPages uint32 `json:"memory_pages,omitempty"`
+	// Dirs grants a WebAssembly module host directories (host, guest,
+	// write), read-only unless write is set.
+	Dirs []wasm.Dir `json:"dirs,omitempty"`
+
 	// Handles, Answers and Emits declare the event types (or patterns) the
 	// plugin observes, answers and publishes. In the coordinator's secure
 	// mode they are its permissions: it may subscribe to nothing else, and
@@ -84,6 +99,9 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 // constants ([bus.ModeProcess] and so on), which plugins also report in
 // their manifest.
 func (s Spec) Mode() string {
+	if s.Wasm != "" {
+		return bus.ModeWasm
+	}
 	if s.Stdio {
 		return bus.ModeStdio
 	}
@@ -98,8 +116,15 @@ func (s Spec) Validate() error {
 	if err := bus.ValidateProducer(s.Name); err != nil {
 		bad("name: %w", err)
 	}
-	if s.Exec == "" {
-		bad("exec: the plugin's executable is required")
+	switch {
+	case s.Wasm != "" && s.Exec != "":
+		bad("exec and wasm: set one, the plugin's executable or its WebAssembly module")
+	case s.Wasm == "" && s.Exec == "":
+		bad("exec: the plugin's executable (or wasm, its WebAssembly module) is required")
+	case s.Wasm != "":
+		if err := s.sandbox().Validate(); err != nil {
+			bad("%w", err)
+		}
 	}
 	if s.Timeout < 0 {
 		bad("timeout %v: must be positive", time.Duration(s.Timeout))

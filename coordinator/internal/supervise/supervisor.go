@@ -26,6 +26,7 @@ const pipeDrainTimeout = 2 * time.Second
 type Supervisor struct {
 	cfg       Config      // with defaults applied
 	instances []*instance // in Specs order, then by number
+	modules   *modules    // of the WebAssembly plugins
 	done      chan struct{}
 
 	mu      sync.Mutex
@@ -44,16 +45,23 @@ type instance struct {
 	malformed atomic.Uint64 // lines a stdio program's bridge skipped
 }
 
-// A process is one run of an instance.
+// A process is one run of an instance: a child process, or an instance of
+// a WebAssembly module.
 type process struct {
-	cmd     *exec.Cmd
+	pid     int // 0 for a WebAssembly instance
 	started time.Time
-	exited  chan error // gets cmd.Wait's result once the output is logged
+	exited  chan error // gets why it ended, once its output is logged
+
+	kill      func()     // ends it at once
+	terminate func()     // asks it to end
+	exitCode  func() int // once it has ended: its exit status, -1 if none
 
 	// For a stdio program: the bridge, and the read end of its stdout.
 	stopBridge context.CancelFunc
 	bridgeDone chan struct{} // closed when Config.Bridge has returned
-	stdout     *os.File
+	stdout     io.ReadCloser
+
+	module *module // the compiled module a WebAssembly instance runs
 }
 
 // New returns a Supervisor for cfg, or the errors of [Config.Validate].
@@ -62,6 +70,7 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, err
 	}
 	s := &Supervisor{cfg: cfg.withDefaults(), done: make(chan struct{})}
+	s.modules = &modules{host: s.cfg.Wasm, by: map[string]*module{}}
 	for i := range s.cfg.Specs {
 		sp := &s.cfg.Specs[i]
 		first := max(1, s.cfg.FirstInstance)
@@ -108,6 +117,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	close(st)
+	s.modules.close()
 	return nil
 }
 
@@ -157,7 +167,13 @@ func (s *Supervisor) supervise(ctx context.Context, st starter, in *instance) {
 			s.reportStopped(in, nil, nil)
 			return
 		}
-		p, err := s.start(st, in)
+		var p *process
+		var err error
+		if in.spec.Wasm != "" {
+			p, err = s.startWasm(in)
+		} else {
+			p, err = s.start(st, in)
+		}
 		if err != nil {
 			s.update(in, func(st *InstanceStatus) {
 				st.State, st.PID, st.Error = StateFailed, 0, err.Error()
@@ -166,19 +182,19 @@ func (s *Supervisor) supervise(ctx context.Context, st starter, in *instance) {
 			s.emit(in, Event{Kind: EventFailed, Err: err})
 			return
 		}
-		pid := p.cmd.Process.Pid
+		pid := p.pid
 		s.update(in, func(st *InstanceStatus) {
 			st.State, st.PID, st.Started, st.Restarts = StateRunning, pid, p.started, restarts
 		})
 		in.log.Info("plugin started", "pid", pid, "restarts", restarts)
 		s.emit(in, Event{Kind: EventStarted, PID: pid})
 
-		var werr error
-		select {
-		case werr = <-p.exited:
-		case <-ctx.Done():
-			s.stop(in, p)
-			return
+		werr, next := s.wait(ctx, in, p)
+		switch next {
+		case stopped:
+			return // and reported so
+		case replaced:
+			continue // at once: the file changed, not a crash
 		}
 		p.endBridge(pipeDrainTimeout)
 
@@ -207,6 +223,44 @@ func (s *Supervisor) supervise(ctx context.Context, st starter, in *instance) {
 			t.Stop()
 			s.reportStopped(in, nil, nil)
 			return
+		}
+	}
+}
+
+// What ended a process, for [Supervisor.wait].
+type outcome int
+
+const (
+	exited   outcome = iota // by itself
+	stopped                 // the supervisor is stopping
+	replaced                // its module's file changed
+)
+
+// wait waits for p to exit and returns why. When ctx ends first it stops
+// p and reports the instance stopped. When p runs a WebAssembly module
+// whose file has changed it ends p (draining it first), so that the caller
+// starts the new code.
+func (s *Supervisor) wait(ctx context.Context, in *instance, p *process) (error, outcome) {
+	var reload <-chan time.Time
+	if p.module != nil {
+		t := time.NewTicker(s.cfg.ReloadCheck)
+		defer t.Stop()
+		reload = t.C
+	}
+	for {
+		select {
+		case err := <-p.exited:
+			return err, exited
+		case <-ctx.Done():
+			s.stop(in, p)
+			return nil, stopped
+		case <-reload:
+			if !s.modules.changed(in.spec, p.module) {
+				continue
+			}
+			in.log.Info("module file changed; replacing the instance with the new code", "wasm", in.spec.wasmPath())
+			s.end(in, p)
+			return nil, replaced
 		}
 	}
 }
@@ -248,8 +302,18 @@ func (s *Supervisor) start(st starter, in *instance) (*process, error) {
 		SysProcAttr: sysProcAttr(),
 		WaitDelay:   pipeDrainTimeout,
 	}
-	p := &process{cmd: cmd, exited: make(chan error, 1)}
-	var childIn, childOut, stdin *os.File
+	p := &process{
+		exited:    make(chan error, 1),
+		kill:      func() { kill(cmd.Process) },
+		terminate: func() { terminate(cmd.Process) },
+		exitCode: func() int {
+			if cmd.ProcessState == nil {
+				return -1
+			}
+			return cmd.ProcessState.ExitCode()
+		},
+	}
+	var childIn, childOut, stdin, stdoutR *os.File
 	if sp.Stdio {
 		// Pipes of our own rather than cmd's StdinPipe and StdoutPipe:
 		// cmd.Wait would close those while the bridge still reads.
@@ -257,12 +321,12 @@ func (s *Supervisor) start(st starter, in *instance) (*process, error) {
 		if childIn, stdin, err = os.Pipe(); err != nil {
 			return nil, fmt.Errorf("supervise: %w", err)
 		}
-		if p.stdout, childOut, err = os.Pipe(); err != nil {
+		if stdoutR, childOut, err = os.Pipe(); err != nil {
 			childIn.Close()
 			stdin.Close()
 			return nil, fmt.Errorf("supervise: %w", err)
 		}
-		cmd.Stdin, cmd.Stdout = childIn, childOut
+		cmd.Stdin, cmd.Stdout, p.stdout = childIn, childOut, stdoutR
 	}
 	err = st.start(cmd)
 	if sp.Stdio {
@@ -270,13 +334,13 @@ func (s *Supervisor) start(st starter, in *instance) (*process, error) {
 		childOut.Close()
 		if err != nil {
 			stdin.Close()
-			p.stdout.Close()
+			stdoutR.Close()
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	p.started = time.Now()
+	p.pid, p.started = cmd.Process.Pid, time.Now()
 	go func() {
 		err := cmd.Wait()
 		stdout.flush()
@@ -301,15 +365,15 @@ func stdioEnv(sp *Spec) []string {
 // startBridge runs Config.Bridge between a stdio program and the bus. When
 // the bridge gives up on a program that still runs (it hung, or broke the
 // protocol), the program is killed, and restarted like any that exits.
-func (s *Supervisor) startBridge(in *instance, p *process, stdin *os.File) {
+func (s *Supervisor) startBridge(in *instance, p *process, stdin io.WriteCloser) {
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stopBridge, p.bridgeDone = cancel, make(chan struct{})
 	go func() {
 		defer close(p.bridgeDone)
 		err := s.cfg.Bridge(ctx, BridgeIO{Spec: in.spec, Instance: in.name, Stdin: stdin, Stdout: p.stdout, Log: in.log, Malformed: &in.malformed})
 		if err != nil && ctx.Err() == nil {
-			in.log.Error("stdio plugin failed; killing it to restart it", "pid", p.cmd.Process.Pid, "err", err)
-			kill(p.cmd.Process)
+			in.log.Error("stdio plugin failed; killing it to restart it", "pid", p.pid, "err", err)
+			p.kill()
 		}
 	}()
 }
@@ -336,6 +400,11 @@ func (p *process) endBridge(grace time.Duration) {
 // program's bridge drains first and closes the program's input, which asks
 // it to exit; a program still running after that gets SIGTERM.
 func (s *Supervisor) stop(in *instance, p *process) {
+	s.reportStopped(in, p, s.end(in, p))
+}
+
+// end ends p as stop does, and returns what ending it returned.
+func (s *Supervisor) end(in *instance, p *process) error {
 	t := time.NewTimer(s.cfg.StopTimeout)
 	defer t.Stop()
 	var err error
@@ -357,19 +426,19 @@ func (s *Supervisor) stop(in *instance, p *process) {
 		err = s.waitOrKill(in, p, t)
 	}
 	p.endBridge(0)
-	s.reportStopped(in, p, err)
+	return err
 }
 
 // waitOrKill sends p SIGTERM and waits for it to exit until t fires, then
 // kills it.
 func (s *Supervisor) waitOrKill(in *instance, p *process, t *time.Timer) error {
-	terminate(p.cmd.Process)
+	p.terminate()
 	var err error
 	select {
 	case err = <-p.exited:
 	case <-t.C:
-		in.log.Warn("plugin did not stop in time; killing it", "pid", p.cmd.Process.Pid, "stop_timeout", s.cfg.StopTimeout)
-		kill(p.cmd.Process)
+		in.log.Warn("plugin did not stop in time; killing it", "pid", p.pid, "stop_timeout", s.cfg.StopTimeout)
+		p.kill()
 		err = <-p.exited
 	}
 	return err
@@ -382,7 +451,7 @@ func (s *Supervisor) reportStopped(in *instance, p *process, err error) {
 	var exit *ExitStatus
 	if p != nil {
 		exit = exitStatus(p, err)
-		ev.PID, ev.ExitCode, ev.Err = p.cmd.Process.Pid, exit.Code, err
+		ev.PID, ev.ExitCode, ev.Err = p.pid, exit.Code, err
 	}
 	s.update(in, func(st *InstanceStatus) {
 		st.State, st.PID = StateStopped, 0
@@ -415,8 +484,8 @@ func (s *Supervisor) emit(in *instance, ev Event) {
 
 func exitStatus(p *process, err error) *ExitStatus {
 	e := &ExitStatus{Time: time.Now(), Code: -1}
-	if ps := p.cmd.ProcessState; ps != nil {
-		e.Code = ps.ExitCode()
+	if p.exitCode != nil {
+		e.Code = p.exitCode()
 	}
 	if err != nil {
 		e.Error = err.Error()

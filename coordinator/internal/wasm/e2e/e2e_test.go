@@ -1,0 +1,242 @@
+// Package e2e_test runs WebAssembly plugins in a real coordinator: plugin
+// hello built for wasip1 from its unchanged source, and a module that
+// misbehaves on request.
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator"
+	"github.com/plugbus/plugbus/coordinator/internal/wasm/wasmtest"
+	"github.com/plugbus/plugbus/internal/proctest"
+	pluginkit "github.com/plugbus/plugbus/plugin-kit"
+)
+
+// The modules, built and compiled into cache once for the test binary.
+var hello, misbehaving, cache string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "plugbus-wasm-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cache = filepath.Join(dir, "cache")
+	helloPkg := "./plugins/hello"
+	if _, err := os.Stat("../../../../plugins/hello/cmd/hello"); err == nil {
+		helloPkg = "./plugins/hello/cmd/hello"
+	}
+	modules, err := wasmtest.Build("../../../..", "../../../..", dir, cache, helloPkg, "./coordinator/internal/wasm/testdata/wasmtest")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	hello, misbehaving = modules[0], modules[1]
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// run runs a coordinator in this process with the given plugins until the
+// test ends, and returns it with a client connection.
+func run(t *testing.T, plugins ...coordinator.PluginSpec) (*coordinator.Coordinator, *nats.Conn) {
+	t.Helper()
+	c, err := coordinator.New(coordinator.Config{
+		NATSListen: proctest.FreeAddr(t), HTTPListen: proctest.FreeAddr(t), DataDir: t.TempDir(),
+		WasmCacheDir: cache, Plugins: plugins,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("coordinator: %v", err)
+		}
+	})
+	select {
+	case <-c.Ready():
+	case err := <-done:
+		t.Fatalf("coordinator stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("coordinator not ready within 60s")
+	}
+	nc, err := nats.Connect(c.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return c, nc
+}
+
+// invoke asks for typ until a plugin answers (it may still be starting).
+func invoke(t *testing.T, nc *nats.Conn, typ string, data any) (*pluginkit.Event, error) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		res, err := bus.Request(ctx, nc, bus.DefaultPrefix, "test", pluginkit.NewEvent(typ, data))
+		cancel()
+		if !errors.Is(err, bus.ErrNoResponders) || time.Now().After(deadline) {
+			return res, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func greets(t *testing.T, nc *nats.Conn, typ, name string) {
+	t.Helper()
+	res, err := invoke(t, nc, typ, map[string]string{"name": name})
+	if err != nil {
+		t.Fatalf("invoke %s: %v", typ, err)
+	}
+	var got struct{ Text string }
+	if err := res.DataAs(&got); err != nil || got.Text != "hello, "+name {
+		t.Fatalf("invoke %s answered %s (%v), want text %q", typ, res.Data(), err, "hello, "+name)
+	}
+}
+
+// instance is a supervised instance as GET /v1/supervised shows it.
+type instance struct {
+	Instance string `json:"instance"`
+	State    string `json:"state"`
+	Restarts int    `json:"restarts"`
+	LastExit *struct {
+		Error string `json:"error"`
+	} `json:"last_exit"`
+}
+
+func supervised(t *testing.T, c *coordinator.Coordinator, name string) instance {
+	t.Helper()
+	resp, err := http.Get("http://" + c.HTTPAddr() + "/v1/supervised")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list []instance
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range list {
+		if in.Instance == name {
+			return in
+		}
+	}
+	t.Fatalf("no instance %s", name)
+	return instance{}
+}
+
+func TestHelloAsWebAssembly(t *testing.T) {
+	c, nc := run(t, coordinator.PluginSpec{Name: "hello", Wasm: hello})
+	greets(t, nc, "com.example.greet.requested", "Ada")
+	_, err := invoke(t, nc, "com.example.greet.requested", 3)
+	var se *bus.ServiceError
+	if !errors.As(err, &se) || se.Code != bus.CodePermanent {
+		t.Fatalf("bad data: got %v, want a permanent error", err)
+	}
+	// Over HTTP, and in discovery, like any plugin.
+	resp, err := http.Post("http://"+c.HTTPAddr()+"/v1/invoke/com.example.greet.requested", "application/json", strings.NewReader(`{"name":"Bo"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "hello, Bo") {
+		t.Fatalf("HTTP invoke: %d %s", resp.StatusCode, body)
+	}
+	found := false
+	for _, p := range c.Plugins() {
+		found = found || (p.Name == "hello" && len(p.Instances) == 1)
+	}
+	if !found {
+		t.Errorf("hello is not in the registry: %+v", c.Plugins())
+	}
+}
+
+func TestMisbehavingModulesStopOnlyThemselves(t *testing.T) {
+	c, nc := run(t,
+		coordinator.PluginSpec{Name: "hello", Wasm: hello},
+		coordinator.PluginSpec{Name: "bad", Wasm: misbehaving, MemoryPages: 1024, Timeout: coordinator.Duration(3 * time.Second)},
+	)
+	greets(t, nc, "com.example.greet.requested", "Ada")
+	greets(t, nc, "com.example.wasm.greet", "Ada")
+
+	for i, tc := range []struct {
+		typ  string
+		exit []string // the last exit's error says one of these
+	}{
+		{"com.example.wasm.loop", []string{"interrupted"}}, // the bridge's timeout interrupts it
+		// Go's runtime exits "out of memory", unless the timeout comes
+		// first (allocating 64 MiB is slow under the race detector).
+		{"com.example.wasm.bomb", []string{"exit status", "interrupted"}},
+		{"com.example.wasm.trap", []string{"out of bounds"}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := bus.Request(ctx, nc, bus.DefaultPrefix, "test", pluginkit.NewEvent(tc.typ, map[string]int{}))
+		cancel()
+		if err == nil {
+			t.Fatalf("%s: answered, want an error", tc.typ)
+		}
+		// The failure is the plugin's: it is restarted, with the reason...
+		var got instance
+		deadline := time.Now().Add(60 * time.Second)
+		for got = supervised(t, c, "bad-1"); got.Restarts < i+1 || got.State != "running"; got = supervised(t, c, "bad-1") {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: bad-1 not restarted within 60s: %+v", tc.typ, got)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got.LastExit == nil || !slices.ContainsFunc(tc.exit, func(s string) bool { return strings.Contains(got.LastExit.Error, s) }) {
+			t.Errorf("%s: last exit %+v, want one saying one of %q", tc.typ, got.LastExit, tc.exit)
+		}
+		// ...while the coordinator and the other plugin keep serving, and
+		// the restarted one serves again.
+		greets(t, nc, "com.example.greet.requested", "Bo")
+		greets(t, nc, "com.example.wasm.greet", "Bo")
+		if h := supervised(t, c, "hello-1"); h.Restarts != 0 {
+			t.Fatalf("hello was restarted too: %+v", h)
+		}
+	}
+}
+
+func TestReplacingTheFileStartsTheNewCode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "plugin.wasm")
+	copyFile(t, misbehaving, path)
+	_, nc := run(t, coordinator.PluginSpec{Name: "hello", Wasm: path})
+	greets(t, nc, "com.example.wasm.greet", "Ada")
+
+	copyFile(t, hello, path+".new")
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+	greets(t, nc, "com.example.greet.requested", "Ada") // hello's code now
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
