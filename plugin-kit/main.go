@@ -10,8 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/plugbus/plugbus/bus"
 )
 
 // Main runs p as a program: it reads settings from flags and the
@@ -63,13 +61,20 @@ func Main(p *Plugin) {
 		}
 		return def
 	}
-	url := fs.String("nats-url", env("PLUGBUS_URL", "nats://127.0.0.1:4222"), "NATS server URL(s), comma-separated [PLUGBUS_URL]")
-	creds := fs.String("creds", env("PLUGBUS_CREDS", ""), "NATS credentials file [PLUGBUS_CREDS]")
-	nkey := fs.String("nkey", env("PLUGBUS_NKEY", ""), "file holding an nkey seed [PLUGBUS_NKEY]")
-	user := fs.String("user", env("PLUGBUS_USER", ""), "NATS user; the password comes from PLUGBUS_PASSWORD [PLUGBUS_USER]")
-	ca := fs.String("tls-ca", env("PLUGBUS_TLS_CA", ""), "CA certificate for NATS TLS [PLUGBUS_TLS_CA]")
-	cert := fs.String("tls-cert", env("PLUGBUS_TLS_CERT", ""), "client certificate for NATS TLS [PLUGBUS_TLS_CERT]")
-	key := fs.String("tls-key", env("PLUGBUS_TLS_KEY", ""), "client key for NATS TLS [PLUGBUS_TLS_KEY]")
+	// A WithConnConfig given to New supplies the defaults; flags and the
+	// environment override it field by field.
+	given := p.connCfg
+	defaultURL := "nats://127.0.0.1:4222"
+	if len(given.URLs) > 0 {
+		defaultURL = strings.Join(given.URLs, ",")
+	}
+	url := fs.String("nats-url", env("PLUGBUS_URL", defaultURL), "NATS server URL(s), comma-separated [PLUGBUS_URL]")
+	creds := fs.String("creds", env("PLUGBUS_CREDS", given.CredsFile), "NATS credentials file [PLUGBUS_CREDS]")
+	nkey := fs.String("nkey", env("PLUGBUS_NKEY", given.NKeySeedFile), "file holding an nkey seed [PLUGBUS_NKEY]")
+	user := fs.String("user", env("PLUGBUS_USER", given.User), "NATS user; the password comes from PLUGBUS_PASSWORD [PLUGBUS_USER]")
+	ca := fs.String("tls-ca", env("PLUGBUS_TLS_CA", given.CAFile), "CA certificate for NATS TLS [PLUGBUS_TLS_CA]")
+	cert := fs.String("tls-cert", env("PLUGBUS_TLS_CERT", given.CertFile), "client certificate for NATS TLS [PLUGBUS_TLS_CERT]")
+	key := fs.String("tls-key", env("PLUGBUS_TLS_KEY", given.KeyFile), "client key for NATS TLS [PLUGBUS_TLS_KEY]")
 	prefix := fs.String("prefix", env("PLUGBUS_PREFIX", p.prefix), "subject prefix [PLUGBUS_PREFIX]")
 	logFormat := fs.String("log-format", env("PLUGBUS_LOG_FORMAT", "json"), "log format: json or text [PLUGBUS_LOG_FORMAT]")
 	logLevel := fs.String("log-level", env("PLUGBUS_LOG_LEVEL", "info"), "log level: debug, info, warn or error [PLUGBUS_LOG_LEVEL]")
@@ -118,18 +123,16 @@ func Main(p *Plugin) {
 		p.durable.EffectivelyOnce = true
 	}
 	p.prefix = *prefix
-	p.connCfg = bus.ConnConfig{
-		URLs:         strings.Split(*url, ","),
-		Name:         p.name,
-		CredsFile:    *creds,
-		NKeySeedFile: *nkey,
-		User:         *user,
-		Password:     os.Getenv("PLUGBUS_PASSWORD"),
-		Token:        os.Getenv("PLUGBUS_TOKEN"),
-		CAFile:       *ca,
-		CertFile:     *cert,
-		KeyFile:      *key,
+	cfg := given
+	cfg.URLs = strings.Split(*url, ",")
+	if cfg.Name == "" {
+		cfg.Name = p.name
 	}
+	cfg.CredsFile, cfg.NKeySeedFile, cfg.User = *creds, *nkey, *user
+	cfg.Password = env("PLUGBUS_PASSWORD", given.Password)
+	cfg.Token = env("PLUGBUS_TOKEN", given.Token)
+	cfg.CAFile, cfg.CertFile, cfg.KeyFile = *ca, *cert, *key
+	p.connCfg = cfg
 	if err := p.setUp(); err != nil {
 		var none error
 		p.cleanUp(&none)

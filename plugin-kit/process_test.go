@@ -104,14 +104,17 @@ type proc struct {
 	waitErr error // set when exited is closed
 }
 
-// startProc runs bin with PLUGBUS_URL pointing at url, plus env, and
+// startProc runs bin with PLUGBUS_URL pointing at url (unless url is ""), plus env, and
 // stops it (SIGTERM, then kill) when the test ends. Its output is logged
 // when the test fails; a data race reported by a -race plugin fails the
 // test.
 func startProc(t testing.TB, bin, url string, env ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(bin), out: &syncBuffer{}, stdout: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), "PLUGBUS_URL="+url, "PLUGBUS_LOG_FORMAT=json", "PLUGBUS_LOG_LEVEL=info", "PLUGBUS_PREFIX="+bus.DefaultPrefix)
+	p.cmd.Env = append(os.Environ(), "PLUGBUS_LOG_FORMAT=json", "PLUGBUS_LOG_LEVEL=info", "PLUGBUS_PREFIX="+bus.DefaultPrefix)
+	if url != "" {
+		p.cmd.Env = append(p.cmd.Env, "PLUGBUS_URL="+url)
+	}
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -266,6 +269,18 @@ func resultsSub(t testing.TB, nc *nats.Conn) *nats.Subscription {
 }
 
 // Two different plugins handling the same type each get every event.
+// Main keeps the connection settings a program gave New with
+// WithConnConfig, where no flag or environment variable overrides them.
+func TestMainKeepsWithConnConfig(t *testing.T) {
+	t.Parallel()
+	bin := build(t, testpluginPkg)
+	s := bustest.NewServer(t)
+	nc := bustest.Connect(t, s)
+	started := watchStarted(t, nc, "configured")
+	p := startProc(t, bin, "", "TESTPLUGIN_NAME=configured", "TESTPLUGIN_CONN_URL="+s.ClientURL())
+	awaitStarted(t, started, p)
+}
+
 func TestProcessFanOut(t *testing.T) {
 	t.Parallel()
 	bin := build(t, testpluginPkg)

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/plugbus/plugbus/bus"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
@@ -37,7 +38,12 @@ func main() {
 	if name == "" {
 		name = "worker"
 	}
-	p := pluginkit.New(name, "1.0.0", pluginkit.WithEmits("com.example.work.began", "com.example.work.done"))
+	opts := []pluginkit.Option{pluginkit.WithEmits("com.example.work.began", "com.example.work.done")}
+	if url := os.Getenv("TESTPLUGIN_CONN_URL"); url != "" {
+		// Settings a program gives New, which Main must keep.
+		opts = append(opts, pluginkit.WithConnConfig(bus.ConnConfig{URLs: []string{url}}))
+	}
+	p := pluginkit.New(name, "1.0.0", opts...)
 	sleep := p.Flags().Duration("sleep", 0, "how long each handler runs")
 	types := p.Flags().String("types", "com.example.work.requested", "type patterns handled, comma-separated")
 	p.BindEnv("sleep", "TESTPLUGIN_SLEEP")
