@@ -26,7 +26,7 @@ import (
 var bin struct {
 	dir                                                   string
 	hello, coordinator, natspeer, stdiopeer, gopluginpeer string
-	pluginpeer, scalepeer                                 string
+	pluginpeer, scalepeer, ingestpeer                     string
 	helloWasm, wasmCache                                  string // hello built for wasip1; its compiled code, kept across rounds
 }
 
@@ -65,7 +65,7 @@ func build() error {
 		pkgs []string
 	}{
 		{"..", []string{"./plugins/hello/cmd/hello", "./coordinator/cmd/coordinator"}},
-		{".", []string{"./cmd/natspeer", "./cmd/stdiopeer", "./cmd/gopluginpeer", "./cmd/pluginpeer", "./cmd/scalepeer"}},
+		{".", []string{"./cmd/natspeer", "./cmd/stdiopeer", "./cmd/gopluginpeer", "./cmd/pluginpeer", "./cmd/scalepeer", "./cmd/ingestpeer"}},
 	} {
 		cmd := exec.Command(goCmd, append([]string{"build", "-o", bin.dir + string(filepath.Separator)}, b.pkgs...)...)
 		cmd.Dir = b.dir
@@ -83,7 +83,7 @@ func build() error {
 	p := func(name string) string { return filepath.Join(bin.dir, name) }
 	bin.hello, bin.coordinator = p("hello"), p("coordinator")
 	bin.natspeer, bin.stdiopeer, bin.gopluginpeer, bin.pluginpeer = p("natspeer"), p("stdiopeer"), p("gopluginpeer"), p("pluginpeer")
-	bin.scalepeer = p("scalepeer")
+	bin.scalepeer, bin.ingestpeer = p("scalepeer"), p("ingestpeer")
 	bin.helloWasm, bin.wasmCache = p("hello.wasm"), p("wasm-cache")
 	return nil
 }

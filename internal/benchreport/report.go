@@ -38,6 +38,13 @@ var families = []family{
 		compare:   []string{"p50-µs", "p99-µs"},
 	},
 	{
+		name:      "Ingest",
+		title:     "HTTP ingest, 128 B, no durability",
+		about:     "One client POSTs CloudEvents in binary mode (`ce-` headers, a 128 B JSON body) with 32 requests in flight on kept-alive connections; each is answered 202 once the event has reached the NATS server (a flush). `nethttp-nats`: a minimal net/http handler publishing the body with nats.go to its embedded server over an in-process connection (bench/cmd/ingestpeer); `plugbus`: `POST /v1/events` to the coordinator binary, which does the same after reading, validating and encoding the event. cpu-ns/op counts the client and the server process, server-cpu-ns/op the server alone (in 10 ms ticks).",
+		baselines: []string{"nethttp-nats"},
+		compare:   []string{"events/s", "cpu-ns/op", "server-cpu-ns/op"},
+	},
+	{
 		name:      "FanOut",
 		title:     "Fan-out: every event to N plugin processes",
 		about:     "As the 128 B one-way benchmark, but every event goes to N child processes, each a plugin of its own (its own queue group), and is counted when all N have acknowledged it. cpu-ns/op is the CPU of all the processes per event. On 2 cores, 32 processes mostly measure the scheduler.",

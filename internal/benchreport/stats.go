@@ -110,7 +110,7 @@ func (g *group) allZero(unit string) bool {
 
 // unitOrder puts the figures people look for first.
 var unitOrder = []string{
-	"events/s", "msgs/s", "p50-µs", "p99-µs", "p50-ms", "p99-ms", "ns/op", "cpu-ns/op",
+	"events/s", "msgs/s", "p50-µs", "p99-µs", "p50-ms", "p99-ms", "ns/op", "cpu-ns/op", "server-cpu-ns/op",
 	"MB/s", "B/op", "allocs/op",
 }
 
