@@ -331,6 +331,9 @@ plugins:
 		if code != 0 || !regexpMatch(`(?m)^alpha\s+running\s+2/2\s+process\s+1\.0\.0\s+com\.example\.thing\.>`, out) {
 			t.Errorf("plugins: exit %d, output:\n%s", code, out)
 		}
+		if !regexpMatch(`(?m)^hello\s.*answers greeting requests$`, out) {
+			t.Errorf("plugins: hello's description missing from its row:\n%s", out)
+		}
 		out, _, _ = cli("plugins", "--json")
 		var list []plugin
 		if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) < 3 {

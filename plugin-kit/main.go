@@ -82,7 +82,11 @@ func Main(p *Plugin) {
 	durable := fs.Bool("durable", env("PLUGBUS_DURABLE", "") == "true" || env("PLUGBUS_DURABLE", "") == "1", "durable delivery through JetStream: at least once, retries, dead letters [PLUGBUS_DURABLE]")
 	once := fs.Bool("effectively-once", env("PLUGBUS_EFFECTIVELY_ONCE", "") == "true" || env("PLUGBUS_EFFECTIVELY_ONCE", "") == "1", "with -durable: record handled events so a redelivery never runs a handler twice [PLUGBUS_EFFECTIVELY_ONCE]")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "%s %s: a Plugbus plugin.\n\nUsage: %s [flags]\n\nFlags:\n", p.name, p.version, os.Args[0])
+		fmt.Fprintf(fs.Output(), "%s %s: a Plugbus plugin.\n\n", p.name, p.version)
+		if p.description != "" {
+			fmt.Fprintf(fs.Output(), "%s\n\n", p.description)
+		}
+		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nFlags:\n", os.Args[0])
 		fs.PrintDefaults()
 	}
 	fs.Init(os.Args[0], flag.ExitOnError)

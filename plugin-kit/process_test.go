@@ -657,3 +657,16 @@ func TestProcessSaysWhereItConnectsAndWhyItCannot(t *testing.T) {
 		t.Errorf("last line after SIGTERM %q, want the last connect error (connection refused)", last)
 	}
 }
+
+// TestProcessHelpShowsTheDescription: WithDescription's text appeared
+// nowhere a user would look.
+func TestProcessHelpShowsTheDescription(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(build(t, testpluginPkg), "-h").CombinedOutput()
+	if err != nil && !strings.Contains(err.Error(), "exit status") {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "works for plugin-kit's process tests") || !strings.Contains(string(out), "-nats-url") {
+		t.Errorf("-h printed:\n%s\nwant the plugin's description and its flags", out)
+	}
+}

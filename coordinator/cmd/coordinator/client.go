@@ -145,13 +145,14 @@ func newPluginsCmd() *cobra.Command {
 				return err
 			}
 			var plugins []struct {
-				Name      string   `json:"name"`
-				State     string   `json:"state"`
-				Versions  []string `json:"versions"`
-				Handles   []string `json:"handles"`
-				Running   int      `json:"running"`
-				Modes     []string `json:"modes"`
-				Instances []struct {
+				Name        string   `json:"name"`
+				Description string   `json:"description"`
+				State       string   `json:"state"`
+				Versions    []string `json:"versions"`
+				Handles     []string `json:"handles"`
+				Running     int      `json:"running"`
+				Modes       []string `json:"modes"`
+				Instances   []struct {
 					ID, Host, State, Reason string
 				} `json:"instances"`
 			}
@@ -159,9 +160,9 @@ func newPluginsCmd() *cobra.Command {
 				return fmt.Errorf("unexpected answer from %s: %w", f.api, err)
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "PLUGIN\tSTATE\tINSTANCES\tMODE\tVERSION\tHANDLES")
+			fmt.Fprintln(w, "PLUGIN\tSTATE\tINSTANCES\tMODE\tVERSION\tHANDLES\tDESCRIPTION")
 			for _, p := range plugins {
-				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", p.Name, p.State, p.Running, len(p.Instances), strings.Join(p.Modes, ","), strings.Join(p.Versions, ","), strings.Join(p.Handles, ","))
+				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", p.Name, p.State, p.Running, len(p.Instances), strings.Join(p.Modes, ","), strings.Join(p.Versions, ","), strings.Join(p.Handles, ","), shorten(p.Description, 60))
 			}
 			if len(plugins) == 0 {
 				fmt.Fprintln(w, "(no plugins)")

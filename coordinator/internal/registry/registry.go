@@ -87,14 +87,17 @@ func (c *Counters) add(o Counters) {
 
 // Plugin groups the instances of one plugin.
 type Plugin struct {
-	Name      string     `json:"name"`
-	State     State      `json:"state"` // running when any instance runs
-	Versions  []string   `json:"versions"`
-	Handles   []string   `json:"handles"`
-	Emits     []string   `json:"emits,omitempty"`
-	Running   int        `json:"running"`
-	Modes     []string   `json:"modes"` // how its instances run, sorted
-	Instances []Instance `json:"instances"`
+	Name string `json:"name"`
+	// Description is what the plugin says it does (WithDescription), from
+	// a running instance when one has it.
+	Description string     `json:"description,omitempty"`
+	State       State      `json:"state"` // running when any instance runs
+	Versions    []string   `json:"versions"`
+	Handles     []string   `json:"handles"`
+	Emits       []string   `json:"emits,omitempty"`
+	Running     int        `json:"running"`
+	Modes       []string   `json:"modes"` // how its instances run, sorted
+	Instances   []Instance `json:"instances"`
 }
 
 // Change is a state change the coordinator announces as a lifecycle event.
@@ -241,6 +244,14 @@ func (r *Registry) Plugins() []Plugin {
 		s := seen[name]
 		p.Versions, p.Handles, p.Emits, p.Modes = sorted(s.versions), sorted(s.handles), sorted(s.emits), sorted(s.modes)
 		slices.SortFunc(p.Instances, func(a, b Instance) int { return strings.Compare(a.ID, b.ID) })
+		for _, in := range p.Instances {
+			if in.Description != "" && (p.Description == "" || in.State == Running) {
+				p.Description = in.Description
+				if in.State == Running {
+					break
+				}
+			}
+		}
 		out = append(out, *p)
 	}
 	slices.SortFunc(out, func(a, b Plugin) int { return strings.Compare(a.Name, b.Name) })

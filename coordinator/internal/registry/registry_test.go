@@ -129,6 +129,7 @@ func TestRegistryListsPluginsWithTheirManifest(t *testing.T) {
 		{"id", in.ID, p.ID()},
 		{"protocol", in.Protocol, bus.ProtocolVersion},
 		{"description", in.Description, "greets"},
+		{"plugin description", got.Description, "greets"},
 		{"handles", strings.Join(in.Handles, ","), "com.example.greet.requested,com.example.user.>"},
 		{"emits", strings.Join(in.Emits, ","), "com.example.greet.sent"},
 		{"schema", in.Schemas["com.example.greet.requested"], `{"type":"object"}`},

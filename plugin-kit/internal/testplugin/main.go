@@ -38,7 +38,7 @@ func main() {
 	if name == "" {
 		name = "worker"
 	}
-	opts := []pluginkit.Option{pluginkit.WithEmits("com.example.work.began", "com.example.work.done")}
+	opts := []pluginkit.Option{pluginkit.WithDescription("works for plugin-kit's process tests"), pluginkit.WithEmits("com.example.work.began", "com.example.work.done")}
 	if url := os.Getenv("TESTPLUGIN_CONN_URL"); url != "" {
 		// Settings a program gives New, which Main must keep.
 		opts = append(opts, pluginkit.WithConnConfig(bus.ConnConfig{URLs: []string{url}}))
