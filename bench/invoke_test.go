@@ -107,6 +107,11 @@ var invokers = []invoker{
 	{"plugbus-wasm", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
 		// plugins/hello built for wasip1, run by the coordinator binary
 		// inside its own process (wazero), over the same bridge.
+		if testing.Short() {
+			// Its first compile takes a minute on a busy machine; the wasm
+			// tests (coordinator/internal/wasm/e2e) cover it working.
+			b.Skip("compiling hello.wasm is too slow for -short")
+		}
 		coord, call, _ := coordinatorWith(b, payload, fmt.Sprintf("  - name: hello\n    wasm: %q\n", bin.helloWasm))
 		return call, []int{coord.cmd.Process.Pid}
 	}},

@@ -189,7 +189,7 @@ func (s *Supervisor) supervise(ctx context.Context, st starter, in *instance) {
 		in.log.Info("plugin started", "pid", pid, "restarts", restarts)
 		s.emit(in, Event{Kind: EventStarted, PID: pid})
 
-		werr, next := s.wait(ctx, in, p)
+		next, werr := s.wait(ctx, in, p)
 		switch next {
 		case stopped:
 			return // and reported so
@@ -240,7 +240,7 @@ const (
 // p and reports the instance stopped. When p runs a WebAssembly module
 // whose file has changed it ends p (draining it first), so that the caller
 // starts the new code.
-func (s *Supervisor) wait(ctx context.Context, in *instance, p *process) (error, outcome) {
+func (s *Supervisor) wait(ctx context.Context, in *instance, p *process) (outcome, error) {
 	var reload <-chan time.Time
 	if p.module != nil {
 		t := time.NewTicker(s.cfg.ReloadCheck)
@@ -250,17 +250,17 @@ func (s *Supervisor) wait(ctx context.Context, in *instance, p *process) (error,
 	for {
 		select {
 		case err := <-p.exited:
-			return err, exited
+			return exited, err
 		case <-ctx.Done():
 			s.stop(in, p)
-			return nil, stopped
+			return stopped, nil
 		case <-reload:
 			if !s.modules.changed(in.spec, p.module) {
 				continue
 			}
 			in.log.Info("module file changed; replacing the instance with the new code", "wasm", in.spec.wasmPath())
 			s.end(in, p)
-			return nil, replaced
+			return replaced, nil
 		}
 	}
 }
