@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plugbus/plugbus/bus/bustest"
 	"github.com/plugbus/plugbus/internal/natscli"
@@ -109,8 +110,12 @@ func TestNATSCLIInterop(t *testing.T) {
 	t.Run("a request that is no event gets a micro error", func(t *testing.T) {
 		out := nats("request", "plugbus.invoke.natscli.com.example.greet.requested", "just text")
 		mustContain("nats request", out, "Nats-Service-Error-Code: 400", "not a CloudEvent")
-		// The error counts in the answering endpoint's micro statistics.
-		out = nats("micro", "info", "hello")
+		// The error counts in the answering endpoint's micro statistics
+		// (once the handler has returned, just after the answer went out).
+		deadline := time.Now().Add(testTimeout)
+		for out = nats("micro", "info", "hello"); !strings.Contains(out, "Errors: 1") && time.Now().Before(deadline); out = nats("micro", "info", "hello") {
+			time.Sleep(50 * time.Millisecond)
+		}
 		mustHaveLine("nats micro info hello", out, "Errors:", "1")
 	})
 	t.Run("nothing answers on an events subject", func(t *testing.T) {

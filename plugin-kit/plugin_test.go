@@ -180,8 +180,14 @@ func TestRequestErrorCodes(t *testing.T) {
 
 	// NATS micro counts every request and every error reply of the
 	// answering endpoint, as `nats micro stats` shows them.
-	ep := microStats(t, h.Conn, "fallible")["plugbus.invoke.*.com.example.job.requested"]
-	if ep == nil || ep.NumRequests != 7 || ep.NumErrors != 5 || !strings.Contains(ep.LastError, "gave up") {
+	// micro counts a request once its handler has returned, just after
+	// the answer went out.
+	var ep *micro.EndpointStats
+	eventually(t, "micro STATS counting the 7 requests", func() bool {
+		ep = microStats(t, h.Conn, "fallible")["plugbus.invoke.*.com.example.job.requested"]
+		return ep != nil && ep.NumRequests >= 7
+	})
+	if ep.NumRequests != 7 || ep.NumErrors != 5 || !strings.Contains(ep.LastError, "gave up") {
 		t.Errorf("micro STATS of the answering endpoint: %+v; want 7 requests, 5 errors, the last saying \"gave up\"", ep)
 	}
 }
