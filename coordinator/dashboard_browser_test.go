@@ -173,6 +173,11 @@ plugins:
 			chromedp.Click(chromedp.CSS(`#invoke button`)))
 		until(t, "hello's answer", 15*time.Second,
 			`document.getElementById("result").className === "ok" && document.getElementById("result").textContent.includes("hello, browser")`)
+		// The answer is published as an event too, after the reply: it
+		// shows in the live stream (and its row moves the forms below, so
+		// the next click waits for it).
+		until(t, "hello's answer in the live stream", 15*time.Second,
+			`[...document.querySelectorAll("#events tbody tr")].some(tr => tr.dataset.type === "com.example.greet.sent" && tr.textContent.includes("hello, browser"))`)
 	})
 
 	t.Run("shows a failure when a handler fails", func(t *testing.T) {

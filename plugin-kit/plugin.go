@@ -81,7 +81,7 @@ type route struct {
 	handler       Handler
 	concurrency   int
 	broadcast     bool
-	answer        bool // set by the Answer option
+	answer        bool // set by the Answering option
 	observeOnly   bool // set by the ObserveOnly option
 	answers       bool // decided in Handle from the pattern and the options
 	schema        string
