@@ -175,8 +175,8 @@ plugins:
 			}
 		}
 		out, _, code := cli("plugins")
-		if code != 0 || !regexpMatch(`(?m)^hello\s+running\s+1/1\s+0\.1\.0\s+com\.example\.greet\.requested\s+com\.example\.greet\.requested$`, out) ||
-			!regexpMatch(`(?m)^archive\s+running\s+1/1\s+0\.1\.0\s+com\.example\.>\s+-$`, out) ||
+		if code != 0 || !regexpMatch(`(?m)^hello\s+running\s+1/1\s+process\s+0\.1\.0\s+com\.example\.greet\.requested\s+com\.example\.greet\.requested$`, out) ||
+			!regexpMatch(`(?m)^archive\s+running\s+1/1\s+process\s+0\.1\.0\s+com\.example\.>\s+-$`, out) ||
 			!strings.Contains(out, "ambiguous: com.example.greet.requested is answered by hello and hello2") {
 			t.Errorf("plugins: exit %d, want the answers and the ambiguity in:\n%s", code, out)
 		}
