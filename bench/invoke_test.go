@@ -129,7 +129,7 @@ var invokers = []invoker{
 		// nats.go's Request, and the reply's error headers checked.
 		nc := connect(b, url)
 		p := startHello(b, nc, url)
-		subject, err := bus.EventSubject(bus.DefaultPrefix, "bench", greet.GreetType)
+		subject, err := bus.InvokeSubject(bus.DefaultPrefix, "bench", greet.GreetType)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -13,10 +13,10 @@ import (
 	"github.com/plugbus/plugbus/bus/bustest"
 )
 
-// With the events stream capturing P.events.>, JetStream acknowledges a
-// request on its reply subject before the plugin answers; Request must
-// return the plugin's reply, not the acknowledgement.
-func TestRequestSkipsTheStreamAcknowledgement(t *testing.T) {
+// The events stream captures P.events.> only: a request travels on its
+// invoke subject, is answered by the plugin alone (no acknowledgement of the
+// stream on its reply subject) and is never stored as an event.
+func TestRequestIsNotCapturedByTheStream(t *testing.T) {
 	s := bustest.NewServer(t)
 	nc := bustest.Connect(t, s)
 	js, err := jetstream.New(nc)
@@ -41,8 +41,8 @@ func TestRequestSkipsTheStreamAcknowledgement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := info.CachedInfo().State.Msgs; n != 1 {
-		t.Errorf("the stream holds %d messages, want the request stored once", n)
+	if n := info.CachedInfo().State.Msgs; n != 0 {
+		t.Errorf("the stream holds %d messages, want none: a request is not an event", n)
 	}
 }
 

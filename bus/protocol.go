@@ -2,7 +2,8 @@ package bus
 
 // ProtocolVersion is the version of the Plugbus wire protocol this package
 // speaks, "major.minor". Peers with another major version are incompatible.
-const ProtocolVersion = "1.0"
+// 2.0 moved requests from the events subjects to P.invoke.<caller>.<type>.
+const ProtocolVersion = "2.0"
 
 // Lifecycle event types. Plugins publish started and stopped about
 // themselves; the coordinator publishes the rest.
@@ -17,13 +18,25 @@ const (
 
 // Metadata keys of a plugin instance's NATS micro service: its manifest.
 const (
-	MetaProtocol = "plugbus.protocol" // wire protocol version, e.g. "1.0"
+	MetaProtocol = "plugbus.protocol" // wire protocol version, e.g. "2.0"
 	MetaEmits    = "plugbus.emits"    // comma-separated types the plugin emits
 	MetaHost     = "plugbus.host"     // host name the instance runs on
 	MetaPID      = "plugbus.pid"      // process id of the instance (the host's, for a plugin run in-process)
 	MetaMode     = "plugbus.mode"     // how the instance runs: one of the Mode constants
 	MetaType     = "plugbus.type"     // endpoint metadata: the type pattern handled
 	MetaSchema   = "plugbus.schema"   // endpoint metadata: JSON Schema (or its URL) of the data
+	MetaRole     = "plugbus.role"     // endpoint metadata: RoleAnswer or RoleObserve
+)
+
+// Values of the [MetaRole] endpoint metadata: what an endpoint of a plugin
+// instance does with the types that match its [MetaType].
+const (
+	// RoleAnswer: the endpoint subscribes to P.invoke.*.<type> and answers
+	// requests for the type.
+	RoleAnswer = "answer"
+	// RoleObserve: the endpoint subscribes to P.events.*.<type> and
+	// observes events of the type; it never answers.
+	RoleObserve = "observe"
 )
 
 // MetaSchemaOf is the service metadata key holding the JSON Schema of the

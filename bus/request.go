@@ -1,17 +1,15 @@
 package bus
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
-	"github.com/nats-io/nuid"
 )
 
 // Extension names Plugbus sets on events.
@@ -73,20 +71,39 @@ func Publish(nc *nats.Conn, prefix, producer string, e *event.Event) error {
 	return nc.PublishMsg(&msg)
 }
 
-// Request sends e as a request from producer (setting a missing source as
-// [Publish] does) and waits for the reply event
-// until ctx ends (or [DefaultRequestTimeout] when ctx has no deadline). The
-// deadline travels with the event in the [ExtDeadline] extension. A handler
-// that returned no event gives a nil event and nil error. A failed handler
-// gives a [*ServiceError]; nobody handling the type gives [ErrNoResponders];
-// no reply in time gives [ErrTimeout].
-func Request(ctx context.Context, nc *nats.Conn, prefix, producer string, e *event.Event) (*event.Event, error) {
-	subject, err := EventSubject(prefix, producer, e.Type())
+// HeaderPlugin names the one plugin that should answer a request on an
+// invoke subject. Every plugin answering the type receives the request (each
+// in its own queue group); a plugin whose name is not this header's value
+// does not answer. Without it, every plugin answering the type may answer and
+// the caller takes the first reply, which is why callers name one when two
+// different plugins answer a type.
+const HeaderPlugin = "Plugbus-Plugin"
+
+// A RequestOption configures one [Request].
+type RequestOption func(*nats.Msg)
+
+// AnsweredBy asks that only plugin answer the request: it sets the
+// [HeaderPlugin] header. A request naming a plugin that does not run waits
+// until its deadline, so check first that the plugin answers the type.
+func AnsweredBy(plugin string) RequestOption {
+	return func(m *nats.Msg) { m.Header.Set(HeaderPlugin, plugin) }
+}
+
+// Request sends e as a request from caller on
+// <prefix>.invoke.<caller>.<e.Type()> (setting a missing source as [Publish]
+// does) and waits for the reply event until ctx ends (or
+// [DefaultRequestTimeout] when ctx has no deadline). The deadline travels
+// with the event in the [ExtDeadline] extension. A handler that returned no
+// event gives a nil event and nil error. A failed handler gives a
+// [*ServiceError]; nobody answering the type gives [ErrNoResponders] at
+// once; no reply in time gives [ErrTimeout].
+func Request(ctx context.Context, nc *nats.Conn, prefix, caller string, e *event.Event, opts ...RequestOption) (*event.Event, error) {
+	subject, err := InvokeSubject(prefix, caller, e.Type())
 	if err != nil {
 		return nil, err
 	}
 	if e.Source() == "" {
-		e.SetSource(Source(producer))
+		e.SetSource(Source(caller))
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -101,41 +118,19 @@ func Request(ctx context.Context, nc *nats.Conn, prefix, producer string, e *eve
 	// The deadline goes into the headers as the extension would, without
 	// copying e to set it: the copy cost as much as encoding the event.
 	msg.Header[HeaderPrefix+ExtDeadline] = []string{deadline.UTC().Format(time.RFC3339Nano)}
-	// A subscription of its own instead of nc.RequestMsg: where a JetStream
-	// stream captures the events (durable mode), the stream acknowledges the
-	// request on its reply subject too, and that acknowledgement must be
-	// skipped to get the plugin's reply. nats.go's request keeps only the
-	// first reply.
-	mux, err := repliesFor(nc)
-	if err != nil {
+	for _, opt := range opts {
+		opt(&msg)
+	}
+	reply, err := nc.RequestMsgWithContext(ctx, &msg)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, fmt.Errorf("%w: type %q (subject %s)", ErrNoResponders, e.Type(), subject)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		return nil, fmt.Errorf("%w: type %q", ErrTimeout, e.Type())
+	case err != nil:
 		return nil, fmt.Errorf("bus: request %s: %w", subject, err)
 	}
-	var replies <-chan *nats.Msg
-	msg.Reply, replies = mux.await()
-	defer mux.forget(msg.Reply)
-	if err := nc.PublishMsg(&msg); err != nil {
-		return nil, fmt.Errorf("bus: request %s: %w", subject, err)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: type %q", ErrTimeout, e.Type())
-		case reply := <-replies:
-			switch {
-			case len(reply.Data) == 0 && reply.Header.Get("Status") == "503":
-				return nil, fmt.Errorf("%w: type %q (subject %s)", ErrNoResponders, e.Type(), subject)
-			case isStreamAck(reply):
-				continue
-			}
-			return DecodeReply(reply)
-		}
-	}
-}
-
-// isStreamAck reports whether msg is a JetStream publish acknowledgement
-// (or its error) rather than a plugin's reply.
-func isStreamAck(msg *nats.Msg) bool {
-	return len(msg.Header) == 0 && (bytes.HasPrefix(msg.Data, []byte(`{"stream":`)) || bytes.HasPrefix(msg.Data, []byte(`{"error":`)))
+	return DecodeReply(reply)
 }
 
 // DecodeReply reads a reply to a request: a [*ServiceError] when the micro
@@ -162,70 +157,4 @@ func Deadline(e *event.Event) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t, true
-}
-
-// replyMux routes the replies to one connection's requests, from a single
-// wildcard subscription, as nats.go's request does, but keeps a request
-// waiting past a stream's acknowledgement: nats.go's hands over the first
-// reply only, and a subscription per request costs a SUB and an UNSUB.
-type replyMux struct {
-	prefix string // <inbox>.
-	mu     sync.Mutex
-	// waiting maps each reply subject to its request's channel.
-	waiting map[string]chan *nats.Msg
-}
-
-// muxes holds one replyMux per connection; entries for closed connections
-// are dropped whenever a new one is made.
-var (
-	muxesMu sync.Mutex
-	muxes   = map[*nats.Conn]*replyMux{}
-)
-
-func repliesFor(nc *nats.Conn) (*replyMux, error) {
-	muxesMu.Lock()
-	defer muxesMu.Unlock()
-	if m := muxes[nc]; m != nil {
-		return m, nil
-	}
-	for c := range muxes {
-		if c.IsClosed() {
-			delete(muxes, c)
-		}
-	}
-	m := &replyMux{prefix: nc.NewInbox() + ".", waiting: map[string]chan *nats.Msg{}}
-	if _, err := nc.Subscribe(m.prefix+"*", m.deliver); err != nil {
-		return nil, err
-	}
-	muxes[nc] = m
-	return m, nil
-}
-
-// await returns a fresh reply subject and the channel its replies arrive on.
-func (m *replyMux) await() (string, <-chan *nats.Msg) {
-	subject := m.prefix + nuid.Next()
-	ch := make(chan *nats.Msg, 4)
-	m.mu.Lock()
-	m.waiting[subject] = ch
-	m.mu.Unlock()
-	return subject, ch
-}
-
-func (m *replyMux) forget(subject string) {
-	m.mu.Lock()
-	delete(m.waiting, subject)
-	m.mu.Unlock()
-}
-
-func (m *replyMux) deliver(msg *nats.Msg) {
-	m.mu.Lock()
-	ch := m.waiting[msg.Subject]
-	m.mu.Unlock()
-	if ch == nil {
-		return // a late reply to a request that gave up
-	}
-	select {
-	case ch <- msg:
-	default: // more replies than the request reads (several plugins answered)
-	}
 }

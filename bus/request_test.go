@@ -19,6 +19,7 @@ import (
 // received is what a test service saw of one request.
 type received struct {
 	subject  string
+	header   nats.Header
 	event    *event.Event
 	err      error
 	deadline time.Time
@@ -26,7 +27,7 @@ type received struct {
 }
 
 // startService runs a NATS micro service named name on its own
-// connection, handling events of type typ from any producer with handle.
+// connection, answering requests for type typ from any caller with handle.
 // What each request carried is sent on the returned channel.
 func startService(t *testing.T, s interface{ ClientURL() string }, name, typ string, handle func(micro.Request, *event.Event)) <-chan received {
 	t.Helper()
@@ -35,9 +36,9 @@ func startService(t *testing.T, s interface{ ClientURL() string }, name, typ str
 		t.Fatalf("nats.Connect: %v", err)
 	}
 	t.Cleanup(nc.Close)
-	subject, err := bus.TypeSubject(bus.DefaultPrefix, typ)
+	subject, err := bus.AnswerSubject(bus.DefaultPrefix, typ)
 	if err != nil {
-		t.Fatalf("TypeSubject: %v", err)
+		t.Fatalf("AnswerSubject: %v", err)
 	}
 	got := make(chan received, 16)
 	svc, err := micro.AddService(nc, micro.Config{
@@ -47,7 +48,7 @@ func startService(t *testing.T, s interface{ ClientURL() string }, name, typ str
 			Subject: subject,
 			Handler: micro.HandlerFunc(func(req micro.Request) {
 				e, err := bus.Decode(&nats.Msg{Header: nats.Header(req.Headers()), Data: req.Data()})
-				r := received{subject: req.Subject(), event: e, err: err}
+				r := received{subject: req.Subject(), header: nats.Header(req.Headers()), event: e, err: err}
 				if e != nil {
 					r.deadline, r.hasDL = bus.Deadline(e)
 				}
@@ -117,8 +118,8 @@ func TestRequest(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("service: Decode request: %v", r.err)
 		}
-		if r.subject != "plugbus.events.caller.com.example.resize" {
-			t.Errorf("request subject: got %q, want plugbus.events.caller.com.example.resize", r.subject)
+		if r.subject != "plugbus.invoke.caller.com.example.resize" {
+			t.Errorf("request subject: got %q, want plugbus.invoke.caller.com.example.resize", r.subject)
 		}
 		if !r.hasDL || !r.deadline.Equal(want) {
 			t.Errorf("deadline extension: got %v (present %v), want %v", r.deadline, r.hasDL, want)
@@ -201,6 +202,16 @@ func TestRequest(t *testing.T) {
 			t.Errorf("took %v, want about 200ms", elapsed)
 		}
 		<-silentCalls
+	})
+
+	t.Run("AnsweredBy names the plugin in a header", func(t *testing.T) {
+		if _, err := bus.Request(context.Background(), nc, bus.DefaultPrefix, "caller", newEvent("q-10", "com.example.sink"), bus.AnsweredBy("sink")); err != nil {
+			t.Fatalf("Request: %v", err)
+		}
+		r := <-emptyCalls
+		if got := r.header.Get(bus.HeaderPlugin); got != "sink" {
+			t.Errorf("header %s: got %q, want sink", bus.HeaderPlugin, got)
+		}
 	})
 
 	t.Run("invalid type is refused before sending", func(t *testing.T) {

@@ -43,6 +43,34 @@ func TypeSubject(prefix, pattern string) (string, error) {
 // only name may subscribe below it, so no other plugin reads its replies.
 func InboxPrefix(name string) string { return "_INBOX." + name }
 
+// InvokeSubject returns the subject on which caller sends a request for the
+// capability that answers type typ: <prefix>.invoke.<caller>.<typ>.
+func InvokeSubject(prefix, caller, typ string) (string, error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return "", err
+	}
+	if err := ValidateProducer(caller); err != nil {
+		return "", err
+	}
+	if err := ValidateType(typ); err != nil {
+		return "", err
+	}
+	return prefix + ".invoke." + caller + "." + typ, nil
+}
+
+// AnswerSubject returns the subject a handler answering the types that match
+// pattern subscribes to, for requests from any caller:
+// <prefix>.invoke.*.<pattern>.
+func AnswerSubject(prefix, pattern string) (string, error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return "", err
+	}
+	if err := ValidateTypePattern(pattern); err != nil {
+		return "", err
+	}
+	return prefix + ".invoke.*." + pattern, nil
+}
+
 // AllEventsSubject returns the subject that matches every event under prefix.
 func AllEventsSubject(prefix string) string { return prefix + ".events.>" }
 
@@ -59,23 +87,33 @@ func DeadLetterSubject(prefix, plugin string) (string, error) {
 
 // ParseEventSubject splits an event subject into its producer and type.
 func ParseEventSubject(prefix, subject string) (producer, typ string, err error) {
-	rest, ok := cutPrefix(subject, prefix, ".events.")
+	return parseSubject(prefix, ".events.", "producer", subject)
+}
+
+// ParseInvokeSubject splits an invoke subject into its caller and type.
+func ParseInvokeSubject(prefix, subject string) (caller, typ string, err error) {
+	return parseSubject(prefix, ".invoke.", "caller", subject)
+}
+
+// parseSubject splits <prefix><kind><name>.<type> into its name and type.
+func parseSubject(prefix, kind, what, subject string) (name, typ string, err error) {
+	rest, ok := cutPrefix(subject, prefix, kind)
 	if !ok {
-		return "", "", fmt.Errorf("%w: subject %s does not start with %q", ErrInvalidSubject, Quote(subject), prefix+".events.")
+		return "", "", fmt.Errorf("%w: subject %s does not start with %q", ErrInvalidSubject, Quote(subject), prefix+kind)
 	}
 
 	dot := strings.IndexByte(rest, '.')
 	if dot < 0 {
-		return "", "", fmt.Errorf("%w: subject %s has no type after the producer; want %s.events.<producer>.<type>", ErrInvalidSubject, Quote(subject), prefix)
+		return "", "", fmt.Errorf("%w: subject %s has no type after the %s; want %s%s<%s>.<type>", ErrInvalidSubject, Quote(subject), what, prefix, kind, what)
 	}
-	producer, typ = rest[:dot], rest[dot+1:]
-	if err := ValidateProducer(producer); err != nil {
+	name, typ = rest[:dot], rest[dot+1:]
+	if err := ValidateProducer(name); err != nil {
 		return "", "", err
 	}
 	if err := ValidateType(typ); err != nil {
 		return "", "", err
 	}
-	return producer, typ, nil
+	return name, typ, nil
 }
 
 // ValidatePrefix reports whether prefix can start Plugbus subjects: one or

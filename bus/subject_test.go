@@ -194,6 +194,53 @@ func TestParseEventSubjectInvertsEventSubject(t *testing.T) {
 	}
 }
 
+func TestInvokeSubject(t *testing.T) {
+	got, err := bus.InvokeSubject(bus.DefaultPrefix, "cli", "com.example.greet.requested")
+	if err != nil || got != "plugbus.invoke.cli.com.example.greet.requested" {
+		t.Errorf("InvokeSubject: got %q, %v; want plugbus.invoke.cli.com.example.greet.requested", got, err)
+	}
+	for _, c := range []struct {
+		caller, typ string
+		want        error
+	}{
+		{"a.b", "t", bus.ErrInvalidName},
+		{"", "t", bus.ErrInvalidName},
+		{"cli", "com.example.*", bus.ErrInvalidType},
+		{"cli", "", bus.ErrInvalidType},
+	} {
+		if _, err := bus.InvokeSubject(bus.DefaultPrefix, c.caller, c.typ); !errors.Is(err, c.want) {
+			t.Errorf("InvokeSubject(%q, %q): got %v, want %v", c.caller, c.typ, err, c.want)
+		}
+	}
+	if got, err := bus.AnswerSubject(bus.DefaultPrefix, "com.example.>"); err != nil || got != "plugbus.invoke.*.com.example.>" {
+		t.Errorf("AnswerSubject: got %q, %v; want plugbus.invoke.*.com.example.>", got, err)
+	}
+	if _, err := bus.AnswerSubject(bus.DefaultPrefix, "com.>.x"); !errors.Is(err, bus.ErrInvalidType) {
+		t.Errorf("AnswerSubject(com.>.x): got %v, want ErrInvalidType", err)
+	}
+}
+
+func TestParseInvokeSubject(t *testing.T) {
+	for _, c := range []struct{ prefix, caller, typ string }{
+		{"plugbus", "cli", "com.example.greet.requested"},
+		{"a.b", "x-y_z", "invoke.invoke"},
+	} {
+		subject, err := bus.InvokeSubject(c.prefix, c.caller, c.typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		caller, typ, err := bus.ParseInvokeSubject(c.prefix, subject)
+		if err != nil || caller != c.caller || typ != c.typ {
+			t.Errorf("ParseInvokeSubject(%q): got %q %q %v, want %q %q nil", subject, caller, typ, err, c.caller, c.typ)
+		}
+	}
+	for _, subject := range []string{"plugbus.events.cli.t", "plugbus.invoke.cli", "plugbus.invoke.*.t"} {
+		if _, _, err := bus.ParseInvokeSubject(bus.DefaultPrefix, subject); err == nil || !strings.Contains(err.Error(), subject) && !strings.Contains(err.Error(), `"*"`) {
+			t.Errorf("ParseInvokeSubject(%q): got %v, want an error naming the subject or the bad caller", subject, err)
+		}
+	}
+}
+
 func TestDeadLetterSubject(t *testing.T) {
 	tests := []struct {
 		name    string

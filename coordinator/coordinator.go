@@ -158,6 +158,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		Plugins:    func() any { return c.reg.Plugins() },
 		Types:      func() any { return c.catalog.Types() },
 		CheckData:  c.catalog.Check,
+		Answerers:  c.reg.Answerers,
 		Supervised: func() any { return c.sup.Status() },
 		Ready: func() error {
 			if !c.nc.IsConnected() {

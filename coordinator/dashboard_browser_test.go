@@ -39,9 +39,8 @@ func TestDashboardInABrowser(t *testing.T) {
 	chrome := chromium(t)
 	dir := t.TempDir()
 	config := filepath.Join(dir, "plugbus.yaml")
-	// As in examples/demo.yaml, but archive keeps to this test's own types:
-	// a handler of com.example.> also receives the requests of hello's
-	// type, and its empty answer could come before hello's.
+	// As in examples/demo.yaml: archive observes com.example.>, hello's
+	// type included, and never answers in hello's place.
 	if err := os.WriteFile(config, []byte(fmt.Sprintf(`data_dir: %[1]s/data
 plugins:
   - name: hello
@@ -49,7 +48,7 @@ plugins:
     replicas: 2
   - name: archive
     exec: %[2]s/archive
-    args: ["-dir", "%[1]s/archive", "-types", "com.example.browser.>"]
+    args: ["-dir", "%[1]s/archive", "-types", "com.example.>"]
   - name: thumbnail
     exec: %[2]s/thumbnail
     args: ["-out", "%[1]s/thumbnails"]
@@ -114,6 +113,9 @@ plugins:
 		until(t, "hello's two supervised instances", 15*time.Second,
 			`document.querySelector('#plugins tr[data-plugin="hello"]').textContent.includes("2/2 running") &&
 			 document.querySelector('#plugins tr[data-plugin="hello"]').textContent.includes("2 supervised")`)
+		until(t, "hello answering its type, archive nothing", 15*time.Second,
+			`(document.querySelector('#plugins tr[data-plugin="hello"] .answers') || {}).textContent === "answers com.example.greet.requested" &&
+			 !document.querySelector('#plugins tr[data-plugin="archive"] .answers')`)
 		until(t, "thumbnail's description", 15*time.Second,
 			`document.querySelector('#plugins tr[data-plugin="thumbnail"]').textContent.includes("makes PNG thumbnails of uploaded images")`)
 		// Its instances, a page of them, with mode and host.
@@ -171,6 +173,11 @@ plugins:
 			chromedp.Click(chromedp.CSS(`#invoke button`)))
 		until(t, "hello's answer", 15*time.Second,
 			`document.getElementById("result").className === "ok" && document.getElementById("result").textContent.includes("hello, browser")`)
+		// The answer is published as an event too, after the reply: it
+		// shows in the live stream (and its row moves the forms below, so
+		// the next click waits for it).
+		until(t, "hello's answer in the live stream", 15*time.Second,
+			`[...document.querySelectorAll("#events tbody tr")].some(tr => tr.dataset.type === "com.example.greet.sent" && tr.textContent.includes("hello, browser"))`)
 	})
 
 	t.Run("shows a failure when a handler fails", func(t *testing.T) {

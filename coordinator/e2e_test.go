@@ -137,9 +137,14 @@ type instance struct {
 }
 
 type plugin struct {
-	Name      string     `json:"name"`
-	State     string     `json:"state"`
-	Running   int        `json:"running"`
+	Name      string   `json:"name"`
+	State     string   `json:"state"`
+	Running   int      `json:"running"`
+	Answers   []string `json:"answers"`
+	Ambiguous []struct {
+		Type    string   `json:"type"`
+		Plugins []string `json:"plugins"`
+	} `json:"ambiguous"`
 	Instances []instance `json:"instances"`
 }
 

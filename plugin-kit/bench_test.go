@@ -59,6 +59,7 @@ type benchMsgs struct {
 	plainTrigger  *nats.Msg // the same data, no headers
 	resultHeader  nats.Header
 	resultSubject string
+	request       *nats.Msg // the trigger as a request, on its invoke subject
 }
 
 func newBenchMsgs(b *testing.B) benchMsgs {
@@ -82,6 +83,7 @@ func newBenchMsgs(b *testing.B) benchMsgs {
 		plainTrigger:  &nats.Msg{Subject: trigger.Subject, Data: benchData},
 		resultHeader:  result.Header,
 		resultSubject: eventSubject(benchPlugin, benchResult),
+		request:       &nats.Msg{Subject: invokeSubject(benchProducer, benchTrigger), Header: trigger.Header, Data: trigger.Data},
 	}
 }
 
@@ -273,12 +275,13 @@ func BenchmarkRequestReply(b *testing.B) {
 		},
 		{
 			// The plugin side alone: the request is the precomputed
-			// message of raw-ce-headers, sent with nats.go's Request.
+			// message of raw-ce-headers on the invoke subject, sent with
+			// nats.go's Request.
 			name: "pluginkit-natsreq",
 			setup: func(b *testing.B, c benchConns, m benchMsgs) func() error {
 				benchPluginKit(b, c)
 				return func() error {
-					reply, err := c.pub.RequestMsg(m.trigger, testTimeout)
+					reply, err := c.pub.RequestMsg(m.request, testTimeout)
 					if err == nil && reply.Header.Get("Nats-Service-Error-Code") != "" {
 						err = errors.New(reply.Header.Get("Nats-Service-Error"))
 					}

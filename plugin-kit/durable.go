@@ -397,11 +397,6 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 		p.deadLetter(m, msg, err)
 		return
 	}
-	if _, isRequest := e.Extensions()[bus.ExtDeadline]; isRequest {
-		// The stream's copy of a request: the request was answered live.
-		_ = m.Ack()
-		return
-	}
 	ctx := p.handlers
 	var c *claim
 	endTurn := func() {}

@@ -38,15 +38,32 @@ func Emit(ctx context.Context, e *Event) error {
 	return err
 }
 
-// Invoke sends e as a request from inside a handler and returns the reply
-// event. It passes on what is left of the handler's own deadline instead of
-// starting a fresh timeout. See [bus.Request] for the errors.
-func Invoke(ctx context.Context, e *Event) (*Event, error) {
+// Invoke sends e as a request from inside a handler to the plugin that
+// answers its type, and returns the answer: the result event, or nil when
+// the handler returned none. It passes on what is left of the handler's own
+// deadline instead of starting a fresh timeout. See [bus.Request] for the
+// errors.
+func Invoke(ctx context.Context, e *Event, opts ...InvokeOption) (*Event, error) {
 	d, ok := ctx.Value(deliveryKey{}).(*delivery)
 	if !ok {
 		return nil, fmt.Errorf("%w: Invoke needs the context passed to a handler; use Plugin.Invoke elsewhere", ErrNotRunning)
 	}
-	return d.plugin.invoke(ctx, e, d.trigger)
+	return d.plugin.invoke(ctx, e, d.trigger, opts)
+}
+
+// An InvokeOption configures one [Invoke] or [Plugin.Invoke].
+type InvokeOption func(*invokeOptions)
+
+type invokeOptions struct {
+	plugin string
+}
+
+// AnsweredBy asks that only the plugin named plugin answer: for a type that
+// two different plugins answer. It travels as the [bus.HeaderPlugin]
+// header. A request naming a plugin that is not running waits until its
+// deadline.
+func AnsweredBy(plugin string) InvokeOption {
+	return func(o *invokeOptions) { o.plugin = plugin }
 }
 
 // Publish sends e as an event from the plugin, outside any handler (a timer,
@@ -58,14 +75,15 @@ func (p *Plugin) Publish(e *Event) error {
 	return err
 }
 
-// Invoke sends e as a request from the plugin and returns the reply event.
-// ctx bounds the wait; when ctx is the context one of p's handlers got, the
-// request is linked to the event being handled, as with [Invoke].
-func (p *Plugin) Invoke(ctx context.Context, e *Event) (*Event, error) {
+// Invoke sends e as a request from the plugin and returns the answer event
+// (nil when the handler returned none). ctx bounds the wait; when ctx is the
+// context one of p's handlers got, the request is linked to the event being
+// handled, as with [Invoke].
+func (p *Plugin) Invoke(ctx context.Context, e *Event, opts ...InvokeOption) (*Event, error) {
 	if d, ok := ctx.Value(deliveryKey{}).(*delivery); ok && d.plugin == p {
-		return p.invoke(ctx, e, d.trigger)
+		return p.invoke(ctx, e, d.trigger, opts)
 	}
-	return p.invoke(ctx, e, nil)
+	return p.invoke(ctx, e, nil, opts)
 }
 
 func (p *Plugin) publish(e, trigger *Event) error {
@@ -86,12 +104,23 @@ func (p *Plugin) publish(e, trigger *Event) error {
 	return p.send(context.Background(), msg)
 }
 
-func (p *Plugin) invoke(ctx context.Context, e, trigger *Event) (*Event, error) {
+func (p *Plugin) invoke(ctx context.Context, e, trigger *Event, opts []InvokeOption) (*Event, error) {
 	if p.stdio != nil {
 		return nil, errStdioInvoke
 	}
 	if !p.started.Load() || p.nc == nil {
 		return nil, ErrNotRunning
+	}
+	var o invokeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var ropts []bus.RequestOption
+	if o.plugin != "" {
+		if err := bus.ValidateProducer(o.plugin); err != nil {
+			return nil, fmt.Errorf("pluginkit: AnsweredBy(%q): %w", o.plugin, err)
+		}
+		ropts = append(ropts, bus.AnsweredBy(o.plugin))
 	}
 	ctx, span := p.startSend(ctx, "invoke", e)
 	p.stamp(e, trigger)
@@ -99,7 +128,7 @@ func (p *Plugin) invoke(ctx context.Context, e, trigger *Event) (*Event, error) 
 		tracing.End(span, err)
 		return nil, err
 	}
-	res, err := bus.Request(ctx, p.nc, p.prefix, p.name, e)
+	res, err := bus.Request(ctx, p.nc, p.prefix, p.name, e, ropts...)
 	tracing.End(span, err)
 	return res, err
 }

@@ -175,6 +175,33 @@ func eventSubject(producer, typ string) string {
 	return bus.DefaultPrefix + ".events." + producer + "." + typ
 }
 
+func invokeSubject(caller, typ string) string {
+	return bus.DefaultPrefix + ".invoke." + caller + "." + typ
+}
+
+// microStats asks $SRV.STATS.<name> and returns what NATS micro itself
+// counts for each endpoint, by subject.
+func microStats(t testing.TB, nc *nats.Conn, name string) map[string]*micro.EndpointStats {
+	t.Helper()
+	subject, err := micro.ControlSubject(micro.StatsVerb, name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := nc.Request(subject, nil, testTimeout)
+	if err != nil {
+		t.Fatalf("%s: %v", subject, err)
+	}
+	var st micro.Stats
+	if err := json.Unmarshal(msg.Data, &st); err != nil {
+		t.Fatalf("%s: %v in %s", subject, err, msg.Data)
+	}
+	out := map[string]*micro.EndpointStats{}
+	for _, ep := range st.Endpoints {
+		out[ep.Subject] = ep
+	}
+	return out
+}
+
 // endpointCounters is the data plugin-kit puts in a NATS micro STATS
 // answer for each endpoint.
 type endpointCounters struct {

@@ -7,13 +7,15 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plugbus/plugbus/bus/bustest"
 	"github.com/plugbus/plugbus/internal/natscli"
 )
 
-// The real nats CLI sees a plugin as a NATS micro service and can send it
-// an event in binary mode with its header flags.
+// The real nats CLI sees a plugin as a NATS micro service, can invoke it in
+// binary and structured mode on the invoke subject, sees its errors in the
+// micro statistics, and gets no answer on an events subject.
 func TestNATSCLIInterop(t *testing.T) {
 	t.Parallel()
 	cli := natscli.Path(t)
@@ -25,17 +27,23 @@ func TestNATSCLIInterop(t *testing.T) {
 	inst := awaitStarted(t, started, p)
 
 	home := t.TempDir() // no contexts of the user's
-	nats := func(args ...string) string {
+	// run runs the nats CLI and returns its combined output and error.
+	run := func(args ...string) (string, error) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, cli, append([]string{"--server", s.ClientURL(), "--timeout", "3s"}, args...)...)
 		cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+home, "NO_COLOR=1")
 		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	nats := func(args ...string) string {
+		t.Helper()
+		out, err := run(args...)
 		if err != nil {
 			t.Fatalf("nats %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-		return string(out)
+		return out
 	}
 	mustContain := func(what, out string, want ...string) {
 		t.Helper()
@@ -59,6 +67,10 @@ func TestNATSCLIInterop(t *testing.T) {
 		}
 		t.Errorf("%s has no line with %q:\n%s", what, words, out)
 	}
+	binary := []string{
+		"-H", "ce-specversion:1.0", "-H", "ce-id:cli-1", "-H", "ce-source:urn:natscli",
+		"-H", "ce-type:com.example.greet.requested", "-H", "ce-datacontenttype:application/json",
+	}
 
 	t.Run("micro ls", func(t *testing.T) {
 		mustHaveLine("nats micro ls", nats("micro", "ls"), "hello", "0.1.0", inst.ID)
@@ -80,13 +92,36 @@ func TestNATSCLIInterop(t *testing.T) {
 		mustHaveLine("nats micro info hello", out, "Service:", "hello", inst.ID)
 		mustHaveLine("nats micro info hello", out, "Version:", "0.1.0")
 		mustHaveLine("nats micro info hello", out, "Subject:", "plugbus.events.*.com.example.greet.requested")
+		mustHaveLine("nats micro info hello", out, "Subject:", "plugbus.invoke.*.com.example.greet.requested")
 		mustHaveLine("nats micro info hello", out, "Queue Group:", "hello")
 		mustHaveLine("nats micro info hello", out, "plugbus.emits:", "com.example.greet.sent")
+		mustHaveLine("nats micro info hello", out, "plugbus.role:", "answer")
 	})
-	t.Run("request", func(t *testing.T) {
-		out := nats("request", "--raw", "plugbus.events.natscli.com.example.greet.requested", `{"name":"cli"}`,
-			"-H", "ce-specversion:1.0", "-H", "ce-id:cli-1", "-H", "ce-source:urn:natscli",
-			"-H", "ce-type:com.example.greet.requested", "-H", "ce-datacontenttype:application/json")
+	t.Run("request in binary mode", func(t *testing.T) {
+		out := nats(append([]string{"request", "--raw", "plugbus.invoke.natscli.com.example.greet.requested", `{"name":"cli"}`}, binary...)...)
 		mustContain("nats request", out, `{"text":"hello, cli"}`)
+	})
+	t.Run("request in structured mode", func(t *testing.T) {
+		out := nats("request", "--raw", "plugbus.invoke.natscli.com.example.greet.requested",
+			`{"specversion":"1.0","id":"cli-2","source":"urn:natscli","type":"com.example.greet.requested","datacontenttype":"application/json","data":{"name":"structured"}}`,
+			"-H", "Content-Type:application/cloudevents+json")
+		mustContain("nats request", out, `{"text":"hello, structured"}`)
+	})
+	t.Run("a request that is no event gets a micro error", func(t *testing.T) {
+		out := nats("request", "plugbus.invoke.natscli.com.example.greet.requested", "just text")
+		mustContain("nats request", out, "Nats-Service-Error-Code: 400", "not a CloudEvent")
+		// The error counts in the answering endpoint's micro statistics
+		// (once the handler has returned, just after the answer went out).
+		deadline := time.Now().Add(testTimeout)
+		for out = nats("micro", "info", "hello"); !strings.Contains(out, "Errors: 1") && time.Now().Before(deadline); out = nats("micro", "info", "hello") {
+			time.Sleep(50 * time.Millisecond)
+		}
+		mustHaveLine("nats micro info hello", out, "Errors:", "1")
+	})
+	t.Run("nothing answers on an events subject", func(t *testing.T) {
+		out, err := run(append([]string{"request", "--timeout", "500ms", "plugbus.events.natscli.com.example.greet.requested", `{"name":"cli"}`}, binary...)...)
+		if err == nil || strings.Contains(out, "hello, cli") {
+			t.Errorf("nats request on the events subject: got an answer (error %v):\n%s", err, out)
+		}
 	})
 }

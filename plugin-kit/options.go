@@ -51,7 +51,10 @@ const DefaultConcurrency = 16
 type HandleOption func(*route)
 
 // Concurrency sets how many events this handler may handle at once. With 1,
-// events are handled one at a time in arrival order.
+// events are handled one at a time in arrival order. Requests to an
+// answering handler are answered one at a time by each instance, in arrival
+// order, so that NATS micro counts each request's outcome; run more
+// instances (they share the plugin's queue group) to answer more at once.
 func Concurrency(n int) HandleOption { return func(r *route) { r.concurrency = n } }
 
 // Broadcast makes every instance of the plugin get every event of this
@@ -76,3 +79,15 @@ func Schema(doc string) HandleOption {
 	}
 	return withSchema(v)
 }
+
+// Answering makes a handler for a pattern answer requests for every type that
+// matches it, as a handler for an exact type does: for a gateway or bridge
+// that stands in for a family of types. Without it a pattern handler only
+// observes events. See [Plugin.Handle].
+func Answering() HandleOption { return func(r *route) { r.answer = true } }
+
+// ObserveOnly makes a handler for an exact type only observe its events,
+// never answering requests for it: for an archive, an audit log, a cache
+// that keeps a copy while another plugin answers the type. See
+// [Plugin.Handle].
+func ObserveOnly() HandleOption { return func(r *route) { r.observeOnly = true } }

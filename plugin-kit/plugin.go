@@ -18,7 +18,6 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"go.opentelemetry.io/otel/trace"
 
@@ -76,14 +75,18 @@ type Plugin struct {
 }
 
 type route struct {
-	pattern     string
-	subject     string
-	handler     Handler
-	concurrency int
-	broadcast   bool
-	schema      string
-	work        chan func() // to the route's workers
-	stats       routeStats
+	pattern       string
+	subject       string // P.events.*.<pattern>, where it observes events
+	answerSubject string // P.invoke.*.<pattern>, where it answers requests; "" if it does not
+	handler       Handler
+	concurrency   int
+	broadcast     bool
+	answer        bool // set by the Answering option
+	observeOnly   bool // set by the ObserveOnly option
+	answers       bool // decided in Handle from the pattern and the options
+	schema        string
+	work          chan func() // to the route's workers
+	stats         routeStats
 }
 
 // routeStats is reported as the data of the endpoint's NATS micro STATS.
@@ -128,9 +131,15 @@ func (p *Plugin) ID() string { return p.id }
 
 // Handle registers h for events whose type matches pattern: an exact type
 // such as "com.example.user.created", or one with NATS wildcards on whole
-// dot-separated parts ("com.example.*.created", "com.example.>"). It panics
-// on an invalid or duplicate pattern and when the plugin is already running,
-// as net/http's ServeMux does.
+// dot-separated parts ("com.example.*.created", "com.example.>").
+//
+// Every handler observes the events of its types (P.events.*.<pattern>). A
+// handler for an exact type also answers requests for it
+// (P.invoke.*.<type>, see [Invoke]) unless registered with [ObserveOnly]; a
+// handler for a pattern only observes unless registered with [Answering].
+//
+// It panics on an invalid or duplicate pattern, on contradicting options and
+// when the plugin is already running, as net/http's ServeMux does.
 func (p *Plugin) Handle(pattern string, h Handler, opts ...HandleOption) {
 	if p.started.Load() {
 		panic(fmt.Sprintf("pluginkit: Handle(%q) called after the plugin started", pattern))
@@ -150,6 +159,10 @@ func (p *Plugin) Handle(pattern string, h Handler, opts ...HandleOption) {
 	for _, opt := range opts {
 		opt(r)
 	}
+	if r.answer && r.observeOnly {
+		panic(fmt.Sprintf("pluginkit: Handle(%q): the options Answering and ObserveOnly contradict each other; use one", pattern))
+	}
+	r.answers = r.answer || !r.observeOnly && bus.ValidateType(pattern) == nil
 	p.routes = append(p.routes, r)
 }
 
@@ -315,7 +328,7 @@ func (p *Plugin) serve(ctx context.Context, nc *nats.Conn, reconnected <-chan st
 	}
 	names := map[string]bool{}
 	for _, r := range p.routes {
-		if err := p.addEndpoint(svc, r, names); err != nil {
+		if err := p.addEndpoints(svc, r, names); err != nil {
 			_ = svc.Stop()
 			if p.ds != nil && p.ds.stopPull != nil {
 				p.ds.stopPull()
@@ -344,6 +357,11 @@ func (p *Plugin) prepareRoute(r *route) error {
 		return fmt.Errorf("pluginkit: plugin %q: %w", p.name, err)
 	}
 	r.subject = subject
+	if r.answers {
+		if r.answerSubject, err = bus.AnswerSubject(p.prefix, r.pattern); err != nil {
+			return fmt.Errorf("pluginkit: plugin %q: %w", p.name, err)
+		}
+	}
 	if r.concurrency <= 0 {
 		r.concurrency = p.concurrency
 	}
@@ -362,25 +380,38 @@ func (p *Plugin) prepareRoute(r *route) error {
 	return nil
 }
 
-// addEndpoint registers the route as an endpoint of the micro service.
-func (p *Plugin) addEndpoint(svc micro.Service, r *route, names map[string]bool) error {
-	meta := map[string]string{bus.MetaType: r.pattern}
-	if r.schema != "" {
-		meta[bus.MetaSchema] = r.schema
+// addEndpoints registers the route's endpoints with the micro service: one
+// observing its events, and one answering requests when the route answers.
+// The answering endpoint is always in the plugin's queue group, so each
+// request reaches one instance.
+func (p *Plugin) addEndpoints(svc micro.Service, r *route, names map[string]bool) error {
+	add := func(name, subject, role string, handler micro.HandlerFunc, opts ...micro.EndpointOpt) error {
+		meta := map[string]string{bus.MetaType: r.pattern, bus.MetaRole: role}
+		if r.schema != "" {
+			meta[bus.MetaSchema] = r.schema
+		}
+		unique := name
+		for n := 2; names[unique]; n++ {
+			unique = name + "-" + strconv.Itoa(n)
+		}
+		names[unique] = true
+		opts = append(opts, micro.WithEndpointSubject(subject), micro.WithEndpointMetadata(meta))
+		if err := svc.AddEndpoint(unique, handler, opts...); err != nil {
+			return fmt.Errorf("pluginkit: plugin %q: handler for %q: %w", p.name, r.pattern, err)
+		}
+		return nil
 	}
-	opts := []micro.EndpointOpt{micro.WithEndpointSubject(r.subject), micro.WithEndpointMetadata(meta)}
+	var opts []micro.EndpointOpt
 	if r.broadcast {
 		opts = append(opts, micro.WithEndpointQueueGroupDisabled())
 	}
-	name := endpointName(r.pattern)
-	for n := 2; names[name]; n++ {
-		name = endpointName(r.pattern) + "-" + strconv.Itoa(n)
+	if err := add(endpointName(r.pattern), r.subject, bus.RoleObserve, func(req micro.Request) { p.receive(r, req) }, opts...); err != nil {
+		return err
 	}
-	names[name] = true
-	if err := svc.AddEndpoint(name, micro.HandlerFunc(func(req micro.Request) { p.receive(r, req) }), opts...); err != nil {
-		return fmt.Errorf("pluginkit: plugin %q: handler for %q: %w", p.name, r.pattern, err)
+	if !r.answers {
+		return nil
 	}
-	return nil
+	return add("answer-"+endpointName(r.pattern), r.answerSubject, bus.RoleAnswer, func(req micro.Request) { p.answer(r, req) })
 }
 
 // endpointName turns a type pattern into a micro endpoint name, which allows
@@ -411,37 +442,49 @@ func (p *Plugin) patterns() []string {
 	return out
 }
 
-// receive takes a message from the endpoint's subscription. With a
-// concurrency of one, or while draining, it handles the message right here;
+// receive takes an event from the observing endpoint's subscription. With
+// a concurrency of one, or while draining, it handles the event right here;
 // otherwise it hands it to a goroutine, waiting while the handler is at its
-// concurrency limit.
+// concurrency limit. Events are never answered: a reply subject on an
+// events subject (a publish waiting for the stream's acknowledgement, or a
+// request sent to the wrong subject) is ignored.
 func (p *Plugin) receive(r *route, req micro.Request) {
-	reply := req.Reply()
-	if reply != "" && req.Headers().Get(jetstream.MsgIDHeader) != "" {
-		// A publish to the events stream waiting for the stream's
-		// acknowledgement, not a request: answering it would break it.
-		reply = ""
-	}
-	if p.durable != nil && !r.broadcast && reply == "" {
+	if p.durable != nil && !r.broadcast {
 		return // a durable plugin takes its events from the stream
 	}
-	msg := &nats.Msg{Subject: req.Subject(), Reply: reply, Header: nats.Header(req.Headers()), Data: req.Data()}
+	msg := &nats.Msg{Subject: req.Subject(), Header: nats.Header(req.Headers()), Data: req.Data()}
 	if r.concurrency == 1 {
-		// Counted in inflight like the goroutines below, so that shutdown
-		// waits for this handler too.
-		p.mu.RLock()
-		tracked := !p.stopping
-		if tracked {
-			p.inflight.Add(1)
-		}
-		p.mu.RUnlock()
-		if tracked {
-			defer p.inflight.Done()
-		}
-		p.handle(r, msg)
+		p.handleTracked(r, msg, nil)
 		return
 	}
-	p.dispatch(r, func() { p.handle(r, msg) })
+	p.dispatch(r, func() { p.handle(r, msg, nil) })
+}
+
+// answer takes a request from the answering endpoint's subscription and
+// answers it before returning, so that NATS micro counts the request, its
+// processing time and, when the handler failed, the error. A request that
+// names another plugin in its [bus.HeaderPlugin] header is left to that one.
+func (p *Plugin) answer(r *route, req micro.Request) {
+	if to := req.Headers().Get(bus.HeaderPlugin); to != "" && to != p.name {
+		return
+	}
+	msg := &nats.Msg{Subject: req.Subject(), Header: nats.Header(req.Headers()), Data: req.Data()}
+	p.handleTracked(r, msg, req)
+}
+
+// handleTracked handles msg on the calling goroutine, counted in inflight
+// like the workers' events, so that shutdown waits for it too.
+func (p *Plugin) handleTracked(r *route, msg *nats.Msg, req micro.Request) {
+	p.mu.RLock()
+	tracked := !p.stopping
+	if tracked {
+		p.inflight.Add(1)
+	}
+	p.mu.RUnlock()
+	if tracked {
+		defer p.inflight.Done()
+	}
+	p.handle(r, msg, req)
 }
 
 // dispatch hands work to one of the route's workers, waiting while all of
@@ -482,15 +525,19 @@ type delivery struct {
 
 type deliveryKey struct{}
 
-func (p *Plugin) handle(r *route, msg *nats.Msg) {
+// handle runs the handler on an event, or on a request when req is not nil,
+// publishes its result and, for a request, answers it.
+func (p *Plugin) handle(r *route, msg *nats.Msg, req micro.Request) {
 	r.stats.Received.Add(1)
-	e, producer, err := p.decode(msg)
+	parse := bus.ParseDurableSubject
+	if req != nil {
+		parse = bus.ParseInvokeSubject
+	}
+	e, producer, err := p.decodeWith(msg, parse)
 	if err != nil {
 		r.stats.Invalid.Add(1)
 		p.log.Warn("rejected a message that is not a valid event", "subject", msg.Subject, "reason", err)
-		if msg.Reply != "" {
-			p.respondError(msg.Reply, bus.CodeBadEvent, err.Error())
-		}
+		p.respondError(req, bus.CodeBadEvent, err.Error())
 		return
 	}
 	ctx := p.handlers
@@ -511,15 +558,13 @@ func (p *Plugin) handle(r *route, msg *nats.Msg) {
 			code = bus.CodeTimeout
 		}
 		p.log.Warn("handler failed", "type", e.Type(), "id", e.ID(), "producer", producer, "code", code, "err", err)
-		if msg.Reply != "" {
-			p.respondError(msg.Reply, code, err.Error())
-		}
+		p.respondError(req, code, err.Error())
 		return
 	}
 	r.stats.Handled.Add(1)
 	if res == nil {
-		if msg.Reply != "" {
-			if err := p.nc.Publish(msg.Reply, nil); err != nil {
+		if req != nil {
+			if err := req.Respond(nil); err != nil {
 				p.log.Warn("could not send the empty reply", "type", e.Type(), "err", err)
 			}
 		}
@@ -528,15 +573,13 @@ func (p *Plugin) handle(r *route, msg *nats.Msg) {
 	out, err := p.encodeResult(res, e)
 	if err != nil {
 		p.log.Error("could not encode the handler's result", "type", e.Type(), "result_type", res.Type(), "err", err)
-		if msg.Reply != "" {
-			p.respondError(msg.Reply, bus.CodeFailed, "result not sent: "+err.Error())
-		}
+		p.respondError(req, bus.CodeFailed, "result not sent: "+err.Error())
 		return
 	}
 	if p.ds == nil {
 		// At most once: the reply goes first, since the caller waits for
 		// it and nobody waits for the published result.
-		p.reply(msg.Reply, out, e)
+		p.reply(req, out, e)
 		if err := p.send(ctx, out); err != nil {
 			p.log.Error("could not publish the handler's result", "type", e.Type(), "result_type", res.Type(), "err", err)
 		}
@@ -546,32 +589,34 @@ func (p *Plugin) handle(r *route, msg *nats.Msg) {
 	// stream's acknowledgement.
 	if err := p.send(ctx, out); err != nil {
 		p.log.Error("could not publish the handler's result", "type", e.Type(), "result_type", res.Type(), "err", err)
-		if msg.Reply != "" {
-			p.respondError(msg.Reply, bus.CodeFailed, "result not sent: "+err.Error())
-		}
+		p.respondError(req, bus.CodeFailed, "result not sent: "+err.Error())
 		return
 	}
-	p.reply(msg.Reply, out, e)
+	p.reply(req, out, e)
 }
 
-// reply sends the encoded result out as the reply to a request, when
-// there is one, leaving out's subject as it was.
-func (p *Plugin) reply(to string, out *nats.Msg, trigger *Event) {
-	if to == "" {
+// reply sends the encoded result out as the answer to req, when there is a
+// request.
+func (p *Plugin) reply(req micro.Request, out *nats.Msg, trigger *Event) {
+	if req == nil {
 		return
 	}
-	subject := out.Subject
-	out.Subject = to
-	if err := p.nc.PublishMsg(out); err != nil {
+	if err := req.Respond(out.Data, micro.WithHeaders(micro.Headers(out.Header))); err != nil {
 		p.log.Warn("could not send the reply", "type", trigger.Type(), "err", err)
 	}
-	out.Subject = subject
 }
 
-// decode reads the event and its producer, and checks that the type in the
-// subject is the event's type.
+// decode reads an event from the events stream or an events subject; see
+// [Plugin.decodeWith].
 func (p *Plugin) decode(msg *nats.Msg) (*Event, string, error) {
-	producer, typ, err := bus.ParseDurableSubject(p.prefix, msg.Subject)
+	return p.decodeWith(msg, bus.ParseDurableSubject)
+}
+
+// decodeWith reads the event and its producer (or caller), with parse
+// splitting the subject, and checks that the type in the subject is the
+// event's type.
+func (p *Plugin) decodeWith(msg *nats.Msg, parse func(prefix, subject string) (string, string, error)) (*Event, string, error) {
+	producer, typ, err := parse(p.prefix, msg.Subject)
 	if err != nil {
 		return nil, "", err
 	}
@@ -678,18 +723,25 @@ func (p *Plugin) stamp(e, trigger *Event) {
 	}
 }
 
-func (p *Plugin) respondError(reply, code, description string) {
-	// Header values cannot hold line breaks.
+// respondError answers req, when there is a request, with the NATS micro
+// error headers, which also counts the error in the endpoint's micro STATS.
+func (p *Plugin) respondError(req micro.Request, code, description string) {
+	if req == nil {
+		return
+	}
+	// Header values cannot hold line breaks, and micro wants a description.
 	description = strings.NewReplacer("\r", " ", "\n", " ").Replace(description)
-	msg := &nats.Msg{Subject: reply, Header: nats.Header{
-		micro.ErrorCodeHeader: []string{code},
-		micro.ErrorHeader:     []string{description},
-	}}
-	if err := p.nc.PublishMsg(msg); err != nil {
+	if description == "" {
+		description = "failed with code " + code
+	}
+	if err := req.Error(code, description, nil); err != nil {
 		p.log.Warn("could not send the error reply", "err", err)
 	}
 }
 
+// endpointStats is the data of an endpoint's micro STATS: the counters of
+// its handler, on the observing endpoint only (they count the handler's
+// requests too), so that summing the endpoints counts each event once.
 func (p *Plugin) endpointStats(ep *micro.Endpoint) any {
 	for _, r := range p.routes {
 		if r.subject == ep.Subject {
@@ -701,7 +753,9 @@ func (p *Plugin) endpointStats(ep *micro.Endpoint) any {
 			}
 		}
 	}
-	return nil
+	// An answering endpoint: NATS micro's own counts of its requests and
+	// errors say it all.
+	return struct{}{}
 }
 
 // announce publishes a lifecycle event about this instance.

@@ -154,7 +154,7 @@ func TestRequestErrorCodes(t *testing.T) {
 				in.SetExtension(bus.ExtDeadline, types.Timestamp{Time: time.Now().Add(tc.deadline).UTC()})
 			}
 			start := time.Now()
-			msg, err := h.Conn.RequestMsg(binaryMsg(t, eventSubject(tester, in.Type()), in), testTimeout)
+			msg, err := h.Conn.RequestMsg(binaryMsg(t, invokeSubject(tester, in.Type()), in), testTimeout)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,6 +176,19 @@ func TestRequestErrorCodes(t *testing.T) {
 				t.Errorf("got error code %s %q, want code %s with %q", se.Code, se.Description, tc.wantCode, tc.wantDesc)
 			}
 		})
+	}
+
+	// NATS micro counts every request and every error reply of the
+	// answering endpoint, as `nats micro stats` shows them.
+	// micro counts a request once its handler has returned, just after
+	// the answer went out.
+	var ep *micro.EndpointStats
+	eventually(t, "micro STATS counting the 7 requests", func() bool {
+		ep = microStats(t, h.Conn, "fallible")["plugbus.invoke.*.com.example.job.requested"]
+		return ep != nil && ep.NumRequests >= 7
+	})
+	if ep.NumRequests != 7 || ep.NumErrors != 5 || !strings.Contains(ep.LastError, "gave up") {
+		t.Errorf("micro STATS of the answering endpoint: %+v; want 7 requests, 5 errors, the last saying \"gave up\"", ep)
 	}
 }
 
@@ -221,8 +234,8 @@ func TestHandlerContextDeadline(t *testing.T) {
 	})
 }
 
-// A handler learns its producer from the subject, whatever the headers or
-// the body claim.
+// A handler learns its producer (for a request, the caller) from the
+// subject, whatever the headers or the body claim.
 func TestProducerIsTheSubjectsProducer(t *testing.T) {
 	t.Parallel()
 	p := newPlugin("auditor", "1.0.0")
@@ -235,7 +248,7 @@ func TestProducerIsTheSubjectsProducer(t *testing.T) {
 		e := pluginkit.NewEvent("com.example.money.moved", nil)
 		e.SetSource("urn:plugbus:coordinator")
 		e.SetExtension("producer", "coordinator")
-		msg := binaryMsg(t, eventSubject(producer, e.Type()), e)
+		msg := binaryMsg(t, invokeSubject(producer, e.Type()), e)
 		for k, vs := range extra {
 			msg.Header[k] = vs
 		}
@@ -259,7 +272,7 @@ func TestProducerIsTheSubjectsProducer(t *testing.T) {
 		{
 			name: "structured mode body claims the coordinator",
 			msg: &nats.Msg{
-				Subject: eventSubject("carol", "com.example.money.moved"),
+				Subject: invokeSubject("carol", "com.example.money.moved"),
 				Header:  nats.Header{"Content-Type": {"application/cloudevents+json"}, "producer": {"coordinator"}},
 				Data:    []byte(`{"specversion":"1.0","id":"1","source":"urn:plugbus:coordinator","type":"com.example.money.moved","producer":"coordinator"}`),
 			},
@@ -545,23 +558,19 @@ func TestConcurrencyLimit(t *testing.T) {
 			}, tc.hopts...)
 			h := kittest.Start(t, p)
 
-			const requests = 20
-			var wg sync.WaitGroup
-			errs := make(chan error, requests)
-			for range requests {
-				wg.Go(func() {
-					if _, err := h.Request(pluginkit.NewEvent("com.example.work.requested", nil)); err != nil {
-						errs <- err
-					}
-				})
+			const events = 20
+			for range events {
+				if err := h.Publish(pluginkit.NewEvent("com.example.work.requested", nil)); err != nil {
+					t.Fatal(err)
+				}
 			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
+			for range events {
+				if _, err := h.Next("com.example.work.done"); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if got := int(most.Load()); got != tc.wantAt {
-				t.Errorf("at most %d handlers ran at once, want %d under %d concurrent requests", got, tc.wantAt, requests)
+				t.Errorf("at most %d handlers ran at once, want %d under %d events at once", got, tc.wantAt, events)
 			}
 		})
 	}
@@ -697,9 +706,10 @@ func TestWildcardPatterns(t *testing.T) {
 	}
 	for name, pattern := range patterns {
 		p := newPlugin(name, "1.0.0")
+		// Answer: a pattern handler only observes without it.
 		p.HandleFunc(pattern, func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
 			return pluginkit.NewEvent("com.example.matched", []byte(pattern+" "+e.Type())), nil
-		})
+		}, pluginkit.Answering())
 		serve(t, s, p)
 	}
 	for _, tc := range []struct {
@@ -734,19 +744,25 @@ func TestWildcardPatterns(t *testing.T) {
 		})
 	}
 
-	// Discovery shows the pattern as the endpoint's subject.
+	// Discovery shows the pattern in the endpoints' subjects: one
+	// observing, one answering.
 	in := info(t, nc, "wild")
-	if len(in.Endpoints) != 1 {
-		t.Fatalf("wild has endpoints %+v, want one", in.Endpoints)
+	if len(in.Endpoints) != 2 {
+		t.Fatalf("wild has endpoints %+v, want two", in.Endpoints)
 	}
-	ep := in.Endpoints[0]
-	if ep.Subject != "plugbus.events.*.com.wild.>" || ep.Metadata[bus.MetaType] != "com.wild.>" || ep.QueueGroup != "wild" {
-		t.Errorf("endpoint %+v: want subject plugbus.events.*.com.wild.>, type com.wild.>, queue group wild", ep)
+	for i, want := range []struct{ subject, role string }{
+		{"plugbus.events.*.com.wild.>", bus.RoleObserve},
+		{"plugbus.invoke.*.com.wild.>", bus.RoleAnswer},
+	} {
+		ep := in.Endpoints[i]
+		if ep.Subject != want.subject || ep.Metadata[bus.MetaType] != "com.wild.>" || ep.Metadata[bus.MetaRole] != want.role || ep.QueueGroup != "wild" {
+			t.Errorf("endpoint %+v: want subject %s, type com.wild.>, role %s, queue group wild", ep, want.subject, want.role)
+		}
 	}
 }
 
 // Messages that are not valid events never reach the handler; each is
-// answered with 400 when it has a reply subject, logged, and counted, and
+// answered with 400 when it came as a request, logged, and counted, and
 // the plugin goes on handling good events.
 func TestInvalidMessagesAreRejected(t *testing.T) {
 	t.Parallel()
@@ -796,7 +812,7 @@ func TestInvalidMessagesAreRejected(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			msg, err := h.Conn.RequestMsg(&nats.Msg{Subject: subject, Header: tc.header, Data: []byte(tc.data)}, testTimeout)
+			msg, err := h.Conn.RequestMsg(&nats.Msg{Subject: invokeSubject(tester, typ), Header: tc.header, Data: []byte(tc.data)}, testTimeout)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -831,7 +847,11 @@ func TestInvalidMessagesAreRejected(t *testing.T) {
 	}
 	// Counted before logged: the last log line may come a little later.
 	rejections := func() int {
-		return len(logs.lines(`"msg":"rejected a message that is not a valid event"`, `"subject":"`+subject+`"`, `"reason":`))
+		n := 0
+		for _, sub := range []string{subject, invokeSubject(tester, typ)} {
+			n += len(logs.lines(`"msg":"rejected a message that is not a valid event"`, `"subject":"`+sub+`"`, `"reason":`))
+		}
+		return n
 	}
 	deadline := time.Now().Add(testTimeout)
 	for rejections() < 2*len(cases) && time.Now().Before(deadline) {
@@ -1245,9 +1265,11 @@ func TestLifecycleEvents(t *testing.T) {
 	}
 	wantEndpoints := []micro.EndpointInfo{
 		{Name: "com_example_life_checked", Subject: "plugbus.events.*.com.example.life.checked", QueueGroup: "life",
-			Metadata: map[string]string{bus.MetaType: "com.example.life.checked", bus.MetaSchema: `{"type":"object"}`}},
+			Metadata: map[string]string{bus.MetaType: "com.example.life.checked", bus.MetaRole: bus.RoleObserve, bus.MetaSchema: `{"type":"object"}`}},
+		{Name: "answer-com_example_life_checked", Subject: "plugbus.invoke.*.com.example.life.checked", QueueGroup: "life",
+			Metadata: map[string]string{bus.MetaType: "com.example.life.checked", bus.MetaRole: bus.RoleAnswer, bus.MetaSchema: `{"type":"object"}`}},
 		{Name: "com_example_config_all", Subject: "plugbus.events.*.com.example.config.>",
-			Metadata: map[string]string{bus.MetaType: "com.example.config.>"}},
+			Metadata: map[string]string{bus.MetaType: "com.example.config.>", bus.MetaRole: bus.RoleObserve}},
 	}
 	if !reflect.DeepEqual(in.Endpoints, wantEndpoints) {
 		t.Errorf("INFO endpoints:\n got %+v\nwant %+v", in.Endpoints, wantEndpoints)

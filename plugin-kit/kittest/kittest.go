@@ -163,8 +163,12 @@ func (h *Harness) Publish(e *pluginkit.Event) error {
 	return h.Conn.Flush()
 }
 
-// Request sends e as a request and returns the reply event, or the error
-// reply as a *pluginkit.AnswerError.
+// Request sends e as a request from [Producer] on the invoke subject
+// (P.invoke.kittest.<type>), as any caller does, and returns the answer
+// event (nil when the handler returned none), or the error reply as a
+// *bus.ServiceError. Only a handler that answers the type (an exact type,
+// or a pattern registered with pluginkit.Answer) replies; with none, the
+// error is bus.ErrNoResponders.
 func (h *Harness) Request(e *pluginkit.Event) (*pluginkit.Event, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
 	defer cancel()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/plugbus/plugbus/bus"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
@@ -141,14 +142,11 @@ func TestEventsArchived(t *testing.T) {
 	want := []*event.Event{jsonEvent, binEvent, textEvent, badJSON, binText}
 
 	for i, e := range want {
-		// A request returns once the handler has: the line must be in the
-		// file by then, not in a buffer.
-		if reply, err := h.Request(e); err != nil || reply != nil {
-			t.Fatalf("request %d: reply %v, err %v; want an empty reply", i, reply, err)
+		// Read from the file, not from a buffer of the archive's.
+		if err := h.Publish(e); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
 		}
-		if got := archived(t, dir); len(got) != i+1 {
-			t.Fatalf("after %d handled events the archive holds %d", i+1, len(got))
-		}
+		waitArchived(t, dir, i+1)
 	}
 	if err := h.Publish(ignored); err != nil {
 		t.Fatal(err)
@@ -158,10 +156,7 @@ func TestEventsArchived(t *testing.T) {
 		t.Fatalf("archive holds %d events, want %d", len(got), len(want))
 	}
 	for i := range want {
-		sameEvent(t, &got[i], want[i], bus.ExtDeadline)
-		if _, ok := got[i].Extensions()[bus.ExtDeadline]; !ok {
-			t.Errorf("event %d: the request's deadline extension was not archived", i)
-		}
+		sameEvent(t, &got[i], want[i])
 	}
 	// JSON data is stored as JSON and text as a string, so that the
 	// archive can be read with jq; anything else is base64.
@@ -365,11 +360,48 @@ func TestClosed(t *testing.T) {
 	if err := a.Append([]byte("x\n")); !errors.Is(err, ErrClosed) {
 		t.Errorf("Append after Close: %v, want ErrClosed", err)
 	}
-	// The event was not archived, so the handler must fail (retryable).
-	_, err := h.Request(pluginkit.NewEvent("com.example.order.placed", nil))
-	var se *bus.ServiceError
-	if !errors.As(err, &se) || se.Code != bus.CodeFailed {
-		t.Errorf("request to a closed archive: %v, want a %s error reply", err, bus.CodeFailed)
+	// The event was not archived, so the handler must fail (retryable):
+	// the plugin's statistics count it as failed.
+	if err := h.Publish(pluginkit.NewEvent("com.example.order.placed", nil)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for failed(t, h) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("an event sent to a closed archive was not counted as failed within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// failed returns the events the archive's handlers failed, from its NATS
+// micro STATS.
+func failed(t *testing.T, h *kittest.Harness) uint64 {
+	t.Helper()
+	msg, err := h.Conn.Request("$SRV.STATS."+Name, nil, kittest.DefaultTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st micro.Stats
+	if err := json.Unmarshal(msg.Data, &st); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, ep := range st.Endpoints {
+		var c struct{ Failed uint64 }
+		if json.Unmarshal(ep.Data, &c) == nil {
+			n += c.Failed
+		}
+	}
+	return n
+}
+
+// The archive observes and never answers: a request for a type it
+// archives has no responders, even for an exact type.
+func TestNeverAnswers(t *testing.T) {
+	h, _ := start(t, t.TempDir(), 0, "com.example.order.placed")
+	if _, err := h.Request(pluginkit.NewEvent("com.example.order.placed", nil)); !errors.Is(err, bus.ErrNoResponders) {
+		t.Errorf("request for an archived type: got %v, want bus.ErrNoResponders", err)
 	}
 }
 

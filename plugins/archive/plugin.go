@@ -57,9 +57,11 @@ func newPlugin() *pluginkit.Plugin {
 }
 
 // handle registers a for each type pattern, taking one event at a time, in
-// the order of arrival.
+// the order of arrival. The archive observes only: it never answers a
+// request, not even for an exact type, so it never stands in for the plugin
+// that answers.
 func handle(p *pluginkit.Plugin, a *Archiver, types []string) {
 	for _, t := range types {
-		p.Handle(t, a, pluginkit.Concurrency(1))
+		p.Handle(t, a, pluginkit.Concurrency(1), pluginkit.ObserveOnly())
 	}
 }

@@ -397,7 +397,8 @@ func TestProducersFlag(t *testing.T) {
 // delivery (and its report) are done.
 func TestRequestWaitsForDelivery(t *testing.T) {
 	ep := newEndpoint(t, http.StatusAccepted)
-	h := start(t, &Deliverer{URLs: []string{ep.URL}})
+	// An exact type: a handler for a pattern only observes.
+	h := start(t, &Deliverer{URLs: []string{ep.URL}}, "com.example.order.placed")
 	reply, err := h.Request(pluginkit.NewEvent("com.example.order.placed", nil))
 	if err != nil || reply != nil {
 		t.Fatalf("reply %v, %v; want an empty reply", reply, err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -8,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -150,9 +154,14 @@ func newPluginsCmd() *cobra.Command {
 				State       string   `json:"state"`
 				Versions    []string `json:"versions"`
 				Handles     []string `json:"handles"`
-				Running     int      `json:"running"`
-				Modes       []string `json:"modes"`
-				Instances   []struct {
+				Answers     []string `json:"answers"`
+				Ambiguous   []struct {
+					Type    string   `json:"type"`
+					Plugins []string `json:"plugins"`
+				} `json:"ambiguous"`
+				Running   int      `json:"running"`
+				Modes     []string `json:"modes"`
+				Instances []struct {
 					ID, Host, State, Reason string
 				} `json:"instances"`
 			}
@@ -160,14 +169,29 @@ func newPluginsCmd() *cobra.Command {
 				return fmt.Errorf("unexpected answer from %s: %w", f.api, err)
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "PLUGIN\tSTATE\tINSTANCES\tMODE\tVERSION\tHANDLES\tDESCRIPTION")
+			fmt.Fprintln(w, "PLUGIN\tSTATE\tINSTANCES\tMODE\tVERSION\tHANDLES\tANSWERS\tDESCRIPTION")
+			ambiguous := map[string][]string{} // type -> the plugins answering it
 			for _, p := range plugins {
-				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", p.Name, p.State, p.Running, len(p.Instances), strings.Join(p.Modes, ","), strings.Join(p.Versions, ","), strings.Join(p.Handles, ","), shorten(p.Description, 60))
+				answers := strings.Join(p.Answers, ",")
+				if answers == "" {
+					answers = "-"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, p.Running, len(p.Instances), strings.Join(p.Modes, ","), strings.Join(p.Versions, ","), strings.Join(p.Handles, ","), answers, shorten(p.Description, 60))
+				for _, a := range p.Ambiguous {
+					ambiguous[a.Type] = a.Plugins
+				}
 			}
 			if len(plugins) == 0 {
 				fmt.Fprintln(w, "(no plugins)")
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			types := slices.Sorted(maps.Keys(ambiguous))
+			for _, typ := range types {
+				fmt.Fprintf(cmd.OutOrStdout(), "ambiguous: %s is answered by %s; invoke it with --plugin NAME\n", typ, strings.Join(ambiguous[typ], " and "))
+			}
+			return nil
 		},
 	}
 	addClientFlags(cmd, &f, false, true)
@@ -258,42 +282,42 @@ func newInvokeCmd() *cobra.Command {
 	var f clientFlags
 	var ef eventFlags
 	var timeout time.Duration
+	var plugin string
 	cmd := &cobra.Command{
 		Use:   "invoke TYPE",
-		Short: "Send a request and print the reply event's data (over NATS)",
-		Long: `Send an event as a request and wait for the first plugin's reply. The reply's
-data is printed; --json prints the whole reply event. Exit status 3 when no plugin
-handles the type, 4 on timeout, 5 when the plugin replied with an error.`,
-		Example: `  coordinator invoke com.example.greet.requested --data '{"name":"Ada"}'`,
-		Args:    cobra.ExactArgs(1),
+		Short: "Invoke the plugin that answers TYPE and print its answer (through the coordinator's HTTP API)",
+		Long: `Send an event as a request to the plugin that answers its type, through the
+coordinator's POST /v1/invoke/{type}, and print the answer event's data; --json
+prints the whole answer event. When two different plugins answer the type, name
+one with --plugin ("coordinator plugins" shows who answers what).
+
+Exit status 3 when no plugin answers the type, 4 on timeout, 5 when the plugin
+answered with an error (its code and message on standard error), 6 when two
+plugins answer the type and --plugin names none, 1 for any other error.`,
+		Example: `  coordinator invoke com.example.greet.requested --data '{"name":"Ada"}'
+  coordinator invoke com.example.greet.requested --data '{"name":"Ada"}' --plugin hello`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := ef.event(args[0])
 			if err != nil {
 				return err
 			}
-			nc, err := f.connect()
+			if plugin != "" {
+				if err := bus.ValidateProducer(plugin); err != nil {
+					return fmt.Errorf("--plugin: %w", err)
+				}
+			}
+			reply, err := invokeHTTP(cmd.Context(), &f, e, plugin, timeout)
 			if err != nil {
+				var ie *invokeError
+				if errors.As(err, &ie) {
+					fmt.Fprintln(cmd.ErrOrStderr(), "coordinator:", ie.msg)
+					return exitError(ie.exit)
+				}
 				return err
 			}
-			defer nc.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			reply, err := bus.Request(ctx, nc, f.prefix, cliProducer, e)
-			var se *bus.ServiceError
-			switch {
-			case errors.Is(err, bus.ErrNoResponders):
-				fmt.Fprintln(cmd.ErrOrStderr(), "coordinator:", err)
-				return exitError(3)
-			case errors.Is(err, bus.ErrTimeout):
-				fmt.Fprintf(cmd.ErrOrStderr(), "coordinator: %v after %v (raise it with --timeout)\n", err, timeout)
-				return exitError(4)
-			case errors.As(err, &se):
-				fmt.Fprintln(cmd.ErrOrStderr(), "coordinator:", err)
-				return exitError(5)
-			case err != nil:
-				return err
-			case reply == nil:
-				fmt.Fprintln(cmd.ErrOrStderr(), "(the plugin handled it and returned no event)")
+			if reply == nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), "(the plugin answered with no event)")
 				return nil
 			}
 			out := cmd.OutOrStdout()
@@ -304,10 +328,89 @@ handles the type, 4 on timeout, 5 when the plugin replied with an error.`,
 			return nil
 		},
 	}
-	addClientFlags(cmd, &f, true, false)
+	addClientFlags(cmd, &f, false, true)
 	addEventFlags(cmd, &ef)
-	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for the reply")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the answer")
+	cmd.Flags().StringVar(&plugin, "plugin", "", "the plugin that should answer, when two different plugins answer the type")
 	return cmd
+}
+
+// invokeError is an invoke the coordinator or the plugin refused: its
+// message and the CLI's exit status for it.
+type invokeError struct {
+	msg  string
+	exit int
+}
+
+func (e *invokeError) Error() string { return e.msg }
+
+// invokeHTTP sends e to POST /v1/invoke/{type} as a structured CloudEvent
+// and returns the answer event, nil for an empty answer.
+func invokeHTTP(ctx context.Context, f *clientFlags, e *event.Event, plugin string, timeout time.Duration) (*event.Event, error) {
+	if e.Source() == "" {
+		e.SetSource(bus.Source(cliProducer))
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{"timeout": {timeout.String()}}
+	if plugin != "" {
+		q.Set("plugin", plugin)
+	}
+	target := strings.TrimSuffix(f.api, "/") + "/v1/invoke/" + url.PathEscape(e.Type()) + "?" + q.Encode()
+	ctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("--api %q: %w", f.api, err)
+	}
+	req.Header.Set("Content-Type", "application/cloudevents+json")
+	if f.httpToken != "" {
+		req.Header.Set("Authorization", "Bearer "+f.httpToken)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach the coordinator at %s: %w (is it running? set --api or PLUGBUS_API)", f.api, err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case resp.StatusCode == http.StatusNoContent:
+		return nil, nil
+	case resp.StatusCode == http.StatusOK:
+		reply := event.New()
+		if err := json.Unmarshal(answer, &reply); err != nil {
+			return nil, fmt.Errorf("the answer from %s is not a CloudEvent: %w", f.api, err)
+		}
+		return &reply, nil
+	}
+	var eb struct {
+		Error       string `json:"error"`
+		Code        string `json:"code"`
+		PluginError bool   `json:"plugin_error"`
+	}
+	msg := strings.TrimSpace(string(answer))
+	if json.Unmarshal(answer, &eb) == nil && eb.Error != "" {
+		msg = eb.Error
+	}
+	ie := &invokeError{msg: msg, exit: 1}
+	switch {
+	case eb.PluginError:
+		ie.exit, ie.msg = 5, fmt.Sprintf("the plugin answered with error %s: %s", eb.Code, msg)
+	case resp.StatusCode == http.StatusNotFound:
+		ie.exit = 3
+	case resp.StatusCode == http.StatusGatewayTimeout:
+		ie.exit = 4
+	case resp.StatusCode == http.StatusConflict:
+		ie.exit = 6
+	default:
+		ie.msg = resp.Status + ": " + msg
+	}
+	return nil, ie
 }
 
 func newTailCmd() *cobra.Command {

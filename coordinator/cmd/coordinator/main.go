@@ -3,7 +3,7 @@
 //	coordinator [serve]           run the coordinator (embedded NATS by default)
 //	coordinator plugins           list plugins and their instances
 //	coordinator publish TYPE      publish an event
-//	coordinator invoke TYPE       send a request and print the reply
+//	coordinator invoke TYPE       invoke the plugin that answers TYPE and print its answer
 //	coordinator tail [PATTERN]    follow live events
 //	coordinator version           print the version
 //
@@ -30,17 +30,19 @@ func main() {
 	defer stop()
 	root := newRootCmd()
 	if err := root.ExecuteContext(ctx); err != nil {
-		// Errors from package coordinator name it already.
-		fmt.Fprintln(os.Stderr, "coordinator:", strings.TrimPrefix(err.Error(), "coordinator: "))
 		var exit exitError
 		if errors.As(err, &exit) {
-			os.Exit(int(exit))
+			os.Exit(int(exit)) // the command said why on standard error
 		}
+		// Errors from package coordinator name it already.
+		fmt.Fprintln(os.Stderr, "coordinator:", strings.TrimPrefix(err.Error(), "coordinator: "))
 		os.Exit(1)
 	}
 }
 
-// exitError carries a specific exit status.
+// exitError carries a specific exit status. A command returns it after
+// printing its message to standard error itself, so main prints nothing
+// more.
 type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }

@@ -61,6 +61,8 @@ type PluginSummary struct {
 	Description string                 `json:"description,omitempty"`
 	Versions    []string               `json:"versions"`
 	Handles     []string               `json:"handles"`
+	Answers     []string               `json:"answers,omitempty"`   // the types its running instances answer
+	Ambiguous   []registry.Ambiguity   `json:"ambiguous,omitempty"` // the ones another plugin answers too
 	Emits       []string               `json:"emits,omitempty"`
 	Instances   int                    `json:"instances"`
 	States      map[registry.State]int `json:"states"` // instances by state
@@ -264,6 +266,7 @@ func (t *Tracker) Sample() {
 func (t *Tracker) summarize(p *registry.Plugin, supervised map[int]bool) PluginSummary {
 	s := PluginSummary{
 		Name: p.Name, State: p.State, Versions: p.Versions, Handles: p.Handles, Emits: p.Emits,
+		Answers: p.Answers, Ambiguous: p.Ambiguous,
 		Instances: len(p.Instances), States: map[registry.State]int{}, Modes: map[string]int{},
 	}
 	hosts := map[string]bool{}

@@ -79,6 +79,12 @@ type Config struct {
 	// it is published or sent as a request; its error, naming the field
 	// and the rule (a *schema.Error), answers 400 and nothing is sent.
 	CheckData func(typ string, data []byte) error
+	// Answerers returns the names of the plugins with a running instance
+	// that answers requests for typ (from the registry). Invoke refuses a
+	// type that two plugins answer unless the caller names one, and a
+	// named plugin that does not answer the type. Nil checks nothing: every
+	// invoke is sent, and NATS finds who answers.
+	Answerers func(typ string) []string
 	// Supervised returns the snapshot served by GET /v1/supervised: the
 	// processes the coordinator runs itself, with their restarts. Nil
 	// serves an empty list.

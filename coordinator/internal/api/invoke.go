@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -36,10 +38,19 @@ func (s *server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, aerr)
 		return
 	}
+	plugin, aerr := s.invokePlugin(r, typ)
+	if aerr != nil {
+		s.fail(w, r, aerr)
+		return
+	}
 	e, aerr := s.invokeEvent(w, r, typ)
 	if aerr != nil {
 		s.fail(w, r, aerr)
 		return
+	}
+	var opts []bus.RequestOption
+	if plugin != "" {
+		opts = append(opts, bus.AnsweredBy(plugin))
 	}
 	label := s.m.types.label(typ)
 	s.m.received.WithLabelValues(label).Inc()
@@ -48,7 +59,7 @@ func (s *server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	start := time.Now()
 	ctx, span := s.sendSpan(ctx, "invoke", e, trace.SpanKindClient)
-	reply, err := bus.Request(ctx, s.cfg.Conn, s.cfg.Prefix, s.cfg.Producer, e)
+	reply, err := bus.Request(ctx, s.cfg.Conn, s.cfg.Prefix, s.cfg.Producer, e, opts...)
 	tracing.End(span, err)
 	outcome, aerr := s.invokeError(r, typ, timeout, err)
 	s.m.invoke.WithLabelValues(label, outcome).Observe(time.Since(start).Seconds())
@@ -71,6 +82,46 @@ func (s *server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", mediaStructured)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+}
+
+// invokePlugin returns the plugin named by ?plugin=, after checking with the
+// registry that it answers typ, or "" when the request names none; it
+// refuses, naming them, when two different plugins answer typ and the
+// request names none.
+func (s *server) invokePlugin(r *http.Request, typ string) (string, *apiError) {
+	var answerers []string
+	if s.cfg.Answerers != nil {
+		answerers = s.cfg.Answerers(typ)
+	}
+	q := r.URL.Query()
+	if !q.Has("plugin") {
+		if len(answerers) > 1 {
+			return "", &apiError{
+				status: http.StatusConflict, field: "plugin",
+				msg: fmt.Sprintf("type %s is answered by %d different plugins, %s; name the one to ask with ?plugin=NAME (coordinator invoke --plugin NAME)",
+					typ, len(answerers), strings.Join(answerers, " and ")),
+			}
+		}
+		return "", nil
+	}
+	plugin := q.Get("plugin")
+	if err := bus.ValidateProducer(plugin); err != nil {
+		return "", &apiError{
+			status: http.StatusBadRequest, reason: reasonBadRequest, field: "plugin",
+			msg: fmt.Sprintf("?plugin=%q is not a plugin name: use only A-Z, a-z, 0-9, '_' and '-'", plugin),
+		}
+	}
+	if s.cfg.Answerers != nil && !slices.Contains(answerers, plugin) {
+		who := "no running plugin answers it"
+		if len(answerers) > 0 {
+			who = "it is answered by " + strings.Join(answerers, ", ")
+		}
+		return "", &apiError{
+			status: http.StatusNotFound, field: "plugin",
+			msg: fmt.Sprintf("plugin %s does not answer type %s (%s); GET /v1/plugins or `coordinator plugins` show which types each plugin answers", plugin, typ, who),
+		}
+	}
+	return plugin, nil
 }
 
 // invokeTimeout returns the request's ?timeout= or the configured default.
@@ -169,7 +220,7 @@ func (s *server) invokeError(r *http.Request, typ string, timeout time.Duration,
 	case errors.Is(err, bus.ErrNoResponders):
 		return outcomeNoResponders, &apiError{
 			status: http.StatusNotFound, field: "type",
-			msg: fmt.Sprintf("no plugin handles type %s; check the type's spelling and GET /v1/plugins for the types running plugins handle", typ),
+			msg: fmt.Sprintf("no plugin answers type %s; check the type's spelling, and GET /v1/plugins or `coordinator plugins` for the types running plugins answer", typ),
 		}
 	case errors.Is(err, bus.ErrTimeout) && r.Context().Err() == nil:
 		return outcomeTimeout, &apiError{

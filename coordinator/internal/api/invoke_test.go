@@ -19,15 +19,23 @@ import (
 // com.example.greet.requested. It answers {"text":"hello, <name>"} as a
 // com.example.greet.sent event, a 422 for a missing name, a 500 for the name
 // "crash", and no event for the name "nobody".
-func greeter(t *testing.T, nc *nats.Conn) {
+func greeter(t *testing.T, nc *nats.Conn) { greeterNamed(t, nc, "greeter") }
+
+// greeterNamed is greeter as plugin name: it leaves a request that names
+// another plugin in bus.HeaderPlugin unanswered, as plugin-kit does, and
+// says who it is in the answer's "by".
+func greeterNamed(t *testing.T, nc *nats.Conn, name string) {
 	t.Helper()
-	subject, err := bus.TypeSubject(bus.DefaultPrefix, "com.example.greet.requested")
+	subject, err := bus.AnswerSubject(bus.DefaultPrefix, "com.example.greet.requested")
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc, err := micro.AddService(nc, micro.Config{
-		Name: "greeter", Version: "1.0.0", QueueGroup: "greeter",
+		Name: name, Version: "1.0.0", QueueGroup: name,
 		Endpoint: &micro.EndpointConfig{Subject: subject, Handler: micro.HandlerFunc(func(req micro.Request) {
+			if to := req.Headers().Get(bus.HeaderPlugin); to != "" && to != name {
+				return
+			}
 			in, err := bus.Decode(&nats.Msg{Header: nats.Header(req.Headers()), Data: req.Data()})
 			if err != nil {
 				_ = req.Error(bus.CodeBadEvent, err.Error(), nil)
@@ -55,7 +63,7 @@ func greeter(t *testing.T, nc *nats.Conn) {
 			out.SetSource("urn:plugbus:greeter")
 			out.SetType("com.example.greet.sent")
 			out.SetExtension(bus.ExtCauseID, in.ID())
-			_ = out.SetData("application/json", map[string]string{"text": "hello, " + data.Name, "from": in.Source()})
+			_ = out.SetData("application/json", map[string]string{"text": "hello, " + data.Name, "from": in.Source(), "by": name})
 			var msg nats.Msg
 			if err := bus.Encode(&out, &msg); err != nil {
 				_ = req.Error(bus.CodeFailed, err.Error(), nil)
@@ -156,7 +164,7 @@ func TestInvoke(t *testing.T) {
 	}{
 		{"plugin rejects for good", path, nil, `{}`, 422, "", "name is required", "422", true},
 		{"plugin fails", path, nil, `{"name":"crash"}`, 502, "", "greeter crashed", "500", true},
-		{"nobody handles the type", "/v1/invoke/com.example.unknown", nil, `{}`, 404, "type", "no plugin handles type com.example.unknown", "", false},
+		{"nobody handles the type", "/v1/invoke/com.example.unknown", nil, `{}`, 404, "type", "no plugin answers type com.example.unknown", "", false},
 		{"type differs from the URL", path, binary("x", "com.example.other"), `{}`, 400, "type", "com.example.other", "", false},
 		{"invalid type in the URL", "/v1/invoke/a..b", nil, `{}`, 400, "type", "empty dot-separated part", "", false},
 		{"plain data that is not JSON", path, http.Header{"Content-Type": {"application/json"}}, `{"name":`, 400, "data", "not valid JSON", "", false},
@@ -191,7 +199,7 @@ func TestInvokeTimeout(t *testing.T) {
 	e := newEnv(t, func(c *api.Config) { c.InvokeTimeout = 5 * time.Second })
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	sub, err := e.nc.Subscribe("plugbus.events.*.com.example.slow", func(m *nats.Msg) {
+	sub, err := e.nc.Subscribe("plugbus.invoke.*.com.example.slow", func(m *nats.Msg) {
 		select {
 		case <-release:
 		case <-time.After(3 * time.Second):
@@ -221,5 +229,54 @@ func TestInvokeTimeout(t *testing.T) {
 	fams := scrape(t, e)
 	if n := histCount(t, fams, "plugbus_invoke_duration_seconds", map[string]string{"type": "com.example.slow", "outcome": "timeout"}); n != 1 {
 		t.Errorf("timeout observations = %d, want 1", n)
+	}
+}
+
+// Two different plugins answering a type: an invoke must name one, and a
+// named plugin must be one that answers.
+func TestInvokeAmbiguity(t *testing.T) {
+	answerers := map[string][]string{"com.example.greet.requested": {"greeter", "rival"}}
+	e := newEnv(t, func(c *api.Config) {
+		c.Answerers = func(typ string) []string { return answerers[typ] }
+	})
+	greeterNamed(t, e.nc, "greeter")
+	greeterNamed(t, e.nc, "rival")
+	const path = "/v1/invoke/com.example.greet.requested"
+
+	resp := e.do("POST", path, nil, []byte(`{"name":"ann"}`))
+	if resp.status != http.StatusConflict {
+		t.Fatalf("unnamed invoke of an ambiguous type: status %d, want 409: %s", resp.status, resp.body)
+	}
+	if eb := resp.errorBody(t); !strings.Contains(eb.Error, "greeter") || !strings.Contains(eb.Error, "rival") || !strings.Contains(eb.Error, "?plugin=") || eb.Field != "plugin" {
+		t.Errorf("409 %+v: want it to name both plugins and ?plugin=", eb)
+	}
+	for _, name := range []string{"greeter", "rival"} {
+		for range 5 {
+			resp := e.do("POST", path+"?plugin="+name, nil, []byte(`{"name":"ann"}`))
+			var got struct{ Data struct{ By string } }
+			if resp.status != http.StatusOK || json.Unmarshal(resp.body, &got) != nil || got.Data.By != name {
+				t.Fatalf("?plugin=%s: status %d, answered by %q: %s", name, resp.status, got.Data.By, resp.body)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		query    string
+		status   int
+		mentions []string
+	}{
+		{"?plugin=hello", http.StatusNotFound, []string{"hello", "greeter, rival", "/v1/plugins"}},
+		{"?plugin=a.b", http.StatusBadRequest, []string{`"a.b"`}},
+	} {
+		resp := e.do("POST", path+tc.query, nil, []byte(`{"name":"ann"}`))
+		if resp.status != tc.status {
+			t.Errorf("%s: status %d, want %d: %s", tc.query, resp.status, tc.status, resp.body)
+			continue
+		}
+		eb := resp.errorBody(t)
+		for _, m := range tc.mentions {
+			if !strings.Contains(eb.Error, m) {
+				t.Errorf("%s: error %q does not mention %q", tc.query, eb.Error, m)
+			}
+		}
 	}
 }

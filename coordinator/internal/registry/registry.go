@@ -53,6 +53,7 @@ type Instance struct {
 	Protocol    string            `json:"protocol"`
 	Description string            `json:"description,omitempty"`
 	Handles     []string          `json:"handles"`
+	Answers     []string          `json:"answers,omitempty"` // the types (or patterns) it answers requests for
 	Emits       []string          `json:"emits,omitempty"`
 	Schemas     map[string]string `json:"schemas,omitempty"` // type -> JSON Schema of its data, handled or emitted
 	Started     time.Time         `json:"started"`
@@ -90,14 +91,18 @@ type Plugin struct {
 	Name string `json:"name"`
 	// Description is what the plugin says it does (WithDescription), from
 	// a running instance when one has it.
-	Description string     `json:"description,omitempty"`
-	State       State      `json:"state"` // running when any instance runs
-	Versions    []string   `json:"versions"`
-	Handles     []string   `json:"handles"`
-	Emits       []string   `json:"emits,omitempty"`
-	Running     int        `json:"running"`
-	Modes       []string   `json:"modes"` // how its instances run, sorted
-	Instances   []Instance `json:"instances"`
+	Description string   `json:"description,omitempty"`
+	State       State    `json:"state"` // running when any instance runs
+	Versions    []string `json:"versions"`
+	Handles     []string `json:"handles"`
+	Answers     []string `json:"answers,omitempty"` // what its running instances answer
+	// Ambiguous lists the types this plugin answers that another plugin
+	// answers too (see [Registry.Answerers]).
+	Ambiguous []Ambiguity `json:"ambiguous,omitempty"`
+	Emits     []string    `json:"emits,omitempty"`
+	Running   int         `json:"running"`
+	Modes     []string    `json:"modes"` // how its instances run, sorted
+	Instances []Instance  `json:"instances"`
 }
 
 // Change is a state change the coordinator announces as a lifecycle event.
@@ -239,8 +244,10 @@ func (r *Registry) Plugins() []Plugin {
 			s.emits[t] = true
 		}
 	}
+	answers := answersOf(r.instances)
 	out := make([]Plugin, 0, len(byName))
 	for name, p := range byName {
+		p.Answers, p.Ambiguous = answers.of(name)
 		s := seen[name]
 		p.Versions, p.Handles, p.Emits, p.Modes = sorted(s.versions), sorted(s.handles), sorted(s.emits), sorted(s.modes)
 		slices.SortFunc(p.Instances, func(a, b Instance) int { return strings.Compare(a.ID, b.ID) })
@@ -290,6 +297,7 @@ func sorted(set map[string]bool) []string {
 func clone(in *Instance) Instance {
 	c := *in
 	c.Handles = slices.Clone(in.Handles)
+	c.Answers = slices.Clone(in.Answers)
 	c.Emits = slices.Clone(in.Emits)
 	c.byType = nil
 	return c
@@ -553,9 +561,12 @@ func (r *Registry) update(in *Instance, st micro.Stats, asked, now time.Time) {
 		in.Mode = bus.ModeProcess // a manifest without a mode: a program of its own
 	}
 	in.Emits = splitList(st.Metadata[bus.MetaEmits])
-	in.Handles, in.Stats = in.Handles[:0], Counters{}
+	in.Handles, in.Answers, in.Stats = in.Handles[:0], in.Answers[:0], Counters{}
 	clear(in.byType)
 	for _, ep := range st.Endpoints {
+		if _, answered, ok := strings.Cut(ep.Subject, ".invoke.*."); ok {
+			in.Answers = append(in.Answers, answered)
+		}
 		_, typ, ok := strings.Cut(ep.Subject, ".events.*.")
 		if ok {
 			in.Handles = append(in.Handles, typ)

@@ -211,7 +211,7 @@ func TestRegistryReportsIncompatibleProtocol(t *testing.T) {
 	// and a STATS request in between is a data race (nats.go v1.55.0).
 	svc, err := micro.AddService(bustest.Connect(t, s), micro.Config{
 		Name: "future", Version: "9.0.0",
-		Metadata: map[string]string{bus.MetaProtocol: "2.0"},
+		Metadata: map[string]string{bus.MetaProtocol: "9.0"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +223,7 @@ func TestRegistryReportsIncompatibleProtocol(t *testing.T) {
 		if len(p.Instances) != 1 || p.Instances[0].State != registry.Incompatible {
 			return fmt.Errorf("got %+v", p)
 		}
-		if reason := p.Instances[0].Reason; !strings.Contains(reason, "2.0") || !strings.Contains(reason, bus.ProtocolVersion) {
+		if reason := p.Instances[0].Reason; !strings.Contains(reason, "9.0") || !strings.Contains(reason, bus.ProtocolVersion) {
 			return fmt.Errorf("reason %q does not show both versions", reason)
 		}
 		return nil

@@ -234,6 +234,19 @@ function counts(obj) {
   return Object.entries(obj || {}).filter(([, n]) => n > 0).map(([k, n]) => n + " " + k).join(", ");
 }
 
+// handlesCell lists the types a plugin handles, then the ones it answers
+// requests for, and flags each one another plugin answers too: an invoke of
+// it must name the plugin.
+function handlesCell(p) {
+  const cell = el("div", list(p.handles));
+  if ((p.answers || []).length) cell.append(el("div", "answers " + list(p.answers), "desc answers"));
+  for (const a of p.ambiguous || []) {
+    const others = a.plugins.filter((n) => n !== p.name);
+    cell.append(el("div", "ambiguous: " + a.type + " is also answered by " + others.join(", ") + "; invoke it with ?plugin=", "ambiguous"));
+  }
+  return cell;
+}
+
 function renderPlugins() {
   const body = $("plugins").tBodies[0];
   const filter = $("plugin-filter").value.trim().toLowerCase();
@@ -270,7 +283,7 @@ function renderPlugins() {
     const totals = el("span", (st.handled || 0) + " handled");
     if (st.failed) { totals.append(", "); totals.append(el("span", st.failed + " failed", "fail")); }
     if (st.invalid) totals.append(", " + st.invalid + " invalid");
-    const tr = row([title, badge(p.state), inst, list(p.versions), list(p.handles), list(p.emits),
+    const tr = row([title, badge(p.state), inst, list(p.versions), handlesCell(p), list(p.emits),
       sparkline(s.handled, "handled"), sparkline(s.failed, "failed"), totals], "plugin");
     tr.dataset.plugin = name;
     tr.addEventListener("click", () => {
