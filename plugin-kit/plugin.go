@@ -66,6 +66,8 @@ type Plugin struct {
 
 	stdio *stdioWriter // set while served over the stdio protocol
 
+	invalid invalidWarnings // rate limit of the warnings about invalid messages
+
 	subjectsMu sync.RWMutex
 	subjects   map[string]string // result type -> its event subject, see resultSubject
 
@@ -487,7 +489,7 @@ func (p *Plugin) handle(r *route, msg *nats.Msg) {
 	e, producer, err := p.decode(msg)
 	if err != nil {
 		r.stats.Invalid.Add(1)
-		p.log.Warn("rejected a message that is not a valid event", "subject", msg.Subject, "reason", err)
+		p.warnInvalid(msg.Subject, err)
 		if msg.Reply != "" {
 			p.respondError(msg.Reply, bus.CodeBadEvent, err.Error())
 		}
