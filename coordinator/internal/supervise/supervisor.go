@@ -537,12 +537,13 @@ var inherited = map[string]bool{
 }
 
 // inheritedEnv is the part of the coordinator's environment in inherited,
-// with the locale's LC_ variables.
+// with the locale's LC_ variables and the OpenTelemetry settings (OTEL_),
+// so that plugins trace to where the coordinator does.
 func inheritedEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if inherited[name] || strings.HasPrefix(name, "LC_") {
+		if inherited[name] || strings.HasPrefix(name, "LC_") || strings.HasPrefix(name, "OTEL_") {
 			env = append(env, kv)
 		}
 	}
