@@ -278,3 +278,24 @@ func (cfg ConnConfig) options() ([]nats.Option, error) {
 	}
 	return opts, nil
 }
+
+// RedactURLs returns comma-separated NATS URLs with any credentials in
+// them (user and password, or a token in the user's place) replaced by
+// "redacted", for logs and events.
+func RedactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := neturl.Parse(strings.TrimSpace(p))
+		if err != nil {
+			if strings.Contains(p, "@") {
+				parts[i] = "(an unparsable URL with credentials)"
+			}
+			continue
+		}
+		if u.User != nil {
+			u.User = neturl.User("redacted")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -299,3 +299,20 @@ func TestConnectSaysWhereAndWhyItCannotConnect(t *testing.T) {
 		t.Errorf("%d connect failed events in %v, want 1 to %d", failed, elapsed, most)
 	}
 }
+
+func TestRedactURLs(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://127.0.0.1:4222":                 "nats://127.0.0.1:4222",
+		"nats://alice:s3cret@n1:4222":           "nats://redacted@n1:4222",
+		"nats://tok3n@n1:4222,nats://n2:4222":   "nats://redacted@n1:4222,nats://n2:4222",
+		"tls://u:p@n1:4222, nats://u:p@n2:4222": "tls://redacted@n1:4222,nats://redacted@n2:4222",
+		"nats://u:p%zz@n1:4222":                 "(an unparsable URL with credentials)",
+	} {
+		if got := bus.RedactURLs(in); got != want {
+			t.Errorf("RedactURLs(%q) = %q, want %q", in, got, want)
+		}
+		if strings.Contains(bus.RedactURLs(in), "s3cret") || strings.Contains(bus.RedactURLs(in), "tok3n") {
+			t.Errorf("RedactURLs(%q) leaks a secret", in)
+		}
+	}
+}

@@ -73,7 +73,8 @@ func New(cfg Config, logger *slog.Logger) (*Coordinator, error) {
 // listens, supervised plugins are starting.
 func (c *Coordinator) Ready() <-chan struct{} { return c.ready }
 
-// NATSURL returns the URL plugins use to reach the bus.
+// NATSURL returns the URL plugins use to reach the bus, with any
+// credentials it holds (see [bus.RedactURLs] for logs).
 func (c *Coordinator) NATSURL() string {
 	if len(c.cfg.NATSURLs) > 0 {
 		return strings.Join(c.cfg.NATSURLs, ",")
@@ -236,8 +237,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return c.sup.Run(gctx) })
 
-	c.publish(bus.TypeCoordinatorStarted, map[string]any{"nats_url": c.NATSURL(), "http": c.HTTPAddr(), "pid": os.Getpid()})
-	c.log.Info("coordinator ready", "nats", c.NATSURL(), "http", c.HTTPURL(), "data_dir", c.cfg.DataDir, "plugins", len(c.cfg.Plugins))
+	c.publish(bus.TypeCoordinatorStarted, map[string]any{"nats_url": bus.RedactURLs(c.NATSURL()), "http": c.HTTPAddr(), "pid": os.Getpid()})
+	c.log.Info("coordinator ready", "nats", bus.RedactURLs(c.NATSURL()), "http", c.HTTPURL(), "data_dir", c.cfg.DataDir, "plugins", len(c.cfg.Plugins))
 	close(c.ready)
 	return g.Wait()
 }

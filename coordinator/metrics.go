@@ -26,6 +26,7 @@ type registryCollector struct {
 	reg       *registry.Registry
 	plugins   *prometheus.Desc
 	instances *prometheus.Desc
+	invalid   *prometheus.Desc
 }
 
 func newRegistryCollector(reg *registry.Registry) *registryCollector {
@@ -33,12 +34,15 @@ func newRegistryCollector(reg *registry.Registry) *registryCollector {
 		reg:       reg,
 		plugins:   prometheus.NewDesc("plugbus_plugins", "Plugins known to the coordinator, by state.", []string{"state"}, nil),
 		instances: prometheus.NewDesc("plugbus_instances", "Plugin instances known to the coordinator, by plugin and state.", []string{"plugin", "state"}, nil),
+		invalid: prometheus.NewDesc("plugbus_plugin_invalid_messages",
+			"Messages a plugin's known instances rejected as no valid event since they started (from their micro STATS).", []string{"plugin"}, nil),
 	}
 }
 
 func (c *registryCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.plugins
 	ch <- c.instances
+	ch <- c.invalid
 }
 
 func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
@@ -46,9 +50,12 @@ func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range c.reg.Plugins() {
 		plugins[p.State]++
 		instances := map[registry.State]int{}
+		var invalid uint64
 		for _, in := range p.Instances {
 			instances[in.State]++
+			invalid += in.Stats.Invalid
 		}
+		ch <- prometheus.MustNewConstMetric(c.invalid, prometheus.GaugeValue, float64(invalid), p.Name)
 		for state, n := range instances {
 			ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(n), p.Name, string(state))
 		}

@@ -15,14 +15,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/bus/embedded"
 	"github.com/plugbus/plugbus/coordinator"
 	"github.com/plugbus/plugbus/internal/testcert"
 )
@@ -549,6 +552,20 @@ func TestSecureModeSupervisedPlugin(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling the consumer's state
 	}
+	// Junk is rejected by the plugin and counted in /metrics.
+	if err := admin.nc.Publish("plugbus.events.x.com.example.greet.requested", []byte("junk")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, body := d.call("GET", "/metrics", "", nil)
+		if strings.Contains(string(body), `plugbus_plugin_invalid_messages{plugin="hello"} 1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no invalid message counted for hello in /metrics")
+		}
+		time.Sleep(100 * time.Millisecond) // polling the registry's STATS
+	}
 }
 
 // waitInvoke polls until the plugin answers the greeting through the API.
@@ -645,4 +662,65 @@ func TestSecureModeTLS(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestCredentialsInNATSURLStayHidden: a token in --nats-url appears neither
+// in the log nor in the coordinator.started event.
+func TestCredentialsInNATSURLStayHidden(t *testing.T) {
+	const token = "very-secret-nats-token"
+	srv, err := embedded.Start(embedded.Config{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Options: &server.Options{Authorization: token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	url := "nats://" + token + "@" + srv.Addr().String()
+	watch, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	started, err := watch.SubscribeSync("plugbus.events.coordinator.io.plugbus.coordinator.started")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var log lockedLog
+	c, err := coordinator.New(coordinator.Config{NATSURLs: []string{url}, HTTPListen: "127.0.0.1:0", DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(&log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	m, err := started.NextMsg(60 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(m.Data), token) || !strings.Contains(string(m.Data), "redacted@") {
+		t.Errorf("coordinator.started: %s; want the URL without its token", m.Data)
+	}
+	if s := log.String(); strings.Contains(s, token) {
+		t.Errorf("the log holds the token:\n%s", s)
+	}
+}
+
+// lockedLog is a log destination read while the coordinator writes.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -393,7 +393,7 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 	e, producer, err := p.decode(msg)
 	if err != nil {
 		r.stats.Invalid.Add(1)
-		p.log.Warn("rejected a message that is not a valid event", "subject", msg.Subject, "reason", err)
+		p.warnInvalid(msg.Subject, err)
 		p.deadLetter(m, msg, err)
 		return
 	}

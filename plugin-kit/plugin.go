@@ -65,6 +65,8 @@ type Plugin struct {
 
 	stdio *stdioWriter // set while served over the stdio protocol
 
+	invalid invalidWarnings // rate limit of the warnings about invalid messages
+
 	subjectsMu sync.RWMutex
 	subjects   map[string]string // result type -> its event subject, see resultSubject
 
@@ -536,7 +538,7 @@ func (p *Plugin) handle(r *route, msg *nats.Msg, req micro.Request) {
 	e, producer, err := p.decodeWith(msg, parse)
 	if err != nil {
 		r.stats.Invalid.Add(1)
-		p.log.Warn("rejected a message that is not a valid event", "subject", msg.Subject, "reason", err)
+		p.warnInvalid(msg.Subject, err)
 		p.respondError(req, bus.CodeBadEvent, err.Error())
 		return
 	}

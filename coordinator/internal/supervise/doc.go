@@ -8,7 +8,9 @@
 //
 // # Environment
 //
-// Each instance gets the coordinator's environment, then [Config.BaseEnv]
+// Each instance gets a minimal part of the coordinator's environment (PATH,
+// HOME, USER, TMPDIR, the locale and the like; never a secret such as
+// PLUGBUS_HTTP_TOKEN), then [Config.BaseEnv]
 // (the connection settings every plugin needs, such as PLUGBUS_URL and
 // PLUGBUS_PREFIX), then [Spec.Env], then PLUGBUS_INSTANCE=<instance>, and
 // PLUGBUS_STDIO=1 for a stdio program; a later setting of a variable wins

@@ -56,7 +56,7 @@ func runHelper(name string) {
 		fmt.Println("ready")
 		time.Sleep(helperLifetime)
 	case "echoenv":
-		for _, k := range []string{"PLUGBUS_URL", "PLUGBUS_INSTANCE", "X"} {
+		for _, k := range []string{"PLUGBUS_URL", "PLUGBUS_INSTANCE", "X", "PLUGBUS_HTTP_TOKEN", "SECRET_OF_THE_COORDINATOR", "HOME"} {
 			fmt.Printf("%s=%s\n", k, os.Getenv(k))
 		}
 		fmt.Fprintln(os.Stderr, "to stderr")

@@ -295,7 +295,7 @@ func (s *Supervisor) start(st starter, in *instance) (*process, error) {
 	cmd := &exec.Cmd{
 		Path:        path,
 		Args:        append([]string{sp.Exec}, sp.Args...),
-		Env:         slices.Concat(os.Environ(), s.cfg.BaseEnv, sp.Env, []string{"PLUGBUS_INSTANCE=" + in.name}, stdioEnv(sp)),
+		Env:         slices.Concat(inheritedEnv(), s.cfg.BaseEnv, sp.Env, []string{"PLUGBUS_INSTANCE=" + in.name}, stdioEnv(sp)),
 		Dir:         sp.Dir,
 		Stdout:      stdout,
 		Stderr:      stderr,
@@ -523,4 +523,29 @@ func checkSHA256(path, want string) error {
 		return fmt.Errorf("%w: %s: expected sha256 %s, got %s", ErrChecksum, path, strings.ToLower(want), got)
 	}
 	return nil
+}
+
+// inherited are the variables of the coordinator's environment a plugin
+// gets: what any program may need to run, and nothing that could be a
+// secret of the coordinator's (PLUGBUS_HTTP_TOKEN, cloud credentials...).
+// A plugin needing more names it in its spec's env.
+var inherited = map[string]bool{
+	"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "SHELL": true, "TMPDIR": true,
+	"TZ": true, "LANG": true, "LANGUAGE": true, "TERM": true,
+	"SYSTEMROOT": true, "SystemRoot": true, "TEMP": true, "TMP": true, "USERPROFILE": true, "ComSpec": true, "PATHEXT": true,
+	"GORACE": true, "GOTRACEBACK": true, "GOCOVERDIR": true, "GOMAXPROCS": true, "GOMEMLIMIT": true, "GODEBUG": true,
+}
+
+// inheritedEnv is the part of the coordinator's environment in inherited,
+// with the locale's LC_ variables and the OpenTelemetry settings (OTEL_),
+// so that plugins trace to where the coordinator does.
+func inheritedEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if inherited[name] || strings.HasPrefix(name, "LC_") || strings.HasPrefix(name, "OTEL_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }

@@ -185,6 +185,22 @@ func TestEnvironmentAndOutput(t *testing.T) {
 	h.stop(t)
 }
 
+// TestEnvIsMinimal: a plugin does not inherit the coordinator's secrets,
+// only the few variables any program needs, and what its spec names.
+func TestEnvIsMinimal(t *testing.T) {
+	t.Setenv("PLUGBUS_HTTP_TOKEN", "the-http-token")
+	t.Setenv("SECRET_OF_THE_COORDINATOR", "s3cret")
+	t.Setenv("HOME", "/home/plugbus-test")
+	spec := helperSpec(self(t), "hello", "echoenv")
+	spec.Env = append(spec.Env, "SECRET_OF_THE_COORDINATOR=given")
+	h := run(t, supervise.Config{Specs: []supervise.Spec{spec}})
+	h.next(t, supervise.EventStarted, "hello-1")
+	for _, want := range []string{"PLUGBUS_HTTP_TOKEN=", "SECRET_OF_THE_COORDINATOR=given", "HOME=/home/plugbus-test", "ready"} {
+		h.logs.waitLine(t, "hello-1", "stdout", want)
+	}
+	h.stop(t)
+}
+
 func TestOutputLines(t *testing.T) {
 	t.Parallel()
 	h := run(t, supervise.Config{
