@@ -4,7 +4,7 @@ BIN       := bin
 PLUGINS   := $(notdir $(wildcard plugins/*))
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test test-short bench bench-smoke lint browser clean compose-build compose-up compose-down e2e
+.PHONY: all build run test test-short bench bench-smoke lint browser wasm-tools wasm-c clean compose-build compose-up compose-down e2e
 
 all: build
 
@@ -30,6 +30,28 @@ browser:
 	else \
 		echo "browser: no apt-get here; install chromium by hand, or the dashboard's browser tests skip"; \
 	fi
+
+## wasm-tools: Debian's clang, lld and wasi-libc, which build the C plugin
+## for WebAssembly (examples/wasm-c, tested by coordinator/internal/wasm/e2e),
+## installed when missing. Where apt-get is not at hand or fails, it says so
+## and the test skips.
+WASI_PACKAGES := clang lld wasi-libc libclang-rt-dev-wasm32
+wasm-tools:
+	@if command -v clang >/dev/null 2>&1 && [ -e /usr/lib/wasm32-wasi/crt1-command.o ] && \
+		ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then exit 0; fi; \
+	sudo=; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+		echo "wasm-tools: installing $(WASI_PACKAGES) for the C WebAssembly plugin"; \
+		{ $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $(WASI_PACKAGES) >/dev/null; } || \
+			echo "wasm-tools: could not install $(WASI_PACKAGES); the C plugin's test will skip"; \
+	else \
+		echo "wasm-tools: no apt-get here; install clang, lld and wasi-libc by hand, or the C plugin's test skips"; \
+	fi
+
+## wasm-c: the C plugin example, built for WebAssembly into bin/greet-c.wasm
+wasm-c: wasm-tools
+	@mkdir -p $(BIN)
+	clang --target=wasm32-wasi --sysroot=/usr -O2 -o $(BIN)/greet-c.wasm examples/wasm-c/greet.c
 
 ## test: every test, with the race detector
 test:

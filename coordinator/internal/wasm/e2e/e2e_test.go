@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -238,5 +239,44 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestCPluginOverHTTP(t *testing.T) {
+	// examples/wasm-c, built with Debian's clang and wasi-libc.
+	clang, err := exec.LookPath("clang")
+	if err != nil {
+		t.Skip("no clang: run make wasm-tools to install clang, lld and wasi-libc (Debian packages)")
+	}
+	module := filepath.Join(t.TempDir(), "greet-c.wasm")
+	out, err := exec.Command(clang, "--target=wasm32-wasi", "--sysroot=/usr", "-O2", "-o", module, "../../../../examples/wasm-c/greet.c").CombinedOutput()
+	if err != nil {
+		t.Skipf("clang cannot build for wasm32-wasi (run make wasm-tools for wasi-libc and the wasm32 builtins): %v\n%s", err, out)
+	}
+	c, _ := run(t, coordinator.PluginSpec{Name: "greet-c", Wasm: module})
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		resp, err := http.Post("http://"+c.HTTPAddr()+"/v1/invoke/com.example.greet.requested", "application/json", strings.NewReader(`{"name":"Ada"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.Contains(string(body), `"hello, Ada"`) {
+			break
+		}
+		if resp.StatusCode != http.StatusNotFound || time.Now().After(deadline) {
+			t.Fatalf("HTTP invoke of the C plugin: %d %s", resp.StatusCode, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Post("http://"+c.HTTPAddr()+"/v1/invoke/com.example.greet.requested", "application/json", strings.NewReader(`{"nom":"Ada"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(body), `string \"name\"`) {
+		t.Fatalf("bad data: %d %s, want 422 with the plugin's message", resp.StatusCode, body)
 	}
 }
