@@ -181,18 +181,21 @@ plugins:
 	})
 
 	t.Run("shows a failure when a handler fails", func(t *testing.T) {
-		// hello takes an object; a string is bad data, which it rejects.
+		// thumbnail wants an absolute path: a relative one is bad data,
+		// which its handler rejects. (hello's data is checked against its
+		// schema at the door, so its handler never sees bad data.)
 		step(t, "invoke with bad data", 10*time.Second,
-			chromedp.SetValue(chromedp.ID("inv-data"), `"not an object"`),
+			chromedp.SetValue(chromedp.ID("inv-type"), "com.example.image.uploaded"),
+			chromedp.SetValue(chromedp.ID("inv-data"), `{"path":"relative.png"}`),
 			chromedp.Click(chromedp.CSS(`#invoke button`)))
 		until(t, "the plugin's error", 15*time.Second,
 			`document.getElementById("result").className === "error" && document.getElementById("result").dataset.status.startsWith("4") &&
 			 document.getElementById("result").textContent.includes("plugin_error")`)
-		// The failure counts in hello's row, from its instances' counters.
-		until(t, "hello's failed count", 15*time.Second,
-			`(document.querySelector('#plugins tr[data-plugin="hello"] .fail') || {}).textContent === "1 failed"`)
+		// The failure counts in thumbnail's row, from its instances' counters.
+		until(t, "thumbnail's failed count", 15*time.Second,
+			`(document.querySelector('#plugins tr[data-plugin="thumbnail"] .fail') || {}).textContent === "1 failed"`)
 		until(t, "the type's failed count", 15*time.Second,
-			`[...document.querySelectorAll("#types tbody tr")].some(tr => tr.textContent.startsWith("com.example.greet.requested") && tr.querySelector(".fail"))`)
+			`[...document.querySelectorAll("#types tbody tr")].some(tr => tr.textContent.startsWith("com.example.image.uploaded") && tr.querySelector(".fail"))`)
 	})
 
 	t.Run("lists agents and the plugins run on order", func(t *testing.T) {
