@@ -1,10 +1,14 @@
 package coordinator_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -178,3 +182,36 @@ func TestTypedContractsAtTheDoor(t *testing.T) {
 type testError struct{ s string }
 
 func (e *testError) Error() string { return e.s }
+
+// A client in another language, with no Plugbus library, gets the
+// plugin's Permanent error naming the field when its data is wrong.
+func TestPythonClientGetsTheFieldError(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed")
+	}
+	c, _ := startInProcess(t)
+	hello := pluginkit.New("hello", "0.1.0", pluginkit.WithConnConfig(bus.ConnConfig{URLs: []string{c.NATSURL()}}))
+	pluginkit.Answer(hello, "com.example.greet.requested", "com.example.greet.sent", func(ctx context.Context, req greetRequest) (greeting, error) {
+		return greeting{Text: "hello, " + req.Name}, nil
+	})
+	runPlugin(t, hello)
+	script := filepath.Join("..", "examples", "nats-python", "invoke.py")
+	run := func(data string) (string, error) {
+		var out bytes.Buffer
+		cmd := exec.Command("python3", script, c.NATSURL(), "com.example.greet.requested", data)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		return strings.TrimSpace(out.String()), err
+	}
+	waitFor(t, "hello answers the Python client", 20*time.Second, func() error {
+		out, err := run(`{"name":"Ada"}`)
+		if err != nil || out != `{"text":"hello, Ada"}` {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	out, err := run(`{"name": 5}`)
+	if err == nil || !strings.Contains(out, "422") || !strings.Contains(out, `field "name": got number, want string`) {
+		t.Errorf("python3 invoke.py with a number for name: %v: %s; want exit 1 with the 422 naming the field", err, out)
+	}
+}
