@@ -36,7 +36,7 @@ plugins:
     args: ["-dir", %q, "-types", "com.example.>"]
   - name: hello2
     exec: %s/recorder
-    args: ["-name", "hello2", "-types", "com.example.greet.requested"]
+    args: ["-name", "hello2", "-types", "com.example.greet.requested", "-reject", "reject-me"]
 `, filepath.Join(dir, "data"), binDir, binDir, archiveDir, binDir)), 0o600)
 	d := &deployment{t: t, config: config, natsAddr: proctest.FreeAddr(t), httpAddr: proctest.FreeAddr(t)}
 	d.start()
@@ -107,10 +107,12 @@ plugins:
 		}
 	})
 	t.Run("bad data gets the plugin's 4xx with its message", func(t *testing.T) {
-		code, out := invoke(greet+"?plugin=hello", `[1,2]`)
+		// Data that hello's schema allows (the coordinator checks it at the
+		// door) and that hello2's handler rejects for good.
+		code, out := invoke(greet+"?plugin=hello2", `{"name":"reject-me"}`)
 		msg, _ := out["error"].(string)
-		if code != http.StatusUnprocessableEntity || out["code"] != "422" || out["plugin_error"] != true || !strings.Contains(msg, "cannot unmarshal array") {
-			t.Errorf("got %d %v; want 422 with hello's message", code, out)
+		if code != http.StatusUnprocessableEntity || out["code"] != "422" || out["plugin_error"] != true || msg != `hello2 rejects data holding "reject-me"` {
+			t.Errorf("got %d %v; want 422 with hello2's message", code, out)
 		}
 	})
 	t.Run("an unanswered type gets 404 at once", func(t *testing.T) {
@@ -158,7 +160,7 @@ plugins:
 		}{
 			{args: []string{greet, "--data", `{"name":"Grace"}`}, code: 6, mentions: []string{"hello and hello2", "--plugin"}},
 			{args: []string{greet, "--data", `{"name":"Grace"}`, "--plugin", "hello"}, stdout: `{"text":"hello, Grace"}`},
-			{args: []string{greet, "--data", `[1,2]`, "--plugin", "hello"}, code: 5, mentions: []string{"422", "cannot unmarshal array"}},
+			{args: []string{greet, "--data", `{"name":"reject-me"}`, "--plugin", "hello2"}, code: 5, mentions: []string{"422", `hello2 rejects data holding "reject-me"`}},
 			{args: []string{"com.example.nobody.home", "--data", `{}`}, code: 3, mentions: []string{"no plugin answers type com.example.nobody.home", "coordinator plugins"}},
 		} {
 			out, stderr, code := cli(append([]string{"invoke"}, tc.args...)...)
@@ -175,23 +177,23 @@ plugins:
 			}
 		}
 		out, _, code := cli("plugins")
-		if code != 0 || !regexpMatch(`(?m)^hello\s+running\s+1/1\s+process\s+0\.1\.0\s+com\.example\.greet\.requested\s+com\.example\.greet\.requested$`, out) ||
-			!regexpMatch(`(?m)^archive\s+running\s+1/1\s+process\s+0\.1\.0\s+com\.example\.>\s+-$`, out) ||
+		if code != 0 || !regexpMatch(`(?m)^hello\s+running\s+1/1\s+process\s+0\.1\.0\s+com\.example\.greet\.requested\s+com\.example\.greet\.requested\s`, out) ||
+			!regexpMatch(`(?m)^archive\s+running\s+1/1\s+process\s+0\.1\.0\s+com\.example\.>\s+-\s`, out) ||
 			!strings.Contains(out, "ambiguous: com.example.greet.requested is answered by hello and hello2") {
 			t.Errorf("plugins: exit %d, want the answers and the ambiguity in:\n%s", code, out)
 		}
 	})
-	t.Run("nats micro info hello shows the error count", func(t *testing.T) {
-		cmd := exec.Command(natscli.Path(t), "--server", "nats://"+d.natsAddr, "--timeout", "3s", "micro", "info", "hello")
+	t.Run("nats micro info shows the error count", func(t *testing.T) {
+		cmd := exec.Command(natscli.Path(t), "--server", "nats://"+d.natsAddr, "--timeout", "3s", "micro", "info", "hello2")
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "NO_COLOR=1")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("nats micro info hello: %v\n%s", err, out)
+			t.Fatalf("nats micro info hello2: %v\n%s", err, out)
 		}
 		// The answering endpoint's statistics: the two 422s above.
 		_, stats, _ := strings.Cut(string(out), "answer-com_example_greet_requested Endpoint Statistics:")
 		if !regexpMatch(`(?m)^\s*Errors: 2\s*$`, stats) {
-			t.Errorf("nats micro info hello does not count 2 errors of the answering endpoint:\n%s", out)
+			t.Errorf("nats micro info hello2 does not count 2 errors of the answering endpoint:\n%s", out)
 		}
 	})
 	t.Run("archive records the results and never the requests", func(t *testing.T) {
