@@ -4,7 +4,7 @@ BIN       := bin
 PLUGINS   := $(notdir $(wildcard plugins/*))
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test test-short bench bench-smoke lint browser wasm-tools wasm-c clean compose-build compose-up compose-down e2e
+.PHONY: all build run test test-short bench bench-smoke fuzz-smoke lint browser wasm-tools wasm-c clean compose-build compose-up compose-down e2e
 
 all: build
 
@@ -80,6 +80,14 @@ bench:
 	$(GO) run ./internal/benchreport -cmd "make bench (BENCH_COUNT=$(BENCH_COUNT))" -charts docs \
 		-notes docs/benchmarks-notes.md -o docs/benchmarks.md docs/benchmarks.txt && \
 	echo "wrote docs/benchmarks.md"
+
+## fuzz-smoke: each fuzz target for FUZZTIME (the NATS decoder and the
+## HTTP ingest) on top of its seed corpus, to catch a crash on hostile input
+## (CI; about 30 s). Longer: make fuzz-smoke FUZZTIME=10m
+FUZZTIME ?= 5s
+fuzz-smoke:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bus/
+	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(FUZZTIME) ./coordinator/internal/api/
 
 ## bench-smoke: every benchmark, a few iterations each (one in bench/, whose
 ## iterations start processes), and bench/'s tests, to catch breakage (CI;

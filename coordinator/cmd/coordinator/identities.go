@@ -10,9 +10,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/identity"
 )
 
 // apiCall sends a request to the coordinator's HTTP API and decodes a
@@ -194,36 +198,69 @@ keeps the new seed itself; --nkey-out is then optional.`,
 
 func newPluginsPermissionsCmd() *cobra.Command {
 	var f clientFlags
+	var handles, answers, emits []string
+	var format, prefix string
 	cmd := &cobra.Command{
 		Use:   "permissions NAME",
-		Short: "Print what a plugin's identity may publish and subscribe to (secure mode)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Print a plugin's permissions as a nats-server authorization block or a user JWT template",
+		Long: `Print what the plugin NAME may publish and subscribe to: the permissions secure
+mode enforces, for a NATS server the coordinator does not run.
+
+With --handles, --answers or --emits the permissions are worked out here from
+that declaration; without them they are those of NAME's identity in the running
+coordinator (through its HTTP API). --format conf (the default) prints a
+nats-server authorization block, jwt the nsc command and user JWT claims of
+operator mode, list the subjects.`,
+		Example: `  coordinator plugins permissions resizer --handles com.example.image.uploaded --emits com.example.image.resized
+  coordinator plugins permissions hello --format jwt`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var rules struct {
-				Publish, Subscribe []string
-				Responses          bool
-			}
-			if err := f.apiCall(cmd.Context(), http.MethodGet, "/v1/identities/"+url.PathEscape(args[0])+"/permissions", nil, &rules); err != nil {
+			name, key := args[0], "U...(the plugin's public nkey)"
+			decl := identity.Declaration{Handles: handles, Answers: answers, Emits: emits}
+			if len(handles)+len(answers)+len(emits) == 0 {
+				var ids []identity.Identity
+				if err := f.apiCall(cmd.Context(), http.MethodGet, "/v1/identities", nil, &ids); err != nil {
+					return fmt.Errorf("%w (or declare the plugin's types with --handles, --answers and --emits)", err)
+				}
+				i := slices.IndexFunc(ids, func(id identity.Identity) bool { return id.Name == name })
+				if i < 0 {
+					return fmt.Errorf("the coordinator has no identity %q; add it with coordinator plugins add, or declare its types with --handles, --answers and --emits", name)
+				}
+				key, decl = ids[i].PublicKey, identity.Declaration{Handles: ids[i].Handles, Answers: ids[i].Answers, Emits: ids[i].Emits}
+			} else if err := identity.Validate(name, decl); err != nil {
 				return err
 			}
-			if f.asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(rules)
-			}
+			rules := identity.PluginRules(identity.Scope{Prefix: prefix}, identity.Identity{Name: name, Handles: decl.Handles, Answers: decl.Answers, Emits: decl.Emits})
 			w := cmd.OutOrStdout()
-			fmt.Fprintln(w, "publish:")
-			for _, s := range rules.Publish {
-				fmt.Fprintln(w, "  "+s)
-			}
-			fmt.Fprintln(w, "subscribe:")
-			for _, s := range rules.Subscribe {
-				fmt.Fprintln(w, "  "+s)
-			}
-			if rules.Responses {
+			switch format {
+			case "conf":
+				_, err := io.WriteString(w, rules.ServerConfig(key))
+				return err
+			case "jwt":
+				_, err := io.WriteString(w, rules.JWTTemplate(name))
+				return err
+			case "list":
+				fmt.Fprintln(w, "publish:")
+				for _, s := range rules.Publish {
+					fmt.Fprintln(w, "  "+s)
+				}
+				fmt.Fprintln(w, "subscribe:")
+				for _, s := range rules.Subscribe {
+					fmt.Fprintln(w, "  "+s)
+				}
 				fmt.Fprintln(w, "responses: one reply to each request it receives")
+				return nil
+			default:
+				return fmt.Errorf("--format %q: want conf, jwt or list", format)
 			}
-			return nil
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&handles, "handles", nil, "an event type (or pattern) the plugin observes; repeat for more")
+	fl.StringArrayVar(&answers, "answers", nil, "an event type whose requests the plugin answers; repeat for more")
+	fl.StringArrayVar(&emits, "emits", nil, "an event type the plugin publishes; repeat for more")
+	fl.StringVar(&format, "format", "conf", "conf (nats-server authorization block), jwt (nsc command and user claims) or list")
+	fl.StringVar(&prefix, "prefix", envOr("PLUGBUS_PREFIX", bus.DefaultPrefix), "subject prefix [PLUGBUS_PREFIX]")
 	addClientFlags(cmd, &f, false, true)
 	return cmd
 }
