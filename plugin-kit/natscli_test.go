@@ -96,6 +96,10 @@ func TestNATSCLIInterop(t *testing.T) {
 		mustHaveLine("nats micro info hello", out, "Queue Group:", "hello")
 		mustHaveLine("nats micro info hello", out, "plugbus.emits:", "com.example.greet.sent")
 		mustHaveLine("nats micro info hello", out, "plugbus.role:", "answer")
+		// The schemas of the typed handler's data and answer.
+		// (nats shortens long metadata values in the middle.)
+		mustHaveLine("nats micro info hello", out, "plugbus.schema:", `"required":["name"]`)
+		mustHaveLine("nats micro info hello", out, "plugbus.schema.com.example.greet.sent:", `"required":["text"]`)
 	})
 	t.Run("request in binary mode", func(t *testing.T) {
 		out := nats(append([]string{"request", "--raw", "plugbus.invoke.natscli.com.example.greet.requested", `{"name":"cli"}`}, binary...)...)
@@ -117,6 +121,10 @@ func TestNATSCLIInterop(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		mustHaveLine("nats micro info hello", out, "Errors:", "1")
+	})
+	t.Run("data that breaks the schema gets a 422 naming the field", func(t *testing.T) {
+		out := nats(append([]string{"request", "plugbus.invoke.natscli.com.example.greet.requested", `{"name":5}`}, binary...)...)
+		mustContain("nats request", out, "Nats-Service-Error-Code: 422", `field "name": got number, want string`)
 	})
 	t.Run("nothing answers on an events subject", func(t *testing.T) {
 		out, err := run(append([]string{"request", "--timeout", "500ms", "plugbus.events.natscli.com.example.greet.requested", `{"name":"cli"}`}, binary...)...)
