@@ -319,3 +319,37 @@ func TestStdioRunsAPluginKitProgram(t *testing.T) {
 		t.Fatalf("bad data: got %v, want a permanent error", err)
 	}
 }
+
+func TestStdioObserverDoesNotAnswer(t *testing.T) {
+	// A stdio plugin that handles com.example.> observes events only:
+	// requests go to the plugin that answers their type, and the results
+	// published after them reach the observer.
+	seen := filepath.Join(t.TempDir(), "seen")
+	script := filepath.Join(t.TempDir(), "watcher.sh")
+	body := `printf '%s\n' '{"manifest":{"version":"1.0.0","handles":["com.example.>"]}}'
+while IFS= read -r line; do
+	id=$(printf '%s\n' "$line" | sed -n 's/^{"id":"\([^"]*\)".*/\1/p')
+	printf '%s\n' "$line" >> ` + seen + `
+	printf '{"id":"%s","error":{"message":"the observer answered","permanent":true}}\n' "$id"
+done
+`
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, nc := runCoordinator(t,
+		pythonSpec(t, "hello-py"),
+		coordinator.PluginSpec{Name: "watcher", Exec: "sh", Args: []string{script}, Stdio: true},
+	)
+	for range 5 {
+		if _, err := invokeUntil(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"}); err != nil {
+			t.Fatalf("invoke: %v (the observer must not answer)", err)
+		}
+	}
+	waitFor(t, "the observer to see the greetings sent", 30*time.Second, func() error {
+		b, _ := os.ReadFile(seen)
+		if !strings.Contains(string(b), "com.example.greet.sent") {
+			return fmt.Errorf("it saw %q", b)
+		}
+		return nil
+	})
+}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"strings"
 	"sync"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -69,10 +68,10 @@ func (p *Plugin) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) (e
 			h = p.middleware[i](h)
 		}
 		r.handler = h
-		if strings.ContainsAny(r.pattern, "*>") {
-			m.Handles = append(m.Handles, r.pattern)
-		} else {
+		if r.answers {
 			m.Answers = append(m.Answers, r.pattern)
+		} else {
+			m.Handles = append(m.Handles, r.pattern)
 		}
 	}
 	if err := w.write(stdioproto.Out{Manifest: &m}); err != nil {

@@ -272,8 +272,8 @@ func (b *bridge) build(m *stdioproto.Manifest) error {
 		return bad("neither answers nor handles lists a type; the plugin would get nothing")
 	}
 	for _, t := range m.Answers {
-		if err := bus.ValidateType(t); err != nil {
-			return bad("answers: %v (answered types are exact; observe patterns with handles)", err)
+		if err := bus.ValidateTypePattern(t); err != nil {
+			return bad("answers: %v", err)
 		}
 	}
 	for _, t := range m.Handles {
@@ -304,13 +304,20 @@ func (b *bridge) build(m *stdioproto.Manifest) error {
 		opts = append(opts, pluginkit.WithDurable(pluginkit.Durable{}))
 	}
 	b.plugin = pluginkit.New(name, m.Version, opts...)
-	seen := map[string]bool{}
-	for _, t := range append(append([]string(nil), m.Answers...), m.Handles...) {
-		if seen[t] {
-			continue
+	// A type the plugin answers is observed too; one it only handles is
+	// observed alone, so that requests for it go to the plugin answering it.
+	answers := map[string]bool{}
+	for _, t := range m.Answers {
+		if !answers[t] {
+			answers[t] = true
+			b.plugin.HandleFunc(t, b.handle, pluginkit.Answering())
 		}
-		seen[t] = true
-		b.plugin.HandleFunc(t, b.handle)
+	}
+	for _, t := range m.Handles {
+		if !answers[t] {
+			answers[t] = true
+			b.plugin.HandleFunc(t, b.handle, pluginkit.ObserveOnly())
+		}
 	}
 	return nil
 }
