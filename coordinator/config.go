@@ -71,6 +71,10 @@ type Config struct {
 	// HTTPTokenSHA256 is the hex SHA-256 of the HTTP token (sha256sum), so
 	// that the configuration file need not hold the token itself.
 	HTTPTokenSHA256 string `json:"http_token_sha256,omitempty"`
+	// HTTPOpenReads serves the read-only views (plugins, types, supervised
+	// processes, activity) without the HTTP token; event data, publishing,
+	// invoking, dead letters and administration still need it.
+	HTTPOpenReads bool `json:"http_open_reads,omitempty"`
 	// HTTPRateLimit, when positive, is how many /v1/ requests a second each
 	// HTTP client (per token, or per address) may send, in bursts of
 	// HTTPRateBurst; more are answered 429.

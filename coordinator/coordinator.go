@@ -154,7 +154,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	streamsDone := make(chan struct{})
 	handler, err := api.New(api.Config{
 		Conn: c.nc, Prefix: c.cfg.Prefix, Token: c.cfg.HTTPToken, TokenSHA256: c.cfg.HTTPTokenSHA256,
-		RateLimit: c.cfg.HTTPRateLimit, RateBurst: c.cfg.HTTPRateBurst,
+		RateLimit: c.cfg.HTTPRateLimit, RateBurst: c.cfg.HTTPRateBurst, OpenReads: c.cfg.HTTPOpenReads,
 		MaxBodyBytes: c.cfg.MaxBodyBytes, InvokeTimeout: time.Duration(c.cfg.InvokeTimeout),
 		Plugins:    func() any { return c.reg.Plugins() },
 		Types:      func() any { return c.catalog.Types() },

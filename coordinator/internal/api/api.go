@@ -60,6 +60,12 @@ type Config struct {
 	// BodyTimeout is how long a client may take to send a request body;
 	// default 30s. A slower body is answered 408.
 	BodyTimeout time.Duration
+	// OpenReads serves the read-only views of plugins, types, supervised
+	// processes and activity (GET /v1/plugins, /v1/types, /v1/supervised,
+	// /v1/overview, /v1/plugins/{name}/instances) without the token. Event
+	// data (/v1/stream, dead letters) and everything that publishes,
+	// invokes or administers still needs it.
+	OpenReads bool
 	// RateLimit, when positive, is how many /v1/ requests a second each
 	// client may send (per bearer token, or per address without one),
 	// with bursts of RateBurst (default: RateLimit); more are answered 429.
@@ -228,9 +234,9 @@ func New(cfg Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	s.route(mux, "POST", "/v1/events", s.v1(s.traced("POST /v1/events", s.handleEvents)))
 	s.route(mux, "POST", "/v1/invoke/{type}", s.v1(s.traced("POST /v1/invoke/{type}", s.handleInvoke)))
-	s.route(mux, "GET", "/v1/plugins", s.v1(s.snapshot("plugin list", s.cfg.Plugins)))
-	s.route(mux, "GET", "/v1/types", s.v1(s.snapshot("type catalogue", s.cfg.Types)))
-	s.route(mux, "GET", "/v1/supervised", s.v1(s.snapshot("supervised processes", s.cfg.Supervised)))
+	s.route(mux, "GET", "/v1/plugins", s.read(s.snapshot("plugin list", s.cfg.Plugins)))
+	s.route(mux, "GET", "/v1/types", s.read(s.snapshot("type catalogue", s.cfg.Types)))
+	s.route(mux, "GET", "/v1/supervised", s.read(s.snapshot("supervised processes", s.cfg.Supervised)))
 	s.routeDeadLetters(mux)
 	s.routeIdentities(mux)
 	s.routeFleet(mux)
@@ -241,8 +247,8 @@ func New(cfg Config) (http.Handler, error) {
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
 	s.route(mux, "GET", "/v1/stream", s.v1(s.handleStream))
-	s.route(mux, "GET", "/v1/overview", s.v1(s.needActivity(s.handleOverview)))
-	s.route(mux, "GET", "/v1/plugins/{name}/instances", s.v1(s.needActivity(s.handleInstances)))
+	s.route(mux, "GET", "/v1/overview", s.read(s.needActivity(s.handleOverview)))
+	s.route(mux, "GET", "/v1/plugins/{name}/instances", s.read(s.needActivity(s.handleInstances)))
 	s.routeDashboard(mux)
 	mux.HandleFunc("/", s.handleNotFound)
 	return s.recover(mux), nil
@@ -293,6 +299,19 @@ func (s *server) v1(h http.HandlerFunc) http.Handler {
 			return
 		}
 		if !s.limited(w, r, true) {
+			h(w, r)
+		}
+	})
+}
+
+// read guards a read-only view: open with [Config.OpenReads] (rate-limited
+// per address), behind the token otherwise.
+func (s *server) read(h http.HandlerFunc) http.Handler {
+	if !s.cfg.OpenReads {
+		return s.v1(h)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.limited(w, r, false) {
 			h(w, r)
 		}
 	})

@@ -140,3 +140,21 @@ func TestRateLimit(t *testing.T) {
 		t.Errorf("rate_limited counted %v times, want 1", v)
 	}
 }
+
+// TestOpenReads: with OpenReads the plugin list needs no token, while event
+// data and publishing still do.
+func TestOpenReads(t *testing.T) {
+	e := newEnv(t, func(c *api.Config) { c.Token, c.OpenReads = "t", true })
+	sub := e.subscribe()
+	if r := e.do("GET", "/v1/plugins", nil, nil); r.status != http.StatusOK {
+		t.Errorf("GET /v1/plugins without the token: %d %s, want 200", r.status, r.body)
+	}
+	if r := e.do("GET", "/v1/stream", nil, nil); r.status != http.StatusUnauthorized {
+		t.Errorf("GET /v1/stream without the token: %d, want 401", r.status)
+	}
+	good := []byte(`{"specversion":"1.0","id":"o","source":"urn:test","type":"com.example.ok"}`)
+	if r := e.do("POST", "/v1/events", structured(), good); r.status != http.StatusUnauthorized {
+		t.Errorf("POST /v1/events without the token: %d, want 401", r.status)
+	}
+	none(t, sub)
+}
