@@ -79,6 +79,7 @@ func (c *Coordinator) pluginConn(plugin string) bus.ConnConfig {
 	}
 	if c.sec != nil {
 		cfg.NKeySeedFile = c.sec.seedFiles[plugin]
+		cfg.InboxPrefix = bus.InboxPrefix(plugin) // the only inboxes its identity may read
 	}
 	if c.server != nil {
 		cfg.InProcess = c.server
