@@ -6,6 +6,7 @@ package kittest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/embedded"
@@ -23,6 +25,9 @@ import (
 
 // Producer is the producer name under which a [Harness] publishes.
 const Producer = "kittest"
+
+// Source is the source of the events the harness sends without one.
+const Source = "urn:plugbus:" + Producer
 
 // DefaultTimeout bounds every wait of a [Harness].
 const DefaultTimeout = 5 * time.Second
@@ -36,6 +41,7 @@ type Harness struct {
 	Conn *nats.Conn
 
 	prefix     string
+	plugin     string
 	pluginConn *nats.Conn
 	storeDir   string
 	cancel     context.CancelFunc
@@ -79,7 +85,7 @@ func New(p *pluginkit.Plugin) (*Harness, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("kittest: %w", err)
 	}
-	h := &Harness{Server: s, prefix: bus.DefaultPrefix, storeDir: dir, more: make(chan struct{}, 1), done: make(chan error, 1)}
+	h := &Harness{Server: s, prefix: bus.DefaultPrefix, plugin: p.Name(), storeDir: dir, more: make(chan struct{}, 1), done: make(chan error, 1)}
 	fail := func(err error) (*Harness, error) {
 		h.Close()
 		return nil, fmt.Errorf("kittest: plugin %q: %w", p.Name(), err)
@@ -166,13 +172,19 @@ func (h *Harness) Publish(e *pluginkit.Event) error {
 // Request sends e as a request from [Producer] on the invoke subject
 // (P.invoke.kittest.<type>), as any caller does, and returns the answer
 // event (nil when the handler returned none), or the error reply as a
-// *bus.ServiceError. Only a handler that answers the type (an exact type,
-// or a pattern registered with pluginkit.Answer) replies; with none, the
-// error is bus.ErrNoResponders.
+// *pluginkit.AnswerError. Only a handler that answers the type (an exact
+// type, or a pattern registered with the pluginkit.Answering option)
+// replies; with none, the error is pluginkit.ErrNoResponders.
 func (h *Harness) Request(e *pluginkit.Event) (*pluginkit.Event, error) {
+	return h.RequestAs(Producer, e)
+}
+
+// RequestAs is [Harness.Request] from another caller, for plugins that
+// treat callers differently.
+func (h *Harness) RequestAs(caller string, e *pluginkit.Event) (*pluginkit.Event, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
 	defer cancel()
-	return bus.Request(ctx, h.Conn, h.prefix, Producer, e)
+	return bus.Request(ctx, h.Conn, h.prefix, caller, e)
 }
 
 // Next waits up to [DefaultTimeout] for the next event the plugin emits whose
@@ -232,4 +244,33 @@ func (h *Harness) Close() error {
 	h.Server.Close()
 	os.RemoveAll(h.storeDir)
 	return err
+}
+
+// Counters are what a plugin's handlers counted, summed over its
+// endpoints, as NATS micro STATS reports them.
+type Counters struct {
+	Received, Handled, Failed, Invalid uint64
+}
+
+// Counters asks the plugin for its STATS and sums its handlers' counters.
+func (h *Harness) Counters() (Counters, error) {
+	var sum Counters
+	msg, err := h.Conn.Request("$SRV.STATS."+h.plugin, nil, DefaultTimeout)
+	if err != nil {
+		return sum, fmt.Errorf("kittest: STATS of %s: %w", h.plugin, err)
+	}
+	var st micro.Stats
+	if err := json.Unmarshal(msg.Data, &st); err != nil {
+		return sum, fmt.Errorf("kittest: STATS of %s: %w", h.plugin, err)
+	}
+	for _, ep := range st.Endpoints {
+		var c Counters
+		if json.Unmarshal(ep.Data, &c) == nil {
+			sum.Received += c.Received
+			sum.Handled += c.Handled
+			sum.Failed += c.Failed
+			sum.Invalid += c.Invalid
+		}
+	}
+	return sum, nil
 }

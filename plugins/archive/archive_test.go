@@ -15,9 +15,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/nats-io/nats.go/micro"
 
-	"github.com/plugbus/plugbus/bus"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 	"github.com/plugbus/plugbus/plugin-kit/kittest"
 )
@@ -215,7 +213,7 @@ func TestRotation(t *testing.T) {
 	dir := t.TempDir()
 	ev := func(n int) *event.Event {
 		e := pluginkit.NewEvent("com.example.counter.ticked", map[string]int{"n": n})
-		e.SetSource(bus.Source(kittest.Producer)) // as archived
+		e.SetSource(kittest.Source) // as archived
 		return e
 	}
 	sample, err := json.Marshal(ev(10))
@@ -378,30 +376,19 @@ func TestClosed(t *testing.T) {
 // micro STATS.
 func failed(t *testing.T, h *kittest.Harness) uint64 {
 	t.Helper()
-	msg, err := h.Conn.Request("$SRV.STATS."+Name, nil, kittest.DefaultTimeout)
+	c, err := h.Counters()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st micro.Stats
-	if err := json.Unmarshal(msg.Data, &st); err != nil {
-		t.Fatal(err)
-	}
-	var n uint64
-	for _, ep := range st.Endpoints {
-		var c struct{ Failed uint64 }
-		if json.Unmarshal(ep.Data, &c) == nil {
-			n += c.Failed
-		}
-	}
-	return n
+	return c.Failed
 }
 
 // The archive observes and never answers: a request for a type it
 // archives has no responders, even for an exact type.
 func TestNeverAnswers(t *testing.T) {
 	h, _ := start(t, t.TempDir(), 0, "com.example.order.placed")
-	if _, err := h.Request(pluginkit.NewEvent("com.example.order.placed", nil)); !errors.Is(err, bus.ErrNoResponders) {
-		t.Errorf("request for an archived type: got %v, want bus.ErrNoResponders", err)
+	if _, err := h.Request(pluginkit.NewEvent("com.example.order.placed", nil)); !errors.Is(err, pluginkit.ErrNoResponders) {
+		t.Errorf("request for an archived type: got %v, want pluginkit.ErrNoResponders", err)
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/plugbus/plugbus/bus"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 	"github.com/plugbus/plugbus/plugin-kit/kittest"
 )
@@ -240,12 +239,12 @@ func TestBadInputIs422(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			reply, err := h.Request(tt.in)
-			var se *bus.ServiceError
+			var se *pluginkit.AnswerError
 			if !errors.As(err, &se) {
-				t.Fatalf("reply %v, error %v; want a *bus.ServiceError", reply, err)
+				t.Fatalf("reply %v, error %v; want a *pluginkit.AnswerError", reply, err)
 			}
-			if se.Code != bus.CodePermanent || !strings.Contains(se.Description, tt.want) {
-				t.Errorf("error %s %q; want code %s mentioning %q", se.Code, se.Description, bus.CodePermanent, tt.want)
+			if se.Code != pluginkit.CodePermanent || !strings.Contains(se.Description, tt.want) {
+				t.Errorf("error %s %q; want code %s mentioning %q", se.Code, se.Description, pluginkit.CodePermanent, tt.want)
 			}
 		})
 	}
@@ -269,8 +268,8 @@ func TestDecompressionBomb(t *testing.T) {
 	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
 	h, _ := start(t, Config{})
 	_, err := h.Request(imageEvent("image/png", b))
-	var se *bus.ServiceError
-	if !errors.As(err, &se) || se.Code != bus.CodePermanent || !strings.Contains(se.Description, "100000x100000") {
+	var se *pluginkit.AnswerError
+	if !errors.As(err, &se) || se.Code != pluginkit.CodePermanent || !strings.Contains(se.Description, "100000x100000") {
 		t.Fatalf("got %v; want a 422 error naming the 100000x100000 size", err)
 	}
 }

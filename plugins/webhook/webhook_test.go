@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plugbus/plugbus/bus"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 	"github.com/plugbus/plugbus/plugin-kit/kittest"
 )
@@ -127,7 +125,7 @@ func TestDelivered(t *testing.T) {
 		"Ce-Specversion": "1.0",
 		"Ce-Id":          in.ID(),
 		"Ce-Type":        "com.example.order.placed",
-		"Ce-Source":      bus.Source(kittest.Producer),
+		"Ce-Source":      kittest.Source,
 		"Ce-Time":        in.Time().UTC().Format(time.RFC3339Nano),
 		"Ce-Subject":     "order%2042%20%E2%80%93%20%C3%A9",
 		"Ce-Tenant":      "acme",
@@ -378,9 +376,7 @@ func TestProducersFlag(t *testing.T) {
 		before := len(ep.requests())
 		e := pluginkit.NewEvent("com.example.greet.sent", map[string]string{"text": "hello, Ada"})
 		// A request, so that the handler is done when the reply comes.
-		ctx, cancel := context.WithTimeout(context.Background(), kittest.DefaultTimeout)
-		reply, err := bus.Request(ctx, h.Conn, bus.DefaultPrefix, tt.producer, e)
-		cancel()
+		reply, err := h.RequestAs(tt.producer, e)
 		if err != nil || reply != nil {
 			t.Fatalf("event from %s: reply %v, %v; want an empty reply", tt.producer, reply, err)
 		}
