@@ -46,7 +46,8 @@ func Answer[Req, Resp any](p *Plugin, typ, replyType string, f func(ctx context.
 // On registers f as the handler of events matching pattern with data of Go
 // type T, checked against T's JSON Schema and decoded before f runs, as
 // [Answer] does. f returns no event; an error means what it means for any
-// handler.
+// handler. On only observes ([ObserveOnly]): requests for the type are
+// left to the plugin that answers it.
 func On[T any](p *Plugin, pattern string, f func(ctx context.Context, data T) error, opts ...HandleOption) {
 	in := mustSchema[T](p, pattern)
 	h := HandlerFunc(func(ctx context.Context, e Event) (*Event, error) {
@@ -56,7 +57,7 @@ func On[T any](p *Plugin, pattern string, f func(ctx context.Context, data T) er
 		}
 		return nil, f(ctx, data)
 	})
-	p.Handle(pattern, h, append([]HandleOption{withSchema(in)}, opts...)...)
+	p.Handle(pattern, h, append([]HandleOption{withSchema(in), ObserveOnly()}, opts...)...)
 }
 
 // Call invokes typ through the running plugin p with req as JSON data and

@@ -76,6 +76,10 @@ func TestOnChecksData(t *testing.T) {
 	if req := <-got; req.Name != "Ada" {
 		t.Fatalf("handler got %+v first, want Ada (the bad event must not reach it)", req)
 	}
+	// On observes: a request for the type finds nobody answering.
+	if _, err := h.Request(pluginkit.NewEvent("com.example.greet.requested", greetRequest{Name: "Ada"})); !errors.Is(err, pluginkit.ErrNoResponders) {
+		t.Errorf("request for a type On observes: got %v, want ErrNoResponders", err)
+	}
 }
 
 func TestCallFromAHandler(t *testing.T) {
