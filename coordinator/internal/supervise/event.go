@@ -44,6 +44,11 @@ type Event struct {
 	// NextRestartIn is the delay before the next start, for EventExited and
 	// EventCrashLooping.
 	NextRestartIn time.Duration
+
+	// Reason and Limit are the exit's [ExitStatus.Reason] and
+	// [ExitStatus.Limit], for EventExited: set when the process went over
+	// one of its limits.
+	Reason, Limit string
 }
 
 // A State is what an instance is doing.
@@ -80,4 +85,10 @@ type ExitStatus struct {
 	Time  time.Time `json:"time"`
 	Code  int       `json:"code"`            // exit status; -1 if a signal ended it
 	Error string    `json:"error,omitempty"` // e.g. "exit status 1", "signal: killed"
+	// Reason says why the process ended when the supervisor knows better
+	// than its exit status: it went over one of its [Limits], such as
+	// "over its memory limit: 80.0 MiB resident, limit 64.0 MiB".
+	Reason string `json:"reason,omitempty"`
+	// Limit names the limit it went over: "memory" or "cpu_seconds".
+	Limit string `json:"limit,omitempty"`
 }

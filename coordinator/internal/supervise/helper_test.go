@@ -67,6 +67,36 @@ func runHelper(name string) {
 		fmt.Println(`{"time":"2026-01-01T00:00:00Z","level":"INFO","msg":"from slog","k":1,"timeout":10000000000}`)
 		fmt.Fprint(os.Stderr, "stderr line\n")
 		fmt.Print("no newline at the end")
+	case "hog":
+		// Takes 8 MiB more every 20ms and touches every page, so that it
+		// is resident, until it is killed.
+		var held [][]byte
+		fmt.Println("ready")
+		for range int(helperLifetime / (20 * time.Millisecond)) {
+			b := make([]byte, 8<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			held = append(held, b)
+			time.Sleep(20 * time.Millisecond)
+		}
+		fmt.Println(len(held))
+	case "spin":
+		fmt.Println("ready")
+		for deadline := time.Now().Add(helperLifetime); time.Now().Before(deadline); {
+		}
+	case "nofile":
+		var lim syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			panic(err)
+		}
+		// Read after a moment: the supervisor sets limits right after
+		// the start.
+		time.Sleep(200 * time.Millisecond)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+		fmt.Printf("nofile %d\n", lim.Cur)
+		fmt.Printf("GOMEMLIMIT=%s\n", os.Getenv("GOMEMLIMIT"))
+		time.Sleep(helperLifetime)
 	case "coordinator":
 		fakeCoordinator()
 	default:

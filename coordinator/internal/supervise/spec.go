@@ -73,6 +73,10 @@ type Spec struct {
 	Handles []string `json:"handles,omitempty"`
 	Answers []string `json:"answers,omitempty"`
 	Emits   []string `json:"emits,omitempty"`
+
+	// Limits bound the memory, processor time and open files of each
+	// process (see [Limits] for how each is enforced).
+	Limits Limits `json:"limits,omitzero"`
 }
 
 // Duration is a time.Duration written as "10s" or "1m30s" in configuration.
@@ -141,6 +145,12 @@ func (s Spec) Validate() error {
 		if !validEnv(kv) {
 			bad("env %q: write it as KEY=VALUE", kv)
 		}
+	}
+	if err := s.Limits.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if s.Wasm != "" && !s.Limits.IsZero() {
+		bad("limits: they bound a process; a wasm plugin runs inside the coordinator, bounded by memory_pages and its own timeouts")
 	}
 	return errors.Join(errs...)
 }

@@ -52,9 +52,12 @@ type process struct {
 	started time.Time
 	exited  chan error // gets why it ended, once its output is logged
 
-	kill      func()     // ends it at once
-	terminate func()     // asks it to end
-	exitCode  func() int // once it has ended: its exit status, -1 if none
+	kill      func()        // ends it at once
+	terminate func()        // asks it to end
+	exitCode  func() int    // once it has ended: its exit status, -1 if none
+	ended     chan struct{} // closed when it has ended (a child process's only)
+
+	killedFor atomic.Pointer[ExitStatus] // Reason and Limit, set before a kill over a limit
 
 	// For a stdio program: the bridge, and the read end of its stdout.
 	stopBridge context.CancelFunc
@@ -186,7 +189,11 @@ func (s *Supervisor) supervise(ctx context.Context, st starter, in *instance) {
 		s.update(in, func(st *InstanceStatus) {
 			st.State, st.PID, st.Started, st.Restarts = StateRunning, pid, p.started, restarts
 		})
-		in.log.Info("plugin started", "pid", pid, "restarts", restarts)
+		if in.spec.Limits.IsZero() {
+			in.log.Info("plugin started", "pid", pid, "restarts", restarts)
+		} else {
+			in.log.Info("plugin started", "pid", pid, "restarts", restarts, "limits", in.spec.Limits.String())
+		}
 		s.emit(in, Event{Kind: EventStarted, PID: pid})
 
 		next, werr := s.wait(ctx, in, p)
@@ -209,8 +216,12 @@ func (s *Supervisor) supervise(ctx context.Context, st starter, in *instance) {
 			st.State, st.PID, st.LastExit = StateBackoff, 0, exit
 			st.CrashLooping = quick >= b.CrashLoopAfter
 		})
-		in.log.Warn("plugin exited; restarting", "pid", pid, "code", exit.Code, "err", werr, "restart_in", delay)
-		s.emit(in, Event{Kind: EventExited, PID: pid, ExitCode: exit.Code, Err: werr, NextRestartIn: delay})
+		if exit.Reason != "" {
+			in.log.Error("plugin killed: "+exit.Reason+"; restarting", "pid", pid, "limit", exit.Limit, "code", exit.Code, "err", werr, "restart_in", delay)
+		} else {
+			in.log.Warn("plugin exited; restarting", "pid", pid, "code", exit.Code, "err", werr, "restart_in", delay)
+		}
+		s.emit(in, Event{Kind: EventExited, PID: pid, ExitCode: exit.Code, Err: werr, NextRestartIn: delay, Reason: exit.Reason, Limit: exit.Limit})
 		if quick == b.CrashLoopAfter {
 			in.log.Error("plugin is crash-looping", "quick_exits", quick, "retry_every", b.Max)
 			s.emit(in, Event{Kind: EventCrashLooping, PID: pid, ExitCode: exit.Code, Err: werr, NextRestartIn: delay})
@@ -295,7 +306,7 @@ func (s *Supervisor) start(st starter, in *instance) (*process, error) {
 	cmd := &exec.Cmd{
 		Path:        path,
 		Args:        append([]string{sp.Exec}, sp.Args...),
-		Env:         slices.Concat(inheritedEnv(), s.cfg.BaseEnv, sp.Env, []string{"PLUGBUS_INSTANCE=" + in.name}, stdioEnv(sp)),
+		Env:         slices.Concat(inheritedEnv(), s.cfg.BaseEnv, goMemLimit(sp, s.cfg.BaseEnv), sp.Env, []string{"PLUGBUS_INSTANCE=" + in.name}, stdioEnv(sp)),
 		Dir:         sp.Dir,
 		Stdout:      stdout,
 		Stderr:      stderr,
@@ -304,6 +315,7 @@ func (s *Supervisor) start(st starter, in *instance) (*process, error) {
 	}
 	p := &process{
 		exited:    make(chan error, 1),
+		ended:     make(chan struct{}),
 		kill:      func() { kill(cmd.Process) },
 		terminate: func() { terminate(cmd.Process) },
 		exitCode: func() int {
@@ -343,10 +355,21 @@ func (s *Supervisor) start(st starter, in *instance) (*process, error) {
 	p.pid, p.started = cmd.Process.Pid, time.Now()
 	go func() {
 		err := cmd.Wait()
+		close(p.ended)
 		stdout.flush()
 		stderr.flush()
 		p.exited <- err
 	}()
+	if !sp.Limits.IsZero() {
+		if err := applyLimits(cmd.Process.Pid, sp.Limits); err != nil {
+			kill(cmd.Process)
+			<-p.exited
+			return nil, err
+		}
+		if sp.Limits.Memory > 0 || sp.Limits.CPUSeconds > 0 {
+			go p.watch(sp.Limits, in.log)
+		}
+	}
 	if sp.Stdio {
 		s.startBridge(in, p, stdin)
 	}
@@ -489,6 +512,9 @@ func exitStatus(p *process, err error) *ExitStatus {
 	}
 	if err != nil {
 		e.Error = err.Error()
+	}
+	if k := p.killedFor.Load(); k != nil {
+		e.Reason, e.Limit = k.Reason, k.Limit
 	}
 	return e
 }
