@@ -13,6 +13,10 @@ const (
 	TypePluginUnhealthy    = "io.plugbus.plugin.unhealthy"
 	TypePluginRecovered    = "io.plugbus.plugin.recovered"
 	TypePluginCrashlooping = "io.plugbus.plugin.crashlooping"
+	// TypePluginKilled: the coordinator killed a supervised plugin over
+	// one of its resource limits (data: plugin, instance, pid, limit,
+	// reason).
+	TypePluginKilled       = "io.plugbus.plugin.killed"
 	TypeCoordinatorStarted = "io.plugbus.coordinator.started"
 )
 

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/coordinator", "../plugins/hello/cmd/hello", "../plugins/archive/cmd/archive", "../plugins/thumbnail/cmd/thumbnail", "./testdata/recorder")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/coordinator", "../plugins/hello/cmd/hello", "../plugins/archive/cmd/archive", "../plugins/thumbnail/cmd/thumbnail", "./testdata/recorder", "./testdata/hog")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the binaries:", err)

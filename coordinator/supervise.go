@@ -87,10 +87,17 @@ func (c *Coordinator) pluginConn(plugin string) bus.ConnConfig {
 	return cfg
 }
 
-// onSupervisorEvent announces a crash-looping plugin on the bus; the other
-// supervisor events are already in the log, and the plugins announce their
-// own starts and stops.
+// onSupervisorEvent announces on the bus a plugin killed over one of its
+// limits and a crash-looping plugin; the other supervisor events are
+// already in the log, and the plugins announce their own starts and stops.
 func (c *Coordinator) onSupervisorEvent(ev supervise.Event) {
+	if ev.Kind == supervise.EventExited && ev.Limit != "" {
+		c.publish(bus.TypePluginKilled, map[string]any{
+			"plugin": ev.Plugin, "instance": ev.Instance, "pid": ev.PID, "limit": ev.Limit,
+			"reason": ev.Reason, "restarts": ev.Restarts, "next_restart_in": ev.NextRestartIn.String(),
+		})
+		return
+	}
 	if ev.Kind != supervise.EventCrashLooping {
 		return
 	}
