@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -119,7 +120,7 @@ plugins:
 		until(t, "thumbnail's description", 15*time.Second,
 			`document.querySelector('#plugins tr[data-plugin="thumbnail"]').textContent.includes("makes PNG thumbnails of uploaded images")`)
 		// Its instances, a page of them, with mode and host.
-		step(t, "open hello's instances", 10*time.Second, chromedp.Click(chromedp.CSS(`#plugins tr[data-plugin="hello"]`)))
+		step(t, "open hello's instances", 10*time.Second, clickJS(`#plugins tr[data-plugin="hello"]`))
 		until(t, "hello's instance list", 10*time.Second,
 			`document.querySelectorAll('#instances-of tbody tr').length === 2 && document.querySelector('#instances-of').textContent.includes("supervised")`)
 	})
@@ -160,7 +161,7 @@ plugins:
 		step(t, "publish", 10*time.Second,
 			chromedp.SetValue(chromedp.ID("pub-type"), "com.example.browser.formed"),
 			chromedp.SetValue(chromedp.ID("pub-data"), `{"via":"the publish form"}`),
-			chromedp.Click(chromedp.CSS(`#publish button`)))
+			clickJS(`#publish button`))
 		until(t, "the publish answer", 10*time.Second, `document.getElementById("result").textContent.includes("202")`)
 		until(t, "the published event in the live stream", 10*time.Second,
 			`[...document.querySelectorAll("#events tbody tr")].some(tr => tr.dataset.type === "com.example.browser.formed")`)
@@ -170,7 +171,7 @@ plugins:
 		step(t, "invoke", 10*time.Second,
 			chromedp.SetValue(chromedp.ID("inv-type"), "com.example.greet.requested"),
 			chromedp.SetValue(chromedp.ID("inv-data"), `{"name":"browser"}`),
-			chromedp.Click(chromedp.CSS(`#invoke button`)))
+			clickJS(`#invoke button`))
 		until(t, "hello's answer", 15*time.Second,
 			`document.getElementById("result").className === "ok" && document.getElementById("result").textContent.includes("hello, browser")`)
 		// The answer is published as an event too, after the reply: it
@@ -187,7 +188,7 @@ plugins:
 		step(t, "invoke with bad data", 10*time.Second,
 			chromedp.SetValue(chromedp.ID("inv-type"), "com.example.image.uploaded"),
 			chromedp.SetValue(chromedp.ID("inv-data"), `{"path":"relative.png"}`),
-			chromedp.Click(chromedp.CSS(`#invoke button`)))
+			clickJS(`#invoke button`))
 		until(t, "the plugin's error", 15*time.Second,
 			`document.getElementById("result").className === "error" && document.getElementById("result").dataset.status.startsWith("4") &&
 			 document.getElementById("result").textContent.includes("plugin_error")`)
@@ -247,4 +248,11 @@ func void[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 		_, err := a(ctx, t)
 		return chromedp.Void{}, err
 	}
+}
+
+// clickJS clicks the element selector names from the page's script: the
+// page redraws its tables every second, and a mouse click aimed at where an
+// element was may land on whatever moved there.
+func clickJS(selector string) chromedp.Action[chromedp.Void] {
+	return void(chromedp.Evaluate[bool](`(() => { document.querySelector(` + strconv.Quote(selector) + `).click(); return true })()`))
 }

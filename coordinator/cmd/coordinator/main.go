@@ -5,6 +5,7 @@
 //	coordinator publish TYPE      publish an event
 //	coordinator invoke TYPE       invoke the plugin that answers TYPE and print its answer
 //	coordinator tail [PATTERN]    follow live events
+//	coordinator dev PACKAGE       build and run a plugin, rebuilding it on every change
 //	coordinator version           print the version
 //
 // Run "coordinator help COMMAND" for each command's flags.
@@ -74,7 +75,7 @@ the HTTP API and dashboard on http://127.0.0.1:8090, and the plugins listed in
 		Args:  cobra.NoArgs,
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "coordinator", version) },
 	})
-	root.AddCommand(newDeadletterCmd())
+	root.AddCommand(newDeadletterCmd(), newDevCmd())
 	root.AddCommand(newAgentCmd(), newAgentsCmd(), newRunCmd(), newStopCmd(), newScaleCmd(), newRestartCmd(), newLogsCmd())
 	return root
 }
