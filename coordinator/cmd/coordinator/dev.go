@@ -32,9 +32,9 @@ The bus: the NATS server at --nats-url when one answers there (a running
 coordinator), else a coordinator started in this process with its embedded
 server on --nats-url's address and the dashboard on --http-listen.
 --embedded always starts one. Ctrl-C stops the plugin, and that coordinator.`,
-		Example: `  coordinator dev ./plugins/hello
+		Example: `  coordinator dev ./plugins/hello/cmd/hello
   coordinator dev ./myplugin -- -dir /tmp/out
-  coordinator dev --embedded --nats-url nats://127.0.0.1:14222 --http-listen 127.0.0.1:18090 ./plugins/hello`,
+  coordinator dev --embedded --nats-url nats://127.0.0.1:14222 --http-listen 127.0.0.1:18090 ./plugins/hello/cmd/hello`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()

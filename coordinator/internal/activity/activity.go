@@ -1,6 +1,7 @@
 // Package activity keeps what the dashboard shows about plugins, sampled
 // from the registry once a second: a summary of each plugin (its instances
-// counted by state and by mode, versions, types, description, counters),
+// counted by state, by mode and supervised or not; versions, types,
+// description, counters),
 // the rates of handled and failed events per plugin and per type over the
 // last minute, and pages of one plugin's instances.
 //
@@ -29,13 +30,6 @@ type Source interface {
 	TypeCounters() map[string]registry.Counters
 }
 
-// Instance modes, as [InstanceView.Mode] says them.
-const (
-	ModeSupervised = "supervised" // a process the coordinator runs and restarts
-	ModeInProcess  = "in-process" // linked into the coordinator (static mode)
-	ModeExternal   = "external"   // started by someone else, on any host
-)
-
 // Defaults of [Config].
 const (
 	DefaultInterval = time.Second
@@ -50,7 +44,8 @@ type Config struct {
 	// Samples is how many rates each series keeps; default 60.
 	Samples int
 	// Supervised returns the process ids the coordinator runs itself, to
-	// tell supervised instances from external ones; nil means none.
+	// tell the instances it supervises from those started elsewhere; nil
+	// means none.
 	Supervised func() []int
 }
 
@@ -65,10 +60,11 @@ type PluginSummary struct {
 	Ambiguous   []registry.Ambiguity   `json:"ambiguous,omitempty"` // the ones another plugin answers too
 	Emits       []string               `json:"emits,omitempty"`
 	Instances   int                    `json:"instances"`
-	States      map[registry.State]int `json:"states"` // instances by state
-	Modes       map[string]int         `json:"modes"`  // instances by mode
-	Hosts       int                    `json:"hosts"`  // distinct hosts
-	Stats       registry.Counters      `json:"stats"`  // summed over the listed instances
+	States      map[registry.State]int `json:"states"`     // instances by state
+	Modes       map[string]int         `json:"modes"`      // instances by mode: process, static, stdio...
+	Supervised  int                    `json:"supervised"` // instances this coordinator runs
+	Hosts       int                    `json:"hosts"`      // distinct hosts
+	Stats       registry.Counters      `json:"stats"`      // summed over the listed instances
 }
 
 // TypeSummary is the counters of one handled type, summed over the
@@ -110,10 +106,10 @@ type Update struct {
 	TypeRates    map[string]Point `json:"type_rates,omitempty"`
 }
 
-// InstanceView is an instance with the mode it runs in.
+// InstanceView is an instance, and whether this coordinator runs it.
 type InstanceView struct {
 	registry.Instance
-	Mode string `json:"mode"`
+	Supervised bool `json:"supervised"`
 }
 
 // InstancePage is a page of one plugin's instances, sorted by id.
@@ -272,7 +268,10 @@ func (t *Tracker) summarize(p *registry.Plugin, supervised map[int]bool) PluginS
 	hosts := map[string]bool{}
 	for _, in := range p.Instances {
 		s.States[in.State]++
-		s.Modes[t.mode(in, supervised)]++
+		s.Modes[in.Mode]++
+		if t.supervises(in, supervised) {
+			s.Supervised++
+		}
 		hosts[in.Host] = true
 		if s.Description == "" {
 			s.Description = in.Description
@@ -286,16 +285,9 @@ func (t *Tracker) summarize(p *registry.Plugin, supervised map[int]bool) PluginS
 	return s
 }
 
-func (t *Tracker) mode(in registry.Instance, supervised map[int]bool) string {
-	switch {
-	case in.Host != t.host:
-		return ModeExternal
-	case in.PID == t.pid:
-		return ModeInProcess
-	case supervised[in.PID]:
-		return ModeSupervised
-	}
-	return ModeExternal
+// supervises reports whether in is a process this coordinator runs.
+func (t *Tracker) supervises(in registry.Instance, supervised map[int]bool) bool {
+	return in.Host == t.host && in.PID != t.pid && supervised[in.PID]
 }
 
 func newEntry[T any](v T) entry[T] {
@@ -384,7 +376,7 @@ func (t *Tracker) Instances(plugin string, offset, limit int) (InstancePage, boo
 		supervised[pid] = true
 	}
 	for _, in := range all[offset:min(len(all), offset+limit)] {
-		page.Instances = append(page.Instances, InstanceView{Instance: in, Mode: t.mode(in, supervised)})
+		page.Instances = append(page.Instances, InstanceView{Instance: in, Supervised: t.supervises(in, supervised)})
 	}
 	return page, true
 }

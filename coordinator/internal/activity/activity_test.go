@@ -46,7 +46,7 @@ func plugin(name string, handled, failed uint64, n int) registry.Plugin {
 	host, _ := os.Hostname()
 	p := registry.Plugin{Name: name, State: registry.Running, Handles: []string{"com.example." + name}}
 	for i := range n {
-		in := registry.Instance{Plugin: name, ID: fmt.Sprintf("%s-%05d", name, i), Host: host, PID: 1_000_000 + i, State: registry.Running, Description: name + " does things"}
+		in := registry.Instance{Plugin: name, ID: fmt.Sprintf("%s-%05d", name, i), Host: host, PID: 1_000_000 + i, State: registry.Running, Mode: "process", Description: name + " does things"}
 		if i == 0 {
 			in.Stats = registry.Counters{Handled: handled, Failed: failed}
 		}
@@ -72,8 +72,8 @@ func TestSnapshotUpdatesAndRates(t *testing.T) {
 	if a.Instances != 2 || a.States[registry.Running] != 2 || a.Description != "alpha does things" {
 		t.Errorf("alpha summary %+v", a)
 	}
-	if a.Modes[activity.ModeSupervised] != 1 || a.Modes[activity.ModeExternal] != 1 {
-		t.Errorf("alpha modes %v, want one supervised (pid 1000000) and one external", a.Modes)
+	if a.Modes["process"] != 2 || a.Supervised != 1 {
+		t.Errorf("alpha: modes %v, %d supervised; want 2 process, one supervised (pid 1000000)", a.Modes, a.Supervised)
 	}
 	if got := len(snap.Rates["alpha"].Handled); got != 5 {
 		t.Errorf("alpha's series has %d samples, want 5", got)
@@ -143,8 +143,8 @@ func TestInstancePages(t *testing.T) {
 	if !ok || page.Total != 10_000 || len(page.Instances) != 10 || page.Instances[0].ID != "many-09990" {
 		t.Fatalf("last page: ok %v total %d, %d instances", ok, page.Total, len(page.Instances))
 	}
-	if page.Instances[0].Mode != activity.ModeExternal {
-		t.Errorf("mode %q, want external", page.Instances[0].Mode)
+	if page.Instances[0].Supervised || page.Instances[0].Mode != "process" {
+		t.Errorf("instance %+v: want a process, not supervised", page.Instances[0])
 	}
 	if page, ok := tr.Instances("many", 20_000, 50); !ok || len(page.Instances) != 0 {
 		t.Errorf("past the end: ok %v, %d instances", ok, len(page.Instances))

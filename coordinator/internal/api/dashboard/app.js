@@ -275,6 +275,7 @@ function renderPlugins() {
     inst.append(el("span", (p.states && p.states.running || 0) + "/" + p.instances + " running"));
     const modes = el("div");
     for (const [m, n] of Object.entries(p.modes || {})) modes.append(el("span", n + " " + m, "mode"));
+    if (p.supervised) modes.append(el("span", p.supervised + " supervised", "mode"));
     if (p.hosts > 1) modes.append(el("span", p.hosts + " hosts", "mode"));
     inst.append(modes);
     const others = counts(Object.fromEntries(Object.entries(p.states || {}).filter(([k]) => k !== "running")));
@@ -339,7 +340,10 @@ async function loadInstances() {
       state.append(badge(i.state));
       if (i.reason) state.append(el("div", i.reason, "desc"));
       const st = i.stats || {};
-      body.append(row([id, state, el("span", i.mode, "mode"), (i.host || "") + (i.pid ? " (pid " + i.pid + ")" : ""),
+      const mode = el("span");
+      mode.append(el("span", i.mode || "process", "mode"));
+      if (i.supervised) mode.append(el("span", "supervised", "mode"));
+      body.append(row([id, state, mode, (i.host || "") + (i.pid ? " (pid " + i.pid + ")" : ""),
         i.version, st.handled || 0, st.failed ? el("span", st.failed, "fail") : "0", ago(i.started), ago(i.last_seen)]));
     }
     table.append(head, body);
