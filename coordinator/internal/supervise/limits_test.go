@@ -5,6 +5,7 @@ package supervise_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plugbus/plugbus/coordinator/internal/supervise"
 )
@@ -42,6 +43,13 @@ func TestCPUSecondsLimit(t *testing.T) {
 	spec.Limits = supervise.Limits{CPUSeconds: 1}
 	h := run(t, supervise.Config{Specs: []supervise.Spec{spec}, Backoff: fastBackoff})
 	h.next(t, supervise.EventStarted, "spinner-1")
+	// A second of processor time takes longer than that on a busy
+	// machine: wait for the exit longer than next does.
+	for deadline := time.Now().Add(2 * time.Minute); h.s.Status()[0].LastExit == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the spinner did not end in 2 minutes\n%s", h.logs)
+		}
+	}
 	exited := h.next(t, supervise.EventExited, "spinner-1")
 	if exited.Limit != "cpu_seconds" || !strings.Contains(exited.Reason, "over its CPU time limit") || !strings.Contains(exited.Reason, "limit 1s") {
 		t.Fatalf("exit %+v (err %v): want over its CPU time limit of 1s", exited, exited.Err)
