@@ -200,7 +200,7 @@ plugins:
 	})
 
 	t.Run("lists agents and the plugins run on order", func(t *testing.T) {
-		step(t, "open the agents section", 10*time.Second, chromedp.Click(chromedp.CSS(`#agents-section summary`)))
+		step(t, "open the agents section", 10*time.Second, clickJS(`#agents-section summary`))
 		until(t, "the agents section's answer", 15*time.Second,
 			`document.getElementById("agents-status").textContent === "0 agent(s)" &&
 			 document.getElementById("agents").textContent.includes("no agents") &&
