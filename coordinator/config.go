@@ -251,6 +251,10 @@ func (c *Config) Validate() error {
 			for _, e := range unjoin(err) {
 				bad("%s.%v", where, e)
 			}
+		} else if p.Static {
+			if err := checkStatic(p); err != nil {
+				bad("%s.%v", where, err)
+			}
 		}
 		if p.Name != "" && names[p.Name] {
 			bad("%s.name %q: listed twice; use replicas for more instances", where, p.Name)
@@ -297,6 +301,10 @@ func LoadConfig(path string) (Config, error) {
 		t.Cert, t.Key, t.CA = resolve(t.Cert), resolve(t.Key), resolve(t.CA)
 	}
 	for i, p := range c.Plugins {
+		c.Plugins[i].So = resolve(p.So)
+		if p.InProcess() {
+			continue // no program, so no working directory
+		}
 		if strings.ContainsRune(p.Exec, filepath.Separator) {
 			c.Plugins[i].Exec = resolve(p.Exec)
 		}

@@ -214,6 +214,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		StopTimeout: 15 * time.Second,
 		OnEvent:     c.onSupervisorEvent,
 		Bridge:      c.runBridge,
+		InProcess:   c.runInProcess,
 	})
 	if err != nil {
 		return fmt.Errorf("coordinator: plugins: %w", err)

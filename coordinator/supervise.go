@@ -19,6 +19,9 @@ import (
 func (c *Coordinator) specs() []supervise.Spec {
 	specs := slices.Clone(c.cfg.Plugins)
 	for i, p := range specs {
+		if p.InProcess() {
+			continue // no program: its connection settings come from runInProcess
+		}
 		if c.sec != nil && p.Mode() == bus.ModeProcess {
 			specs[i].Env = append([]string{"PLUGBUS_NKEY=" + c.sec.seedFiles[p.Name]}, p.Env...)
 		}

@@ -58,6 +58,13 @@ type Config struct {
 	// Default 2s.
 	ReloadCheck time.Duration
 
+	// InProcess runs one instance of a plugin whose spec runs it in the
+	// coordinator's own process (Spec.InProcess: static and .so plugins)
+	// until ctx ends; it returns nil once the plugin has drained. A return
+	// before ctx ends is an exit, restarted with backoff like a process's;
+	// a panic in the call is recovered and counts as an exit with an error.
+	InProcess func(ctx context.Context, sp *Spec, instance string) error
+
 	// OnEvent, if set, is called for every change in an instance's life. It
 	// is called from the goroutine supervising the instance, so calls for one
 	// instance come in order, calls for different instances may come at the
@@ -169,6 +176,9 @@ func (c Config) Validate() error {
 		}
 		if s.Wasm != "" && c.Wasm == nil {
 			bad("plugin %q: wasm is set but this supervisor has no WebAssembly runtime (only the coordinator runs wasm plugins)", s.Name)
+		}
+		if s.InProcess() && c.InProcess == nil {
+			bad("plugin %q: %s is set but the supervisor cannot run plugins in-process", s.Name, s.Mode())
 		}
 	}
 	for _, kv := range c.BaseEnv {

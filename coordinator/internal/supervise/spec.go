@@ -24,6 +24,23 @@ type Spec struct {
 	// PATH.
 	Exec string `json:"exec,omitempty"`
 
+	// Static runs the plugin registered under Name (pluginkit.Register) in
+	// the coordinator's own process, over its in-process connection to the
+	// bus: the plugin's package is linked into the coordinator's program.
+	Static bool `json:"static,omitempty"`
+
+	// So loads the plugin from a file built with -buildmode=plugin and runs
+	// it in the coordinator's process like a static one (Linux, a
+	// coordinator built with cgo). The file exports New, a
+	// func() *pluginkit.Plugin, or registers the plugin named Name at init.
+	So string `json:"so,omitempty"`
+
+	// Settings set a static or .so plugin's own flags (those on its
+	// pluginkit Plugin.Flags), by name: a string, number or boolean, or a
+	// list of them for a flag that may be repeated. A process plugin takes
+	// Args instead.
+	Settings map[string]any `json:"settings,omitempty"`
+
 	// Args are the arguments, not including the program name.
 	Args []string `json:"args,omitempty"`
 
@@ -103,14 +120,22 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 // constants ([bus.ModeProcess] and so on), which plugins also report in
 // their manifest.
 func (s Spec) Mode() string {
-	if s.Wasm != "" {
+	switch {
+	case s.Wasm != "":
 		return bus.ModeWasm
-	}
-	if s.Stdio {
+	case s.Static:
+		return bus.ModeStatic
+	case s.So != "":
+		return bus.ModeSO
+	case s.Stdio:
 		return bus.ModeStdio
 	}
 	return bus.ModeProcess
 }
+
+// InProcess reports whether the spec's plugin runs in the coordinator's
+// own process (static and .so plugins), through [Config.InProcess].
+func (s Spec) InProcess() bool { return s.Static || s.So != "" }
 
 // Validate reports every problem in s alone, joined; [Config.Validate]
 // adds the ones between specs (a name listed twice).
@@ -120,15 +145,36 @@ func (s Spec) Validate() error {
 	if err := bus.ValidateProducer(s.Name); err != nil {
 		bad("name: %w", err)
 	}
-	switch {
-	case s.Wasm != "" && s.Exec != "":
-		bad("exec and wasm: set one, the plugin's executable or its WebAssembly module")
-	case s.Wasm == "" && s.Exec == "":
-		bad("exec: the plugin's executable (or wasm, its WebAssembly module) is required")
+	switch n := countTrue(s.Exec != "", s.Wasm != "", s.Static, s.So != ""); {
+	case n == 0:
+		bad("exec: the plugin's executable is required (or wasm: its WebAssembly module, static: true for a plugin linked into the coordinator, or so: a -buildmode=plugin file)")
+	case n > 1:
+		bad("exec, wasm, static and so: set one of them; they choose how the plugin runs")
 	case s.Wasm != "":
 		if err := s.sandbox().Validate(); err != nil {
 			bad("%w", err)
 		}
+		if len(s.Settings) > 0 {
+			bad("settings: only for a static or .so plugin")
+		}
+	case s.InProcess():
+		where := "static"
+		if s.So != "" {
+			where = "so"
+		}
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"args", len(s.Args) > 0}, {"env", len(s.Env) > 0}, {"dir", s.Dir != ""}, {"stdio", s.Stdio}, {"timeout", s.Timeout != 0}} {
+			if f.set {
+				bad("%s: only for a plugin run with exec; a %s plugin takes settings", f.name, where)
+			}
+		}
+		if s.Static && s.SHA256 != "" {
+			bad("sha256: checks an executable or .so file; a static plugin has none")
+		}
+	case len(s.Settings) > 0:
+		bad("settings: only for a static or .so plugin; give a program its flags in args")
 	}
 	if s.Timeout < 0 {
 		bad("timeout %v: must be positive", time.Duration(s.Timeout))
@@ -153,6 +199,16 @@ func (s Spec) Validate() error {
 		bad("limits: they bound a process; a wasm plugin runs inside the coordinator, bounded by memory_pages and its own timeouts")
 	}
 	return errors.Join(errs...)
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 func validEnv(kv string) bool {

@@ -116,6 +116,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	st := newStarter()
 	var wg sync.WaitGroup
 	for _, in := range s.instances {
+		if in.spec.InProcess() {
+			wg.Go(func() { s.superviseInProcess(ctx, in) })
+			continue
+		}
 		wg.Go(func() { s.supervise(ctx, st, in) })
 	}
 	wg.Wait()
