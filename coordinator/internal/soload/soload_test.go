@@ -83,8 +83,8 @@ func TestOpenChangedDependency(t *testing.T) {
 	for _, want := range []string{
 		"Go refused to load",
 		"different version of package github.com/plugbus/plugbus/plugin-kit", // Go's reason
-		"package github.com/plugbus/plugbus/plugin-kit differs",               // what differs
-		"rebuild the .so against", // what to do
+		"package github.com/plugbus/plugbus/plugin-kit differs",              // what differs
+		"rebuild the .so against",                                            // what to do
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
