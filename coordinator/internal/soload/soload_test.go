@@ -27,11 +27,13 @@ func buildSO(t *testing.T, name, overlay, target string) string {
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("no gcc: -buildmode=plugin needs a C toolchain (install gcc to run the .so loader's tests)")
 	}
+	if soload.RaceEnabledForTest {
+		// A race-enabled .so recompiles every dependency for dynamic
+		// linking with the race detector: minutes on a small machine.
+		t.Skip("skipped under -race: building a .so with -race rebuilds every dependency (minutes); run go test ./coordinator/internal/soload/ without -race")
+	}
 	out := filepath.Join(t.TempDir(), name+".so")
 	args := []string{"build", "-buildmode=plugin", "-o", out}
-	if soload.RaceEnabledForTest {
-		args = append(args, "-race")
-	}
 	if overlay != "" {
 		args = append(args, "-overlay", overlay)
 	}
