@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +26,7 @@ import (
 	"github.com/plugbus/plugbus/bus/bustest"
 	"github.com/plugbus/plugbus/bus/embedded"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
+	"github.com/plugbus/plugbus/plugins/hello"
 )
 
 const invokeSubject = "bench.greet" // natspeer's in mode reply
@@ -72,6 +74,14 @@ var invokers = []invoker{
 		nc := connectInProcess(b, s)
 		p := startHello(b, nc, s.ClientURL())
 		return plugbusCall(nc, payload), []int{p.cmd.Process.Pid}
+	}},
+	{"plugbus-static", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, []int) {
+		// Static mode: plugins/hello's package linked into this process
+		// and run over its own in-process connection, as the coordinator
+		// runs a static plugin, asked over another in-process connection.
+		nc := connectInProcess(b, s)
+		startStatic(b, nc, s)
+		return plugbusCall(nc, payload), nil
 	}},
 	{"plugbus-http", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
 		// Through the coordinator's HTTP API: POST /v1/invoke/{type} to the
@@ -226,6 +236,41 @@ func connectInProcess(b testing.TB, s *embedded.Server) *nats.Conn {
 func startHello(b testing.TB, nc *nats.Conn, url string) *proc {
 	b.Helper()
 	return startPlugin(b, nc, url, bin.hello, "hello")
+}
+
+// startStatic runs plugins/hello in this process on an in-process
+// connection to s, as the coordinator's static mode does, until the
+// benchmark ends, and waits until it has started.
+func startStatic(b testing.TB, nc *nats.Conn, s *embedded.Server) {
+	b.Helper()
+	started, err := nc.SubscribeSync(bus.DefaultPrefix + ".events.hello." + bus.TypePluginStarted)
+	if err == nil {
+		err = nc.Flush()
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer started.Unsubscribe()
+	p := hello.New()
+	for _, opt := range []pluginkit.Option{
+		pluginkit.WithConnConfig(bus.ConnConfig{InProcess: s, Name: "hello"}),
+		pluginkit.WithMode(bus.ModeStatic),
+		pluginkit.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+	} {
+		opt(p)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	})
+	if _, err := started.NextMsg(30 * time.Second); err != nil {
+		b.Fatalf("static hello did not start: %v", err)
+	}
 }
 
 // startPlugin starts the plugin name from path on url, with extra
