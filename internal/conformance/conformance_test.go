@@ -25,7 +25,7 @@ type mode struct {
 }
 
 func modes(t *testing.T) []mode {
-	return []mode{
+	ms := []mode{
 		{bus.ModeProcess, func(t *testing.T, plugin string, replicas int) coordinator.PluginSpec {
 			return coordinator.PluginSpec{Name: plugin, Exec: processBinary(t), Env: []string{"CONFORMANCE_NAME=" + plugin}, Replicas: replicas}
 		}},
@@ -33,6 +33,12 @@ func modes(t *testing.T) []mode {
 			return coordinator.PluginSpec{Name: plugin, Static: true, Replicas: replicas}
 		}},
 	}
+	if soRow {
+		ms = append(ms, mode{bus.ModeSO, func(t *testing.T, plugin string, replicas int) coordinator.PluginSpec {
+			return coordinator.PluginSpec{Name: plugin, So: buildSO(t), Replicas: replicas}
+		}})
+	}
+	return ms
 }
 
 var binary string

@@ -1,0 +1,32 @@
+//go:build linux && cgo && !race
+
+package conformance_test
+
+import (
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// soRow says whether the .so row runs: on Linux with cgo, and not under
+// -race (a race-enabled .so rebuilds every dependency, for minutes).
+const soRow = true
+
+var soFile string
+
+// buildSO builds the conformance plugin with -buildmode=plugin once.
+func buildSO(t *testing.T) string {
+	t.Helper()
+	if soFile != "" {
+		return soFile
+	}
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no gcc: -buildmode=plugin needs a C toolchain")
+	}
+	out := filepath.Join(t.TempDir(), "conf.so")
+	if b, err := exec.Command("go", "build", "-buildmode=plugin", "-o", out, "./confplugin/so").CombinedOutput(); err != nil {
+		t.Fatalf("go build -buildmode=plugin: %v\n%s", err, b)
+	}
+	soFile = out
+	return out
+}
