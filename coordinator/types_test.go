@@ -123,11 +123,12 @@ func TestTypedContractsAtTheDoor(t *testing.T) {
 	runPlugin(t, other)
 
 	type entry struct {
-		Type      string          `json:"type"`
-		EmittedBy []string        `json:"emitted_by"`
-		HandledBy []string        `json:"handled_by"`
-		Schema    json.RawMessage `json:"schema"`
-		Conflict  string          `json:"conflict"`
+		Type       string          `json:"type"`
+		EmittedBy  []string        `json:"emitted_by"`
+		AnsweredBy []string        `json:"answered_by"`
+		HandledBy  []string        `json:"handled_by"`
+		Schema     json.RawMessage `json:"schema"`
+		Conflict   string          `json:"conflict"`
 	}
 	byType := map[string]entry{}
 	waitFor(t, "the catalogue lists both plugins' types with schemas", 20*time.Second, func() error {
@@ -145,6 +146,9 @@ func TestTypedContractsAtTheDoor(t *testing.T) {
 		}
 		return nil
 	})
+	if got := byType["com.example.greet.requested"]; strings.Join(got.AnsweredBy, ",") != "hello" {
+		t.Errorf("greet.requested entry %+v, want answered by hello", got)
+	}
 	if got := byType["com.example.greet.sent"]; strings.Join(got.EmittedBy, ",") != "hello" || strings.Join(got.HandledBy, ",") != "other" || !strings.Contains(got.Conflict, "hello") || !strings.Contains(got.Conflict, "other") {
 		t.Errorf("greet.sent entry %+v, want emitted by hello, handled by other, a conflict naming both", got)
 	}

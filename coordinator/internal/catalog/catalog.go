@@ -113,6 +113,9 @@ func (c *Catalog) build(plugins []registry.Plugin) ([]Type, map[string][]*schema
 		for _, t := range p.Emits {
 			get(t).emitted[p.Name] = true
 		}
+		for _, t := range p.Answers {
+			get(t).answered[p.Name] = true
+		}
 		for _, t := range p.Handles {
 			get(t).handled[p.Name] = true
 			if isPattern(t) {
