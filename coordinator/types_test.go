@@ -16,7 +16,6 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator"
-	"github.com/plugbus/plugbus/internal/proctest"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
@@ -29,30 +28,10 @@ type greeting struct {
 }
 
 // startInProcess runs a coordinator in this process on free ports and
-// returns its NATS URL and HTTP base URL.
+// returns it with its HTTP base URL.
 func startInProcess(t *testing.T) (*coordinator.Coordinator, string) {
 	t.Helper()
-	cfg := coordinator.Config{NATSListen: proctest.FreeAddr(t), HTTPListen: proctest.FreeAddr(t), DataDir: t.TempDir()}
-	c, err := coordinator.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("coordinator stopped with %v", err)
-		}
-	})
-	select {
-	case <-c.Ready():
-	case err := <-done:
-		t.Fatalf("coordinator did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("coordinator not ready after 30s")
-	}
+	c := runInProcess(t, coordinator.Config{})
 	return c, "http://" + c.HTTPAddr()
 }
 
