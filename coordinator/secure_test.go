@@ -27,6 +27,7 @@ import (
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/embedded"
 	"github.com/plugbus/plugbus/coordinator"
+	"github.com/plugbus/plugbus/coordinator/coordinatortest"
 	"github.com/plugbus/plugbus/internal/testcert"
 )
 
@@ -59,26 +60,7 @@ func startSecureWith(t *testing.T, mod func(*coordinator.Config), plugins ...coo
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := coordinator.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("coordinator: %v", err)
-		}
-	})
-	select {
-	case <-c.Ready():
-	case err := <-done:
-		t.Fatalf("coordinator stopped: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("coordinator not ready after 60s")
-	}
+	c := coordinatortest.Start(t, cfg)
 	return &secureDeployment{t: t, c: c, dataDir: dir, api: c.HTTPURL(), hc: http.DefaultClient}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator"
+	"github.com/plugbus/plugbus/coordinator/coordinatortest"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 	_ "github.com/plugbus/plugbus/plugins/hello" // linked in: static: true runs it
 )
@@ -59,23 +60,23 @@ func TestStaticPlugins(t *testing.T) {
 		coordinator.PluginSpec{Name: "static-echo", Static: true, Settings: map[string]any{"greeting": "hi"}},
 		coordinator.PluginSpec{Name: "static-flaky", Static: true},
 	)
-	res, err := invokeUntil(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"})
+	res, err := coordinatortest.Invoke(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"}, 30*time.Second)
 	if err != nil || !strings.Contains(string(res.Data()), "hello, Ada") {
 		t.Fatalf("hello: got %v, %v; want its greeting", res, err)
 	}
-	res, err = invokeUntil(t, nc, "com.example.echo.requested", "there")
+	res, err = coordinatortest.Invoke(t, nc, "com.example.echo.requested", "there", 30*time.Second)
 	if err != nil || string(res.Data()) != `"hi \"there\""` {
 		t.Fatalf("static-echo: got %v, %v; want the greeting from its settings", res, err)
 	}
-	_, err = invokeUntil(t, nc, "com.example.echo.requested", "boom")
+	_, err = coordinatortest.Invoke(t, nc, "com.example.echo.requested", "boom", 30*time.Second)
 	var se *bus.ServiceError
 	if !errors.As(err, &se) || !strings.Contains(se.Description, "panic") {
 		t.Fatalf("a panicking handler: got %v, want an error reply naming the panic", err)
 	}
-	if res, err := invokeUntil(t, nc, "com.example.echo.requested", "again"); err != nil {
+	if res, err := coordinatortest.Invoke(t, nc, "com.example.echo.requested", "again", 30*time.Second); err != nil {
 		t.Fatalf("after the panic: got %v, %v; want the plugin still answering", res, err)
 	}
-	if _, err := invokeUntil(t, nc, "com.example.flaky.requested", nil); err != nil || flakyStarts.Load() < 2 {
+	if _, err := coordinatortest.Invoke(t, nc, "com.example.flaky.requested", nil, 30*time.Second); err != nil || flakyStarts.Load() < 2 {
 		t.Fatalf("static-flaky: got %v after %d starts; want it restarted and answering", err, flakyStarts.Load())
 	}
 	waitFor(t, "hello's two static instances in the registry", 30*time.Second, func() error {

@@ -19,7 +19,7 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator"
-	"github.com/plugbus/plugbus/internal/proctest"
+	"github.com/plugbus/plugbus/coordinator/coordinatortest"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
@@ -27,57 +27,8 @@ import (
 // until the test ends, and returns it with a client connection.
 func runCoordinator(t *testing.T, plugins ...coordinator.PluginSpec) (*coordinator.Coordinator, *nats.Conn) {
 	t.Helper()
-	c := runInProcess(t, coordinator.Config{Plugins: plugins})
-	nc, err := nats.Connect(c.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return c, nc
-}
-
-// runInProcess runs a coordinator in this process until the test ends;
-// cfg's addresses and data directory are filled in.
-func runInProcess(t *testing.T, cfg coordinator.Config) *coordinator.Coordinator {
-	t.Helper()
-	cfg.NATSListen, cfg.HTTPListen, cfg.DataDir = proctest.FreeAddr(t), proctest.FreeAddr(t), t.TempDir()
-	c, err := coordinator.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("coordinator: %v", err)
-		}
-	})
-	select {
-	case <-c.Ready():
-	case err := <-done:
-		t.Fatalf("coordinator stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("coordinator not ready within 30s")
-	}
-	return c
-}
-
-// invokeUntil asks for typ with data until an answer comes (the plugin may
-// still be starting), and returns it.
-func invokeUntil(t *testing.T, nc *nats.Conn, typ string, data any) (*pluginkit.Event, error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		res, err := bus.Request(ctx, nc, bus.DefaultPrefix, "test", pluginkit.NewEvent(typ, data))
-		cancel()
-		if !errors.Is(err, bus.ErrNoResponders) || time.Now().After(deadline) {
-			return res, err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	c := coordinatortest.Start(t, coordinator.Config{Plugins: plugins})
+	return c, coordinatortest.Connect(t, c)
 }
 
 func pythonSpec(t *testing.T, name string) coordinator.PluginSpec {
@@ -95,7 +46,7 @@ func TestStdioExamples(t *testing.T) {
 		coordinator.PluginSpec{Name: "counter", Exec: "sh", Args: []string{"../examples/stdio/counter.sh"}, Stdio: true, Replicas: 2},
 	)
 
-	res, err := invokeUntil(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"})
+	res, err := coordinatortest.Invoke(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"}, 30*time.Second)
 	if err != nil {
 		t.Fatalf("invoke hello-py: %v", err)
 	}
@@ -107,7 +58,7 @@ func TestStdioExamples(t *testing.T) {
 		t.Errorf("result source %q, want %q", got, want)
 	}
 
-	_, err = invokeUntil(t, nc, "com.example.greet.requested", map[string]int{"name": 3})
+	_, err = coordinatortest.Invoke(t, nc, "com.example.greet.requested", map[string]int{"name": 3}, 30*time.Second)
 	var se *bus.ServiceError
 	if !errors.As(err, &se) || se.Code != bus.CodePermanent || !strings.Contains(se.Description, `string "name"`) {
 		t.Fatalf("invoke hello-py with bad data: got %v, want a permanent error (%s) with the plugin's message", err, bus.CodePermanent)
@@ -150,7 +101,7 @@ func TestStdioInSecureMode(t *testing.T) {
 	secure := true
 	spec := pythonSpec(t, "hello-py")
 	spec.Answers, spec.Handles, spec.Emits = []string{"com.example.greet.requested"}, []string{"com.example.greet.requested"}, []string{"com.example.greet.sent"}
-	c := runInProcess(t, coordinator.Config{Secure: &secure, Plugins: []coordinator.PluginSpec{spec}})
+	c := coordinatortest.Start(t, coordinator.Config{Secure: &secure, Plugins: []coordinator.PluginSpec{spec}})
 	waitFor(t, "hello-py answering over HTTP", 30*time.Second, func() error {
 		status, body := httpInvoke(t, c.HTTPAddr(), "com.example.greet.requested", `{"name":"Ada"}`)
 		if status != http.StatusOK || !strings.Contains(body, "hello, Ada") {
@@ -162,7 +113,7 @@ func TestStdioInSecureMode(t *testing.T) {
 
 func TestStdioRestartsAProgramThatExits(t *testing.T) {
 	c, nc := runCoordinator(t, pythonSpec(t, "hello-py"))
-	if _, err := invokeUntil(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"}); err != nil {
+	if _, err := coordinatortest.Invoke(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"}, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	pid := supervisedPID(t, c.HTTPAddr(), "hello-py-1")
@@ -175,7 +126,7 @@ func TestStdioRestartsAProgramThatExits(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := invokeUntil(t, nc, "com.example.greet.requested", map[string]string{"name": "Bo"}); err != nil {
+	if _, err := coordinatortest.Invoke(t, nc, "com.example.greet.requested", map[string]string{"name": "Bo"}, 30*time.Second); err != nil {
 		t.Fatalf("after the restart: %v", err)
 	}
 }
@@ -207,7 +158,7 @@ func TestStdioSkipsMalformedLines(t *testing.T) {
 	printf '{"id":"%s","event":{"type":"com.example.test.done","data":{"ok":true}}}\n' "$id"`)
 	c, nc := runCoordinator(t, coordinator.PluginSpec{Name: "sloppy", Exec: "sh", Args: []string{script}, Stdio: true})
 	for range 3 {
-		res, err := invokeUntil(t, nc, "com.example.test.requested", map[string]int{})
+		res, err := coordinatortest.Invoke(t, nc, "com.example.test.requested", map[string]int{}, 30*time.Second)
 		if err != nil || res == nil || res.Type() != "com.example.test.done" {
 			t.Fatalf("got %v, %v; want the answer after the malformed lines", res, err)
 		}
@@ -234,7 +185,7 @@ func TestStdioRestartsAProgramThatStopsAnswering(t *testing.T) {
 		printf '{"id":"%s"}\n' "$id"
 	fi`)
 	c, nc := runCoordinator(t, coordinator.PluginSpec{Name: "stuck", Exec: "sh", Args: []string{script}, Stdio: true, Timeout: coordinator.Duration(time.Second)})
-	if _, err := invokeUntil(t, nc, "com.example.test.requested", nil); err != nil {
+	if _, err := coordinatortest.Invoke(t, nc, "com.example.test.requested", nil, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	pid := supervisedPID(t, c.HTTPAddr(), "stuck-1")
@@ -251,7 +202,7 @@ func TestStdioRestartsAProgramThatStopsAnswering(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := invokeUntil(t, nc, "com.example.test.requested", nil); err != nil {
+	if _, err := coordinatortest.Invoke(t, nc, "com.example.test.requested", nil, 30*time.Second); err != nil {
 		t.Fatalf("after the restart: %v", err)
 	}
 }
@@ -305,7 +256,7 @@ func TestStdioRunsAPluginKitProgram(t *testing.T) {
 	// plugins/hello, unchanged: the supervisor sets PLUGBUS_STDIO=1 and
 	// plugin-kit's Main speaks the stdio protocol instead of NATS.
 	_, nc := runCoordinator(t, coordinator.PluginSpec{Name: "hello", Exec: filepath.Join(binDir, "hello"), Stdio: true})
-	res, err := invokeUntil(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"})
+	res, err := coordinatortest.Invoke(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"}, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +264,7 @@ func TestStdioRunsAPluginKitProgram(t *testing.T) {
 	if err := res.DataAs(&greeting); err != nil || greeting.Text != "hello, Ada" {
 		t.Fatalf("hello over stdio answered %s (%v)", res.Data(), err)
 	}
-	_, err = invokeUntil(t, nc, "com.example.greet.requested", 3)
+	_, err = coordinatortest.Invoke(t, nc, "com.example.greet.requested", 3, 30*time.Second)
 	var se *bus.ServiceError
 	if !errors.As(err, &se) || se.Code != bus.CodePermanent {
 		t.Fatalf("bad data: got %v, want a permanent error", err)
@@ -341,7 +292,7 @@ done
 		coordinator.PluginSpec{Name: "watcher", Exec: "sh", Args: []string{script}, Stdio: true},
 	)
 	for range 5 {
-		if _, err := invokeUntil(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"}); err != nil {
+		if _, err := coordinatortest.Invoke(t, nc, "com.example.greet.requested", map[string]string{"name": "Ada"}, 30*time.Second); err != nil {
 			t.Fatalf("invoke: %v (the observer must not answer)", err)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator"
+	"github.com/plugbus/plugbus/coordinator/coordinatortest"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
@@ -31,7 +32,7 @@ type greeting struct {
 // returns it with its HTTP base URL.
 func startInProcess(t *testing.T) (*coordinator.Coordinator, string) {
 	t.Helper()
-	c := runInProcess(t, coordinator.Config{})
+	c := coordinatortest.Start(t, coordinator.Config{})
 	return c, "http://" + c.HTTPAddr()
 }
 

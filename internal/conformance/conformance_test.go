@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator"
+	"github.com/plugbus/plugbus/coordinator/coordinatortest"
 	"github.com/plugbus/plugbus/internal/conformance/confplugin"
 	"github.com/plugbus/plugbus/internal/proctest"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
@@ -162,34 +161,8 @@ func request(nc *nats.Conn, e *pluginkit.Event, plugin string) (*pluginkit.Event
 // and connects to it.
 func run(t *testing.T, plugins ...coordinator.PluginSpec) (*coordinator.Coordinator, *nats.Conn) {
 	t.Helper()
-	cfg := coordinator.Config{Plugins: plugins}
-	cfg.NATSListen, cfg.HTTPListen, cfg.DataDir = proctest.FreeAddr(t), proctest.FreeAddr(t), t.TempDir()
-	c, err := coordinator.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("coordinator: %v", err)
-		}
-	})
-	select {
-	case <-c.Ready():
-	case err := <-done:
-		t.Fatalf("coordinator stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("coordinator not ready within 30s")
-	}
-	nc, err := nats.Connect(c.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return c, nc
+	c := coordinatortest.Start(t, coordinator.Config{Plugins: plugins})
+	return c, coordinatortest.Connect(t, c)
 }
 
 func waitFor(t *testing.T, what string, check func() error) {

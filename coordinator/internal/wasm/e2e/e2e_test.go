@@ -22,8 +22,8 @@ import (
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator"
+	"github.com/plugbus/plugbus/coordinator/coordinatortest"
 	"github.com/plugbus/plugbus/coordinator/internal/wasm/wasmtest"
-	"github.com/plugbus/plugbus/internal/proctest"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
@@ -57,55 +57,13 @@ func TestMain(m *testing.M) {
 // test ends, and returns it with a client connection.
 func run(t *testing.T, plugins ...coordinator.PluginSpec) (*coordinator.Coordinator, *nats.Conn) {
 	t.Helper()
-	c, err := coordinator.New(coordinator.Config{
-		NATSListen: proctest.FreeAddr(t), HTTPListen: proctest.FreeAddr(t), DataDir: t.TempDir(),
-		WasmCacheDir: cache, Plugins: plugins,
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("coordinator: %v", err)
-		}
-	})
-	select {
-	case <-c.Ready():
-	case err := <-done:
-		t.Fatalf("coordinator stopped: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("coordinator not ready within 60s")
-	}
-	nc, err := nats.Connect(c.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return c, nc
-}
-
-// invoke asks for typ until a plugin answers (it may still be starting).
-func invoke(t *testing.T, nc *nats.Conn, typ string, data any) (*pluginkit.Event, error) {
-	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		res, err := bus.Request(ctx, nc, bus.DefaultPrefix, "test", pluginkit.NewEvent(typ, data))
-		cancel()
-		if !errors.Is(err, bus.ErrNoResponders) || time.Now().After(deadline) {
-			return res, err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	c := coordinatortest.Start(t, coordinator.Config{WasmCacheDir: cache, Plugins: plugins})
+	return c, coordinatortest.Connect(t, c)
 }
 
 func greets(t *testing.T, nc *nats.Conn, typ, name string) {
 	t.Helper()
-	res, err := invoke(t, nc, typ, map[string]string{"name": name})
+	res, err := coordinatortest.Invoke(t, nc, typ, map[string]string{"name": name}, 90*time.Second)
 	if err != nil {
 		t.Fatalf("invoke %s: %v", typ, err)
 	}
@@ -148,7 +106,7 @@ func supervised(t *testing.T, c *coordinator.Coordinator, name string) instance 
 func TestHelloAsWebAssembly(t *testing.T) {
 	c, nc := run(t, coordinator.PluginSpec{Name: "hello", Wasm: hello})
 	greets(t, nc, "com.example.greet.requested", "Ada")
-	_, err := invoke(t, nc, "com.example.greet.requested", 3)
+	_, err := coordinatortest.Invoke(t, nc, "com.example.greet.requested", 3, 90*time.Second)
 	var se *bus.ServiceError
 	if !errors.As(err, &se) || se.Code != bus.CodePermanent {
 		t.Fatalf("bad data: got %v, want a permanent error", err)
