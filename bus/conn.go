@@ -56,12 +56,16 @@ type ConnConfig struct {
 // ConnEvent is a change in a connection's state, or an asynchronous error.
 type ConnEvent struct {
 	Kind ConnEventKind
-	URL  string // the server concerned, when known (credentials redacted)
+	URL  string // the server concerned, when known (credentials redacted), or InProcessURL
 	Err  error  // the cause, when there is one
 	// Failures counts, for ConnectFailed, the failed attempts since the
 	// last ConnectFailed event (1 for the first).
 	Failures int
 }
+
+// InProcessURL stands for the server in a [ConnEvent] of an in-process
+// connection, which has no URL.
+const InProcessURL = "in-process"
 
 // ConnEventKind names what happened to a connection.
 type ConnEventKind string
@@ -99,11 +103,19 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 		url = nats.DefaultURL
 	}
 	shown := redactURLs(url)
+	if cfg.InProcess != nil {
+		shown = InProcessURL // no socket: a URL would mislead whoever reads the log
+	}
 	connected := make(chan struct{}, 1)
 	notify := func(kind ConnEventKind, nc *nats.Conn, err error) {
-		if cfg.OnEvent != nil {
-			cfg.OnEvent(ConnEvent{Kind: kind, URL: nc.ConnectedUrlRedacted(), Err: err})
+		if cfg.OnEvent == nil {
+			return
 		}
+		url := shown
+		if cfg.InProcess == nil {
+			url = nc.ConnectedUrlRedacted()
+		}
+		cfg.OnEvent(ConnEvent{Kind: kind, URL: url, Err: err})
 	}
 	var failed failures
 	if cfg.OnEvent != nil {

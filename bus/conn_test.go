@@ -316,3 +316,26 @@ func TestRedactURLs(t *testing.T) {
 		}
 	}
 }
+
+// TestInProcessConnectionSaysSo checks that an in-process connection reports
+// itself as such, not as nats.go's default URL, which it never dials (a
+// static plugin logged "connecting to NATS url=nats://127.0.0.1:4222").
+func TestInProcessConnectionSaysSo(t *testing.T) {
+	s := bustest.NewServer(t)
+	log := newEventLog()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := bus.Connect(ctx, bus.ConnConfig{InProcess: s, Name: t.Name(), OnEvent: log.record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	log.waitFor(t, bus.Connected, 10*time.Second)
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	for _, e := range log.events {
+		if (e.Kind == bus.Connecting || e.Kind == bus.Connected) && e.URL != bus.InProcessURL {
+			t.Errorf("%s event names %q, want %q", e.Kind, e.URL, bus.InProcessURL)
+		}
+	}
+}
