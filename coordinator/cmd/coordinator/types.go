@@ -27,6 +27,7 @@ func newTypesCmd() *cobra.Command {
 			}
 			var types []struct {
 				Type       string          `json:"type"`
+				Pattern    bool            `json:"pattern"`
 				EmittedBy  []string        `json:"emitted_by"`
 				HandledBy  []string        `json:"handled_by"`
 				AnsweredBy []string        `json:"answered_by"`
@@ -39,7 +40,14 @@ func newTypesCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "TYPE\tEMITTED BY\tHANDLED BY\tANSWERED BY\tSCHEMA")
+			var patterns []string
 			for _, t := range types {
+				if t.Pattern {
+					// Patterns are no type of their own: each plugin handling
+					// one is already listed on every type above it matches.
+					patterns = append(patterns, fmt.Sprintf("%s\t%s\t%s", t.Type, list(t.HandledBy), list(t.AnsweredBy)))
+					continue
+				}
 				schema := "-"
 				switch {
 				case t.Conflict != "":
@@ -51,6 +59,12 @@ func newTypesCmd() *cobra.Command {
 			}
 			if len(types) == 0 {
 				fmt.Fprintln(w, "(no types: no plugin is running)")
+			}
+			if len(patterns) > 0 {
+				fmt.Fprintln(w, "\nPATTERN\tHANDLED BY\tANSWERED BY")
+				for _, p := range patterns {
+					fmt.Fprintln(w, p)
+				}
 			}
 			if err := w.Flush(); err != nil {
 				return err
