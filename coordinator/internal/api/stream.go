@@ -124,6 +124,14 @@ func (s *server) handleStream(w http.ResponseWriter, r *http.Request) {
 			s.m.streamDrop.Inc()
 		}
 	})
+	if err == nil {
+		// "subscribed" promises that every event published from now on is
+		// shown: the server must have the subscription before it is sent.
+		err = s.cfg.Conn.FlushTimeout(10 * time.Second)
+		if err != nil {
+			_ = sub.Unsubscribe()
+		}
+	}
 	if err != nil {
 		s.fail(w, r, &apiError{status: http.StatusServiceUnavailable, msg: "cannot subscribe to " + subject + ": " + err.Error()})
 		return
