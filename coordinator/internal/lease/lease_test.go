@@ -92,13 +92,16 @@ func TestTakeOverWhenTheHolderVanishes(t *testing.T) {
 	srv := bustest.NewServer(t)
 	ncA := bustest.Connect(t, srv)
 	jsA, _ := jetstream.New(ncA)
-	a := start(t, jsA, "a", 2*time.Second)
+	// A TTL of 5 s: a renews every 1.7 s, which a machine busy enough to
+	// stall it for over 3 s would miss, and b would rightly take over early.
+	const ttl = 5 * time.Second
+	a := start(t, jsA, "a", ttl)
 	waitFor(t, "a holds the lease", 20*time.Second, a.l.Held)
 	ncB := bustest.Connect(t, srv)
 	jsB, _ := jetstream.New(ncB)
 	var mu sync.Mutex
 	var changes []bool
-	b, err := lease.New(lease.Config{JetStream: jsB, Holder: "b", TTL: 2 * time.Second, Bucket: "TEST_LEASE",
+	b, err := lease.New(lease.Config{JetStream: jsB, Holder: "b", TTL: ttl, Bucket: "TEST_LEASE",
 		OnChange: func(held bool) { mu.Lock(); changes = append(changes, held); mu.Unlock() }})
 	if err != nil {
 		t.Fatal(err)
@@ -114,8 +117,8 @@ func TestTakeOverWhenTheHolderVanishes(t *testing.T) {
 
 	// a's connection dies without giving the lease up, as in a crash.
 	ncA.Close()
-	waitFor(t, "a no longer counts itself the holder", 5*time.Second, func() bool { return !a.l.Held() })
-	took := waitFor(t, "b takes the lease over", 15*time.Second, b.Held)
+	waitFor(t, "a no longer counts itself the holder", 4*ttl, func() bool { return !a.l.Held() })
+	took := waitFor(t, "b takes the lease over", 6*ttl, b.Held)
 	t.Logf("taken over %v after the holder vanished", took)
 	mu.Lock()
 	defer mu.Unlock()
