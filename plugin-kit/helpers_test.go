@@ -21,8 +21,10 @@ import (
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
-// testTimeout bounds every wait in these tests.
-const testTimeout = 5 * time.Second
+// testTimeout bounds every wait in these tests: generous, because a busy
+// machine running them under the race detector is slow, and no test waits
+// for it to pass when things work.
+const testTimeout = 20 * time.Second
 
 // tester is the producer name the tests publish and request as.
 const tester = "tester"

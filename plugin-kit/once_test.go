@@ -60,18 +60,6 @@ func publishOrder(t *testing.T, js jetstream.JetStream, e *pluginkit.Event) {
 	}
 }
 
-// waitFor polls cond every 20ms for up to within.
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestEffectivelyOnceLeavesAnEventToTheInstanceHandlingIt(t *testing.T) {
 	t.Parallel()
 	h := &counter{}
@@ -96,7 +84,7 @@ func TestEffectivelyOnceLeavesAnEventToTheInstanceHandlingIt(t *testing.T) {
 		}
 	}()
 	publishOrder(t, js, e)
-	waitFor(t, "the plugin to leave the event to the other instance", 15*time.Second, func() bool {
+	eventually(t, "the plugin to leave the event to the other instance", func() bool {
 		return len(log.lines("another instance is handling the event; leaving it to that one", "o-live")) > 0
 	})
 	cancel()
@@ -109,7 +97,7 @@ func TestEffectivelyOnceLeavesAnEventToTheInstanceHandlingIt(t *testing.T) {
 	if _, err := kv.Update(context.Background(), key, nil, rev); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the redelivery to be acknowledged as handled", 15*time.Second, func() bool {
+	eventually(t, "the redelivery to be acknowledged as handled", func() bool {
 		return len(log.lines("already handled; acknowledging the redelivery", "o-live")) > 0
 	})
 	if n := h.count("o-live"); n != 0 {
@@ -128,14 +116,14 @@ func TestEffectivelyOnceTakesOverAStaleClaim(t *testing.T) {
 	}
 	published := time.Now()
 	publishOrder(t, js, e)
-	waitFor(t, "the handler to run", 20*time.Second, func() bool { return h.count("o-stale") > 0 })
+	eventually(t, "the handler to run", func() bool { return h.count("o-stale") > 0 })
 	if waited := time.Since(published); waited < 5*time.Second {
 		t.Errorf("the claim was taken over %v after the event came, before a lease (5s)", waited)
 	}
 	if len(log.lines("took over an event whose claim was not renewed", "owner=dead")) == 0 {
 		t.Error("no log of the takeover")
 	}
-	waitFor(t, "the record to say handled", testTimeout, func() bool {
+	eventually(t, "the record to say handled", func() bool {
 		entry, err := kv.Get(context.Background(), key)
 		return err == nil && len(entry.Value()) == 0
 	})
@@ -165,7 +153,7 @@ func TestEffectivelyOnceCancelsAHandlerThatLostItsClaim(t *testing.T) {
 	}))
 	e, key := orderEvent("o-lost")
 	publishOrder(t, js, e)
-	waitFor(t, "the handler to start", testTimeout, func() bool { return calls.Load() == 1 })
+	eventually(t, "the handler to start", func() bool { return calls.Load() == 1 })
 	if _, err := kv.Put(context.Background(), key, []byte("handling thief")); err != nil {
 		t.Fatal(err)
 	}

@@ -57,18 +57,8 @@ func (l *logLines) count(part string) int {
 // machine miss some: tests list theirs with announce.)
 func startQuietRegistry(t *testing.T, nc *nats.Conn, seen *changes, logs *logLines) *registry.Registry {
 	t.Helper()
-	r := registry.New(registry.Config{Conn: nc, Prefix: bus.DefaultPrefix,
+	return runRegistry(t, registry.Config{Conn: nc, Prefix: bus.DefaultPrefix,
 		PollInterval: time.Hour, GoneAfter: time.Hour, OnChange: seen.add, Logger: slog.New(logs)})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("registry.Run: %v", err)
-		}
-	})
-	return r
 }
 
 // addService registers a bare micro service that speaks the wire protocol,
