@@ -4,6 +4,15 @@
 It answers com.example.greet.requested as plugins/hello does: data
 {"name": "Ada"} gets a com.example.greet.sent event with data
 {"text": "hello, Ada"}; data without a string name is refused for good.
+Two more members of the data show the rest of the protocol (the
+conformance suite, internal/conformance, uses them):
+
+- "fail_once": true answers the first delivery of the event with a
+  retryable error; in durable mode the bus delivers it again, and the
+  redelivery is greeted.
+- "wait": seconds first emits a com.example.greet.waiting event, then
+  waits that long before answering.
+
 The protocol is in docs/stdio.md; this file uses the standard library only.
 Run it through the coordinator with a plugin spec such as
 
@@ -14,6 +23,9 @@ Run it through the coordinator with a plugin spec such as
 """
 import json
 import sys
+import time
+
+failed = set()  # ids of the events answered with a retryable error (fail_once)
 
 
 def send(line):
@@ -36,6 +48,14 @@ def greet(event):
         name = next((v for k, v in data.items() if k.lower() == "name"), None)
     if not isinstance(name, str):
         return {"error": {"message": 'data must be a JSON object with a string "name"', "permanent": True}}
+    if data.get("fail_once") is True and event["id"] not in failed:
+        failed.add(event["id"])
+        return {"error": {"message": "failing once on purpose (fail_once); a redelivery will be greeted", "permanent": False}}
+    wait = data.get("wait")
+    if isinstance(wait, (int, float)) and wait > 0:
+        # An event of our own, sent before the answer (docs/stdio.md, "emit").
+        send({"emit": {"type": "com.example.greet.waiting", "data": data}})
+        time.sleep(wait)
     return {"event": {"type": "com.example.greet.sent", "data": {"text": "hello, " + name}}}
 
 
@@ -45,7 +65,7 @@ def main():
         "version": "0.1.0",
         "description": "greets in Python",
         "answers": ["com.example.greet.requested"],
-        "emits": ["com.example.greet.sent"],
+        "emits": ["com.example.greet.sent", "com.example.greet.waiting"],
     }})
     for raw in sys.stdin:
         try:

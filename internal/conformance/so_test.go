@@ -8,10 +8,6 @@ import (
 	"testing"
 )
 
-// soRow says whether the .so row runs: on Linux with cgo, and not under
-// -race (a race-enabled .so rebuilds every dependency, for minutes).
-const soRow = true
-
 var soFile string
 
 // buildSO builds the conformance plugin with -buildmode=plugin once.
