@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,6 +125,13 @@ var invokers = []invoker{
 			b.Skip("compiling hello.wasm is too slow for -short")
 		}
 		coord, call, _ := coordinatorWith(b, payload, fmt.Sprintf("  - name: hello\n    wasm: %q\n", bin.helloWasm))
+		return call, []int{coord.cmd.Process.Pid}
+	}},
+	{"plugbus-so", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
+		// plugins/hello built with -buildmode=plugin, loaded by the
+		// coordinator binary and run in its process as a static plugin
+		// is: the request crosses the coordinator's in-process connection.
+		coord, call, _ := coordinatorWith(b, payload, fmt.Sprintf("  - name: hello\n    so: %q\n", buildHelloSO(b)))
 		return call, []int{coord.cmd.Process.Pid}
 	}},
 	{"plugbus-c1", func(b *testing.B, s *embedded.Server, payload []byte) (func() error, []int) {
@@ -399,6 +408,39 @@ func coordinatorWith(b *testing.B, payload []byte, plugins string) (coord *proc,
 		time.Sleep(20 * time.Millisecond)
 	}
 	return coord, call, httpAddr
+}
+
+// buildHelloSO builds plugins/hello with -buildmode=plugin, in the main
+// module as the coordinator binary was built (Go loads a .so only into a
+// program built with the same packages and flags), once for the run.
+func buildHelloSO(b *testing.B) string {
+	b.Helper()
+	if runtime.GOOS != "linux" {
+		b.Skipf("a .so plugin needs Linux; this is %s", runtime.GOOS)
+	}
+	if out, err := exec.Command("go", "env", "CGO_ENABLED").Output(); err != nil || strings.TrimSpace(string(out)) != "1" {
+		b.Skip("a .so plugin needs cgo, which is off (go env CGO_ENABLED): set CGO_ENABLED=1 and install gcc")
+	}
+	if _, err := exec.LookPath("gcc"); err != nil {
+		b.Skip("a .so plugin needs a C toolchain: install gcc")
+	}
+	if testing.Short() {
+		// -buildmode=plugin rebuilds every dependency for dynamic
+		// linking: minutes on a busy machine. internal/conformance's
+		// .so row covers it working.
+		b.Skip("building hello.so is too slow for -short")
+	}
+	if bin.helloSO != "" {
+		return bin.helloSO
+	}
+	out := filepath.Join(bin.dir, "hello.so")
+	cmd := exec.Command("go", "build", "-buildmode=plugin", "-o", out, "./plugins/hello/cmd/hello")
+	cmd.Dir = ".."
+	if b2, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%v: %v\n%s", cmd.Args, err, b2)
+	}
+	bin.helloSO = out
+	return out
 }
 
 // supervisedPID asks a coordinator for the process id of one of the

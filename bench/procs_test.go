@@ -28,6 +28,7 @@ var bin struct {
 	hello, coordinator, natspeer, stdiopeer, gopluginpeer string
 	pluginpeer, scalepeer, ingestpeer                     string
 	helloWasm, wasmCache                                  string // hello built for wasip1; its compiled code, kept across rounds
+	helloSO                                               string // hello built with -buildmode=plugin, by the first benchmark that needs it
 }
 
 // TestMain builds the programs when benchmarks are to run: plugins/hello and
