@@ -129,11 +129,11 @@ func (p *Plugin) readError(err error) error {
 
 // handleLine handles one line from the bridge and writes its answer.
 func (p *Plugin) handleLine(line []byte, w *stdioWriter) {
-	var in stdioproto.In
 	if len(bytes.TrimSpace(line)) == 0 {
 		return
 	}
-	if err := json.Unmarshal(line, &in); err != nil || in.ID == "" {
+	in, err := stdioproto.ParseIn(line)
+	if err != nil {
 		p.log.Warn("skipped a line from the bridge that is not an event line", "err", err)
 		return
 	}
@@ -168,7 +168,12 @@ func (p *Plugin) handleLine(line []byte, w *stdioWriter) {
 			}
 		}
 	}
-	if err := w.write(answer); err != nil {
+	if answer.Error == nil {
+		err = w.writeAnswer(in.ID, answer.Event)
+	} else {
+		err = w.write(answer)
+	}
+	if err != nil {
 		p.log.Error("could not write the answer", "id", in.ID, "err", err)
 	}
 }
@@ -200,8 +205,24 @@ func (p *Plugin) stdioEvent(e, trigger *Event) (json.RawMessage, error) {
 
 // A stdioWriter writes lines to the bridge, one at a time.
 type stdioWriter struct {
-	mu sync.Mutex
-	w  *bufio.Writer
+	mu   sync.Mutex
+	w    *bufio.Writer
+	line []byte // writeAnswer's, reused
+}
+
+// writeAnswer writes the answer to the line id, with its result event when
+// there is one: the line most written, built without encoding/json (which
+// would read the event's JSON again to compact it).
+func (w *stdioWriter) writeAnswer(id string, event json.RawMessage) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	line, err := stdioproto.AppendAnswer(w.line[:0], id, event)
+	if err != nil {
+		return err
+	}
+	w.line = append(line, '\n')
+	w.w.Write(w.line)
+	return w.w.Flush()
 }
 
 func (w *stdioWriter) write(o stdioproto.Out) error {

@@ -10,8 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	jsoniter "github.com/json-iterator/go"
 )
 
 // Version is the protocol version this package speaks, sent in the
@@ -145,4 +147,72 @@ func ParseEvent(raw json.RawMessage) (*event.Event, error) {
 		e.SetDataContentType(event.ApplicationJSON)
 	}
 	return &e, nil
+}
+
+// ParseIn decodes an event line. It reads the line once, with the JSON
+// reader the CloudEvents SDK decodes events with, and keeps the event's
+// bytes for the caller to decode: encoding/json would read the line three
+// times (validate, decode, copy the event), which a WebAssembly plugin
+// feels on every event.
+func ParseIn(line []byte) (In, error) {
+	var in In
+	it := jsoniter.ConfigDefault.BorrowIterator(line)
+	defer jsoniter.ConfigDefault.ReturnIterator(it)
+	if it.WhatIsNext() != jsoniter.ObjectValue {
+		return in, fmt.Errorf("%w: an event line must be a JSON object", ErrBadLine)
+	}
+	for field := it.ReadObject(); field != "" && it.Error == nil; field = it.ReadObject() {
+		switch field {
+		case "id":
+			in.ID = it.ReadString()
+		case "producer":
+			in.Producer = it.ReadString()
+		case "event":
+			in.Event = bytes.TrimSpace(it.SkipAndReturnBytes())
+		default:
+			it.Skip()
+		}
+	}
+	if it.Error != nil && it.Error != io.EOF {
+		return In{}, fmt.Errorf("%w: %v", ErrBadLine, it.Error)
+	}
+	if in.ID == "" {
+		return In{}, fmt.Errorf("%w: an event line needs an \"id\"", ErrBadLine)
+	}
+	return in, nil
+}
+
+// AppendAnswer appends the line answering the line id with event (none
+// when empty) to dst, without a line break; event is JSON, such as
+// [event.Event.MarshalJSON] writes. It does what encoding/json would, without
+// reading the event again to compact it unless it spans lines.
+func AppendAnswer(dst []byte, id string, event json.RawMessage) ([]byte, error) {
+	dst = append(dst, `{"id":`...)
+	dst = appendString(dst, id)
+	if len(event) > 0 {
+		dst = append(dst, `,"event":`...)
+		if bytes.ContainsAny(event, "\r\n") {
+			buf := bytes.NewBuffer(dst)
+			if err := json.Compact(buf, event); err != nil {
+				return nil, fmt.Errorf("stdio: the event is not JSON: %w", err)
+			}
+			dst = buf.Bytes()
+		} else {
+			dst = append(dst, event...)
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+// appendString appends s as a JSON string, as encoding/json writes it.
+func appendString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // escapes needed: rare
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
