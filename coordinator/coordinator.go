@@ -44,7 +44,11 @@ type Coordinator struct {
 	server *embedded.Server
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	reg    *registry.Registry
+	// apiNC is the HTTP API's publisher: in secure mode a connection of
+	// its own, with only the rights ingest and invoke need; c.nc otherwise.
+	apiNC *nats.Conn
+	apiJS jetstream.JetStream
+	reg   *registry.Registry
 	// catalog lists the types the registry's plugins emit, handle and
 	// answer, and checks data against their schemas.
 	catalog *catalog.Catalog
@@ -153,7 +157,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	tracker := activity.New(activity.Config{Source: c.reg, Supervised: c.supervisedPIDs})
 	streamsDone := make(chan struct{})
 	handler, err := api.New(api.Config{
-		Conn: c.nc, Prefix: c.cfg.Prefix, Token: c.cfg.HTTPToken, TokenSHA256: c.cfg.HTTPTokenSHA256,
+		Conn: c.apiNC, Observe: c.nc, Prefix: c.cfg.Prefix, Token: c.cfg.HTTPToken, TokenSHA256: c.cfg.HTTPTokenSHA256,
 		RateLimit: c.cfg.HTTPRateLimit, RateBurst: c.cfg.HTTPRateBurst, OpenReads: c.cfg.HTTPOpenReads,
 		MaxBodyBytes: c.cfg.MaxBodyBytes, InvokeTimeout: time.Duration(c.cfg.InvokeTimeout),
 		Plugins:    func() any { return c.reg.Plugins() },
@@ -170,7 +174,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		Registerer: metrics, Gatherer: metrics, Logger: c.log,
 		Identities:  c.identityAdmin(),
 		DeadLetters: deadLetters,
-		JetStream:   durableJS(c.cfg.Durable, c.js),
+		JetStream:   durableJS(c.cfg.Durable, c.apiJS),
 		Fleet:       c.openFleet(ctx),
 		Activity:    tracker,
 		Done:        streamsDone,
@@ -348,6 +352,10 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 		c.stopBus()
 		return fmt.Errorf("coordinator: JetStream: %w", err)
 	}
+	if err := c.connectAPI(ctx, conn); err != nil {
+		c.stopBus()
+		return err
+	}
 	if c.cfg.Durable {
 		if err := c.ensureDurable(ctx); err != nil {
 			c.stopBus()
@@ -402,8 +410,32 @@ func (c *Coordinator) ensureDurable(ctx context.Context) error {
 	}
 }
 
+// connectAPI makes the HTTP API's publisher: in secure mode its own
+// connection, as user "http" (see identity.HTTPRules), and otherwise the
+// coordinator's.
+func (c *Coordinator) connectAPI(ctx context.Context, conn bus.ConnConfig) error {
+	c.apiNC, c.apiJS = c.nc, c.js
+	if c.sec == nil {
+		return nil
+	}
+	conn.Name, conn.NKeySeedFile = "plugbus-coordinator-http", c.sec.httpSeedFile
+	conn.InboxPrefix = bus.InboxPrefix(api.DefaultProducer) // the only inboxes it may read
+	nc, err := bus.Connect(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("coordinator: the HTTP API's connection: %w", err)
+	}
+	c.apiNC = nc
+	if c.apiJS, err = jetstream.New(nc); err != nil {
+		return fmt.Errorf("coordinator: JetStream: %w", err)
+	}
+	return nil
+}
+
 func (c *Coordinator) stopBus() {
 	c.closing.Store(true)
+	if c.apiNC != nil && c.apiNC != c.nc {
+		c.apiNC.Close()
+	}
 	if c.nc != nil {
 		_ = c.nc.Drain()
 		for i := 0; i < 50 && !c.nc.IsClosed(); i++ {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/api"
 	"github.com/plugbus/plugbus/coordinator/internal/identity"
 )
 
@@ -25,7 +26,10 @@ type security struct {
 	// The coordinator's own key, made afresh at every start and valid on
 	// in-process connections only.
 	selfKey, selfSeedFile string
-	adminKey              string
+	// The HTTP API publisher's key, made the same way: it may publish
+	// events and requests as "http" and read its inboxes, nothing more.
+	httpKey, httpSeedFile string
+	adminKey, cliKey      string
 	// seedFiles are the seed files of the plugins the coordinator runs.
 	seedFiles map[string]string
 
@@ -62,15 +66,17 @@ func (c *Coordinator) setupSecurity() ([]*server.NkeyUser, error) {
 	streams.SetDefaults()
 	sec := &security{store: store, scope: identity.Scope{Prefix: c.cfg.Prefix, Stream: streams.Name}, seedFiles: map[string]string{}}
 	sec.selfSeedFile = filepath.Join(store.Dir(), "coordinator.nk")
-	pub, seed, err := identity.NewUser()
-	if err != nil {
+	sec.httpSeedFile = filepath.Join(store.Dir(), "http.nk")
+	if sec.selfKey, err = freshKey(sec.selfSeedFile); err != nil {
 		return nil, err
 	}
-	if err := identity.WriteSeed(sec.selfSeedFile, seed); err != nil {
+	if sec.httpKey, err = freshKey(sec.httpSeedFile); err != nil {
 		return nil, err
 	}
-	sec.selfKey = pub
 	if sec.adminKey, _, err = store.Admin(); err != nil {
+		return nil, fmt.Errorf("coordinator: secure mode: %w", err)
+	}
+	if sec.cliKey, _, err = store.CLI(); err != nil {
 		return nil, fmt.Errorf("coordinator: secure mode: %w", err)
 	}
 	for _, p := range c.cfg.Plugins {
@@ -87,12 +93,23 @@ func (c *Coordinator) setupSecurity() ([]*server.NkeyUser, error) {
 	return sec.nkeyUsers(), nil
 }
 
+// freshKey makes a new key and writes its seed to file.
+func freshKey(file string) (string, error) {
+	pub, seed, err := identity.NewUser()
+	if err != nil {
+		return "", err
+	}
+	return pub, identity.WriteSeed(file, seed)
+}
+
 // nkeyUsers are the users the embedded server accepts.
 func (s *security) nkeyUsers() []*server.NkeyUser {
-	self := identity.CoordinatorRules(s.scope).Permissions()
+	inProcess := map[string]struct{}{jwt.ConnectionTypeInProcess: {}}
 	users := []*server.NkeyUser{
-		{Nkey: s.selfKey, Permissions: self, AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeInProcess: {}}},
+		{Nkey: s.selfKey, Permissions: identity.CoordinatorRules(s.scope).Permissions(), AllowedConnectionTypes: inProcess},
+		{Nkey: s.httpKey, Permissions: identity.HTTPRules(s.scope, api.DefaultProducer).Permissions(), AllowedConnectionTypes: inProcess},
 		{Nkey: s.adminKey},
+		{Nkey: s.cliKey, Permissions: identity.CLIRules(s.scope).Permissions()},
 	}
 	for _, id := range s.store.List() {
 		users = append(users, &server.NkeyUser{Nkey: id.PublicKey, Permissions: identity.PluginRules(s.scope, id).Permissions()})

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -384,6 +385,130 @@ func TestSecureModePermissionMatrix(t *testing.T) {
 			nc.Close()
 			t.Fatal("a client without credentials connected")
 		}
+	})
+
+	// The coordinator's own users: the HTTP API's publisher (in-process
+	// only, its key made at every start) and the command line's cli.nk.
+	// Neither may do what a plugin may not, nor answer invokes or read
+	// events beyond what it needs.
+	idDir := filepath.Join(d.dataDir, "identities")
+	if _, err := d.dial("http", filepath.Join(idDir, "http.nk")); err == nil {
+		t.Fatal("the HTTP API's key connected over a socket; it is for in-process connections only")
+	}
+	d.natsOpt = []nats.Option{coordinator.InProcessOption(d.c)}
+	httpUser := d.mustDial("http", filepath.Join(idDir, "http.nk"))
+	d.natsOpt = nil
+	cliUser := d.mustDial("cli", filepath.Join(idDir, "cli.nk"))
+	users := []struct {
+		user     string
+		cl       *client
+		allowed  string // a subject it may publish to
+		publish  []string
+		subcribe []struct{ subject, queue, probe string }
+		js       []string
+	}{
+		{
+			user: "http", cl: httpUser, allowed: p + ".events.http.x.allowed",
+			publish: []string{p + ".events.b.b.out", p + ".events.coordinator.io.plugbus.coordinator.started", p + ".deadletter.b", p + ".replay.b.x.b.in"},
+			subcribe: []struct{ subject, queue, probe string }{
+				{">", "", p + ".events.b.b.out"},
+				{p + ".events.>", "", p + ".events.b.b.out"},
+				{"$SYS.>", "", "$SYS.ACCOUNT.x.CONNECT"},
+				{p + ".invoke.*.b.req", "b", p + ".invoke.x.b.req"},
+				{"_INBOX.b.>", "", "_INBOX.b.abc"},
+			},
+			js: []string{
+				"$JS.API.STREAM.PURGE." + bus.DefaultEventsStream,
+				"$JS.API.STREAM.DELETE." + bus.DefaultEventsStream,
+				"$JS.API.CONSUMER.CREATE." + bus.DefaultEventsStream + ".spy",
+				"$JS.API.CONSUMER.MSG.NEXT." + bus.DefaultEventsStream + ".b",
+				"$JS.API.STREAM.MSG.GET." + bus.DefaultEventsStream,
+			},
+		},
+		{
+			user: "cli", cl: cliUser, allowed: p + ".events.cli.x.allowed",
+			publish: []string{p + ".events.b.b.out", p + ".events.http.x.forged", p + ".invoke.cli.b.req", p + ".invoke.b.b.req", p + ".replay.b.x.b.in"},
+			subcribe: []struct{ subject, queue, probe string }{
+				{">", "", p + ".invoke.x.b.req"},
+				{"$SYS.>", "", "$SYS.ACCOUNT.x.CONNECT"},
+				{p + ".invoke.*.b.req", "b", p + ".invoke.x.b.req"},
+				{"_INBOX.b.>", "", "_INBOX.b.abc"},
+			},
+			js: []string{
+				"$JS.API.STREAM.PURGE." + bus.DefaultEventsStream,
+				"$JS.API.CONSUMER.CREATE." + bus.DefaultEventsStream + ".spy",
+				"$JS.API.CONSUMER.MSG.NEXT." + bus.DefaultEventsStream + ".b",
+				"$JS.API.STREAM.MSG.GET." + bus.DefaultEventsStream,
+			},
+		},
+	}
+	for _, u := range users {
+		t.Run(u.user+" allowed", func(t *testing.T) {
+			if err := u.cl.nc.Publish(u.allowed, []byte("ok")); err != nil {
+				t.Fatal(err)
+			}
+			nextSeen(u.allowed) // after the probes of the rows before
+		})
+		for _, subject := range u.publish {
+			t.Run(u.user+" publish "+subject, func(t *testing.T) {
+				if err := u.cl.nc.Publish(subject, []byte("forged")); err != nil {
+					t.Fatal(err)
+				}
+				u.cl.violation(t, subject)
+				if err := u.cl.nc.Publish(u.allowed, []byte("ok")); err != nil {
+					t.Fatal(err)
+				}
+				if got := nextSeen(u.allowed); len(got) != 1 {
+					t.Fatalf("the forbidden publish arrived: observer got %v", got)
+				}
+			})
+		}
+		for _, row := range u.subcribe {
+			t.Run(u.user+" subscribe "+row.subject+" "+row.queue, func(t *testing.T) {
+				sub, err := u.cl.nc.QueueSubscribeSync(row.subject, row.queue)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer sub.Unsubscribe()
+				u.cl.violation(t, row.subject)
+				if err := admin.nc.Publish(row.probe, []byte("secret")); err != nil {
+					t.Fatal(err)
+				}
+				// Once the admin's publish is through the server, the
+				// probe (had it been delivered) is ahead of the PONG
+				// answering the user's flush.
+				if err := admin.nc.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				if err := u.cl.nc.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				if n, _, _ := sub.Pending(); n != 0 {
+					t.Fatalf("the forbidden subscription got %d messages", n)
+				}
+			})
+		}
+		msgs1, cons1, pending1 := state()
+		for _, subject := range u.js {
+			t.Run(u.user+" jetstream "+subject, func(t *testing.T) {
+				if err := u.cl.nc.PublishRequest(subject, u.cl.nc.NewRespInbox(), create); err != nil {
+					t.Fatal(err)
+				}
+				u.cl.violation(t, subject)
+				if msgs, cons, pending := state(); msgs != msgs1 || cons != cons1 || pending != pending1 {
+					t.Fatalf("stream had %d events, %d consumers, b %d pending; now %d, %d, %d", msgs1, cons1, pending1, msgs, cons, pending)
+				}
+			})
+		}
+	}
+	t.Run("cli publishes with the command line", func(t *testing.T) {
+		cmd := exec.Command(filepath.Join(binDir, "coordinator"), "publish", "x.from.cli", "--data", `{"n":1}`,
+			"--nats-url", d.c.NATSURL(), "--nkey", filepath.Join(idDir, "cli.nk"))
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "published and stored") {
+			t.Fatalf("coordinator publish with cli.nk: %v\n%s", err, out)
+		}
+		nextSeen(p + ".events.cli.x.from.cli")
 	})
 
 	t.Run("rotated credentials", func(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/identity"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
@@ -42,7 +43,7 @@ func addClientFlags(cmd *cobra.Command, f *clientFlags, nats, http bool) {
 		fl.StringVar(&f.prefix, "prefix", envOr("PLUGBUS_PREFIX", bus.DefaultPrefix), "subject prefix [PLUGBUS_PREFIX]")
 		fl.StringVar(&f.token, "nats-token", os.Getenv("PLUGBUS_TOKEN"), "NATS token [PLUGBUS_TOKEN]")
 		fl.StringVar(&f.natsCA, "tls-ca", os.Getenv("PLUGBUS_TLS_CA"), "CA to trust for NATS over TLS [PLUGBUS_TLS_CA]")
-		fl.StringVar(&f.nkey, "nkey", os.Getenv("PLUGBUS_NKEY"), "file holding an nkey seed, in secure mode (the admin's is identities/admin.nk in the data directory) [PLUGBUS_NKEY]")
+		fl.StringVar(&f.nkey, "nkey", os.Getenv("PLUGBUS_NKEY"), "file holding an nkey seed, in secure mode: identities/cli.nk in the data directory for publish and tail, identities/admin.nk for the rest [PLUGBUS_NKEY]")
 	}
 	if http {
 		fl.StringVar(&f.api, "api", envOr("PLUGBUS_API", "http://127.0.0.1:8090"), "coordinator HTTP API [PLUGBUS_API]")
@@ -62,7 +63,9 @@ func envOr(name, def string) string {
 // connect dials NATS once, failing fast: a command-line user wants an
 // error, not a retry loop.
 func (f *clientFlags) connect() (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name("plugbus-cli"), nats.Timeout(3 * time.Second)}
+	// Replies come to _INBOX.cli.>, the only inboxes the command line's
+	// identity (cli.nk in secure mode) may read.
+	opts := []nats.Option{nats.Name("plugbus-cli"), nats.Timeout(3 * time.Second), nats.CustomInboxPrefix(bus.InboxPrefix(cliProducer))}
 	if f.token != "" {
 		opts = append(opts, nats.Token(f.token))
 	}
@@ -78,7 +81,7 @@ func (f *clientFlags) connect() (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(f.natsURL, opts...)
 	if errors.Is(err, nats.ErrAuthorization) {
-		return nil, fmt.Errorf("connect to NATS at %s: %w (in secure mode pass --nkey or PLUGBUS_NKEY: the admin's seed is identities/admin.nk in the coordinator's data directory)", f.natsURL, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w (in secure mode pass --nkey or PLUGBUS_NKEY: identities/cli.nk in the coordinator's data directory publishes and tails, identities/admin.nk does everything)", f.natsURL, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w (is the coordinator running? set --nats-url or PLUGBUS_URL)", f.natsURL, err)
@@ -131,7 +134,7 @@ func (f *clientFlags) httpClient() (*http.Client, error) {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
 }
 
-const cliProducer = "cli"
+const cliProducer = identity.CLIProducer
 
 func newPluginsCmd() *cobra.Command {
 	var f clientFlags

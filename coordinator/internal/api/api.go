@@ -41,8 +41,12 @@ const flushTimeout = 5 * time.Second
 // Config configures the handler built by [New]. Conn is required; every
 // other field has a default.
 type Config struct {
-	// Conn is where events are published and requests sent.
+	// Conn is where events are published and requests sent: it needs only
+	// to publish events and requests as Producer and read its inboxes.
 	Conn *nats.Conn
+	// Observe is where GET /v1/stream subscribes to the events it streams;
+	// default Conn.
+	Observe *nats.Conn
 	// Prefix is the subject prefix; default bus.DefaultPrefix.
 	Prefix string
 	// Producer is the producer name events from HTTP are published under;
@@ -137,6 +141,9 @@ var ErrInvalidConfig = errors.New("api: invalid config")
 func (c *Config) setDefaults() {
 	if c.Prefix == "" {
 		c.Prefix = bus.DefaultPrefix
+	}
+	if c.Observe == nil {
+		c.Observe = c.Conn
 	}
 	if c.Producer == "" {
 		c.Producer = DefaultProducer

@@ -116,7 +116,7 @@ func (s *server) handleStream(w http.ResponseWriter, r *http.Request) {
 
 	buf := make(chan *nats.Msg, streamBuffer)
 	var dropped atomic.Uint64
-	sub, err := s.cfg.Conn.Subscribe(subject, func(m *nats.Msg) {
+	sub, err := s.cfg.Observe.Subscribe(subject, func(m *nats.Msg) {
 		select {
 		case buf <- m:
 		default:
@@ -127,7 +127,7 @@ func (s *server) handleStream(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		// "subscribed" promises that every event published from now on is
 		// shown: the server must have the subscription before it is sent.
-		err = s.cfg.Conn.FlushTimeout(10 * time.Second)
+		err = s.cfg.Observe.FlushTimeout(10 * time.Second)
 		if err != nil {
 			_ = sub.Unsubscribe()
 		}

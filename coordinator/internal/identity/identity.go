@@ -240,10 +240,18 @@ func (s *Store) Rotate(name string) (Identity, []byte, error) {
 // Admin returns the operators' identity, creating its seed file (mode
 // 0600) on first use: full rights on the bus's account, for `nats --nkey`
 // and the coordinator's NATS commands. It is not listed with the plugins.
-func (s *Store) Admin() (publicKey, seedFile string, err error) {
+func (s *Store) Admin() (publicKey, seedFile string, err error) { return s.kept("admin") }
+
+// CLI returns the command line's identity (see [CLIRules]), creating its
+// seed file (mode 0600) on first use. It is not listed with the plugins.
+func (s *Store) CLI() (publicKey, seedFile string, err error) { return s.kept(CLIProducer) }
+
+// kept returns the key kept in the seed file <name>.nk, creating it on
+// first use.
+func (s *Store) kept(name string) (publicKey, seedFile string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	file := filepath.Join(s.dir, "admin.nk")
+	file := filepath.Join(s.dir, name+".nk")
 	seed, err := os.ReadFile(file)
 	if errors.Is(err, os.ErrNotExist) {
 		var pub string
@@ -256,11 +264,11 @@ func (s *Store) Admin() (publicKey, seedFile string, err error) {
 		return pub, file, nil
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("identity: admin seed: %w", err)
+		return "", "", fmt.Errorf("identity: %s seed: %w", name, err)
 	}
 	kp, err := nkeys.FromSeed(seed)
 	if err != nil {
-		return "", "", fmt.Errorf("identity: admin seed %s: %w; delete it to make a new one", file, err)
+		return "", "", fmt.Errorf("identity: %s seed %s: %w; delete it to make a new one", name, file, err)
 	}
 	pub, err := kp.PublicKey()
 	return pub, file, err

@@ -125,3 +125,38 @@ func CoordinatorRules(scope Scope) Rules {
 		Responses: true,
 	}
 }
+
+// HTTPRules are the privileges of the HTTP API's publisher: events and
+// requests as producer (the API's producer name), and replies on its own
+// inboxes (_INBOX.<producer>.>), which also carry the events stream's
+// acknowledgements in durable mode. It may not subscribe to any event,
+// answer any request, touch JetStream's API or read $SYS.
+func HTTPRules(scope Scope, producer string) Rules {
+	p := scope.withDefaults().Prefix
+	return Rules{
+		Publish:   []string{p + ".events." + producer + ".>", p + ".invoke." + producer + ".>"},
+		Subscribe: []string{bus.InboxPrefix(producer) + ".>"},
+	}
+}
+
+// CLIProducer is the producer name of the events the command line
+// publishes.
+const CLIProducer = "cli"
+
+// CLIRules are the privileges of the command line's identity (the
+// store's cli.nk), for `coordinator publish` and `coordinator tail`: it
+// publishes events as producer "cli" (checking first whether the events
+// stream exists, to wait for it to store them), reads every event as it
+// passes, and reads its own inboxes. It may not publish as anyone else,
+// send or answer requests, manage streams or consumers, or read $SYS.
+func CLIRules(scope Scope) Rules {
+	s := scope.withDefaults()
+	p := s.Prefix
+	return Rules{
+		Publish: []string{
+			p + ".events." + CLIProducer + ".>",
+			"$JS.API.STREAM.INFO." + s.Stream,
+		},
+		Subscribe: []string{p + ".events.>", bus.InboxPrefix(CLIProducer) + ".>"},
+	}
+}
