@@ -2,8 +2,12 @@ package coordinator_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -32,6 +36,31 @@ func init() {
 				}
 				return pluginkit.NewEvent("com.example.echo.sent", *greeting+" "+string(e.Data())), nil
 			})
+			return nil
+		})
+		return p
+	})
+	// static-forger emits a type it did not declare before its result;
+	// static-watcher observes the same type.
+	pluginkit.Register("static-forger", func() *pluginkit.Plugin {
+		p := pluginkit.New("static-forger", "1.0.0")
+		p.Setup(func(p *pluginkit.Plugin) error {
+			p.HandleFunc("com.example.forge.requested", func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
+				if err := pluginkit.Emit(ctx, pluginkit.NewEvent("com.example.forge.undeclared", nil)); err != nil {
+					return nil, err
+				}
+				return pluginkit.NewEvent("com.example.forge.done", "done"), nil
+			})
+			return nil
+		})
+		return p
+	})
+	pluginkit.Register("static-watcher", func() *pluginkit.Plugin {
+		p := pluginkit.New("static-watcher", "1.0.0")
+		p.Setup(func(p *pluginkit.Plugin) error {
+			p.HandleFunc("com.example.forge.requested", func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
+				return pluginkit.NewEvent("com.example.forge.seen", nil), nil
+			}, pluginkit.ObserveOnly())
 			return nil
 		})
 		return p
@@ -115,5 +144,105 @@ func TestStaticConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSecureModeStaticPlugins runs static plugins under a coordinator in
+// secure mode: each one's in-process connection authenticates with the
+// plugin's own nkey, so the server holds it to its declaration as it would
+// a process. An event fans out to two static plugins, a static plugin
+// answers an invoke, and what one publishes beyond its declaration (a type
+// it did not declare) reaches no one.
+func TestSecureModeStaticPlugins(t *testing.T) {
+	forge := "com.example.forge.requested"
+	// Not durable: there a refused publish of the forger's is retried until
+	// its deadline, as the stream never acknowledges it.
+	d := startSecureWith(t, func(c *coordinator.Config) { c.Durable = false },
+		coordinator.PluginSpec{Name: "static-forger", Static: true, Handles: []string{forge}, Answers: []string{forge}, Emits: []string{"com.example.forge.done"}},
+		coordinator.PluginSpec{Name: "static-watcher", Static: true, Handles: []string{forge}, Emits: []string{"com.example.forge.seen"}},
+		coordinator.PluginSpec{Name: "hello", Static: true, Handles: []string{"com.example.greet.requested"}, Answers: []string{"com.example.greet.requested"}, Emits: []string{"com.example.greet.sent"}},
+	)
+	d.waitInvoke() // hello, static, answers
+
+	// Each static plugin's connections authenticate as its own identity.
+	var ids []struct {
+		Name      string `json:"name"`
+		PublicKey string `json:"public_key"`
+	}
+	b, err := os.ReadFile(filepath.Join(d.dataDir, "identities", "identities.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &ids); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	for _, id := range ids {
+		keys[id.Name] = id.PublicKey
+	}
+	waitFor(t, "the static plugins' connections, each with its own key", 60*time.Second, func() error {
+		connz, err := coordinator.Connz(d.c)
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, ci := range connz.Conns {
+			if want, ok := keys[ci.Name]; ok {
+				if ci.AuthorizedUser != want {
+					t.Fatalf("%s connected as %s, want its own key %s", ci.Name, ci.AuthorizedUser, want)
+				}
+				seen[ci.Name] = true
+			}
+		}
+		for _, name := range []string{"static-forger", "static-watcher", "hello"} {
+			if !seen[name] {
+				return fmt.Errorf("no connection of %s yet (%d connections)", name, len(connz.Conns))
+			}
+		}
+		return nil
+	})
+
+	admin := d.mustDial("admin", filepath.Join(d.dataDir, "identities", "admin.nk"))
+	seen, err := admin.nc.SubscribeSync("plugbus.events.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Invoke: static-forger answers; its undeclared event goes nowhere.
+	status, body := d.call("POST", "/v1/invoke/"+forge, testHTTPToken, "x")
+	if status != http.StatusOK || !strings.Contains(string(body), "com.example.forge.done") {
+		t.Fatalf("invoke static-forger: %d %s", status, body)
+	}
+	// Fan-out: one event reaches both static plugins, and each publishes
+	// its result under its own name.
+	req, _ := http.NewRequest("POST", d.api+"/v1/events", strings.NewReader(`{"specversion":"1.0","id":"f1","source":"t","type":"`+forge+`","datacontenttype":"application/json","data":"y"}`))
+	req.Header.Set("Content-Type", "application/cloudevents+json")
+	req.Header.Set("Authorization", "Bearer "+testHTTPToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("publish: %s", resp.Status)
+	}
+	want := map[string]bool{
+		"plugbus.events.static-forger.com.example.forge.done":  false,
+		"plugbus.events.static-watcher.com.example.forge.seen": false,
+	}
+	for missing := len(want); missing > 0; {
+		m, err := seen.NextMsg(30 * time.Second)
+		if err != nil {
+			t.Fatalf("waiting for both static plugins' results: %v (got %v)", err, want)
+		}
+		if strings.Contains(m.Subject, "undeclared") {
+			t.Fatalf("a static plugin published a type it did not declare: %s", m.Subject)
+		}
+		if done, ok := want[m.Subject]; ok && !done {
+			want[m.Subject] = true
+			missing--
+		}
 	}
 }
