@@ -57,6 +57,12 @@ func greeterNamed(t *testing.T, nc *nats.Conn, name string) {
 			case "nobody":
 				_ = req.Respond(nil)
 				return
+			case "badjson":
+				_ = req.Respond([]byte(`{"text":`), micro.WithHeaders(micro.Headers{
+					"ce-specversion": {"1.0"}, "ce-id": {"reply-" + in.ID()}, "ce-source": {"urn:plugbus:greeter"},
+					"ce-type": {"com.example.greet.sent"}, "ce-datacontenttype": {"application/json"},
+				}))
+				return
 			}
 			out := event.New()
 			out.SetID("reply-" + in.ID())
@@ -164,6 +170,7 @@ func TestInvoke(t *testing.T) {
 	}{
 		{"plugin rejects for good", path, nil, `{}`, 422, "", "name is required", "422", true},
 		{"plugin fails", path, nil, `{"name":"crash"}`, 502, "", "greeter crashed", "500", true},
+		{"plugin replies with data that is not JSON", path, nil, `{"name":"badjson"}`, 502, "", "not valid JSON", "", true},
 		{"nobody handles the type", "/v1/invoke/com.example.unknown", nil, `{}`, 404, "type", "no plugin answers type com.example.unknown", "", false},
 		{"type differs from the URL", path, binary("x", "com.example.other"), `{}`, 400, "type", "com.example.other", "", false},
 		{"invalid type in the URL", "/v1/invoke/a..b", nil, `{}`, 400, "type", "empty dot-separated part", "", false},
