@@ -727,8 +727,10 @@ func (p *Plugin) stamp(e, trigger *Event) {
 
 // respondError answers req, when there is a request, with the NATS micro
 // error headers, which also counts the error in the endpoint's micro STATS.
+// A request without a reply subject (published, not requested: junk, as a
+// flood sends it) has no one to answer, and is not worth a log line each.
 func (p *Plugin) respondError(req micro.Request, code, description string) {
-	if req == nil {
+	if req == nil || req.Reply() == "" {
 		return
 	}
 	// Header values cannot hold line breaks, and micro wants a description.

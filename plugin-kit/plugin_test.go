@@ -869,19 +869,32 @@ func TestInvalidFloodIsLoggedBriefly(t *testing.T) {
 	p.HandleFunc("com.example.thing.happened", func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) { return nil, nil })
 	h := kittest.Start(t, p)
 	subject := eventSubject(tester, "com.example.thing.happened")
+	// Junk published (with no reply subject) on the invoke subject too:
+	// there is no one to send the error reply to.
+	request := invokeSubject(tester, "com.example.thing.happened")
 	const n = 20000
 	start := time.Now()
 	for range n {
 		if err := h.Conn.Publish(subject, []byte("junk")); err != nil {
 			t.Fatal(err)
 		}
+		if err := h.Conn.Publish(request, []byte("junk")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	eventually(t, "every junk message counted", func() bool {
-		return stats(t, h.Conn, "flooded")["plugbus.events.*.com.example.thing.happened"].Invalid == n
+		var invalid uint64
+		for _, c := range stats(t, h.Conn, "flooded") {
+			invalid += c.Invalid
+		}
+		return invalid == 2*n
 	})
 	lines := len(logs.lines(`"msg":"rejected a message that is not a valid event"`))
 	if limit := int(time.Since(start)/time.Second) + 2; lines < 1 || lines > limit {
-		t.Errorf("%d warnings for %d junk messages in %v, want 1 to %d", lines, n, time.Since(start), limit)
+		t.Errorf("%d warnings for %d junk messages in %v, want 1 to %d", lines, 2*n, time.Since(start), limit)
+	}
+	if lines := len(logs.lines(`could not send the error reply`)); lines != 0 {
+		t.Errorf("%d warnings about error replies to junk published without a reply subject, want none", lines)
 	}
 }
 
