@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +19,6 @@ import (
 	"github.com/plugbus/plugbus/coordinator"
 	"github.com/plugbus/plugbus/coordinator/coordinatortest"
 	"github.com/plugbus/plugbus/internal/conformance/confplugin"
-	"github.com/plugbus/plugbus/internal/proctest"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
@@ -57,11 +58,33 @@ func modes() []mode {
 	}
 }
 
+// buildDir holds what the rows build once per test binary (confplugin's
+// command, its .so and its wasm module), so that every row and every run of
+// -count uses the same files.
+var buildDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "conformance-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	buildDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 var binary string
 
 func processBinary(t *testing.T) string {
+	t.Helper()
 	if binary == "" {
-		binary = proctest.Build(t, "./confplugin/cmd/confplugin")
+		out := filepath.Join(buildDir, "confplugin")
+		if b, err := exec.Command("go", "build", "-o", out, "./confplugin/cmd/confplugin").CombinedOutput(); err != nil {
+			t.Fatalf("go build ./confplugin/cmd/confplugin: %v\n%s", err, b)
+		}
+		binary = out
 	}
 	return binary
 }

@@ -19,7 +19,7 @@ func buildSO(t *testing.T) string {
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("no gcc: -buildmode=plugin needs a C toolchain")
 	}
-	out := filepath.Join(t.TempDir(), "conf.so")
+	out := filepath.Join(buildDir, "conf.so")
 	if b, err := exec.Command("go", "build", "-buildmode=plugin", "-o", out, "./confplugin/so").CombinedOutput(); err != nil {
 		t.Fatalf("go build -buildmode=plugin: %v\n%s", err, b)
 	}

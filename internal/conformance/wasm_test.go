@@ -19,8 +19,7 @@ func buildWasm(t *testing.T) string {
 	if wasmFile != "" {
 		return wasmFile
 	}
-	dir := t.TempDir() // the row's: every case of the row runs inside it
-	out, cache := filepath.Join(dir, "confplugin.wasm"), filepath.Join(dir, "cache")
+	out, cache := filepath.Join(buildDir, "confplugin.wasm"), filepath.Join(buildDir, "cache")
 	cmd := exec.Command("go", "build", "-o", out, "./confplugin/cmd/confplugin")
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
