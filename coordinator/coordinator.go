@@ -165,6 +165,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		CheckData:  c.catalog.Check,
 		Answerers:  c.reg.Answerers,
 		Supervised: func() any { return c.sup.Status() },
+		Restart:    func(name string) (int, error) { return c.sup.Restart(name) },
 		Ready: func() error {
 			if !c.nc.IsConnected() {
 				return errors.New("not connected to NATS")

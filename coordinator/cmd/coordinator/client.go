@@ -90,9 +90,19 @@ func (f *clientFlags) connect() (*nats.Conn, error) {
 }
 
 // get reads a GET endpoint of the coordinator's HTTP API: the body of a
-// 200 answer, or an error saying what went wrong.
+// 2xx answer, or an error saying what went wrong.
 func (f *clientFlags) get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(f.api, "/")+path, nil)
+	return f.request(ctx, http.MethodGet, path)
+}
+
+// post sends an empty POST to an endpoint of the coordinator's HTTP API,
+// with the same answer as get.
+func (f *clientFlags) post(ctx context.Context, path string) ([]byte, error) {
+	return f.request(ctx, http.MethodPost, path)
+}
+
+func (f *clientFlags) request(ctx context.Context, method, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(f.api, "/")+path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("--api %q: %w", f.api, err)
 	}
@@ -112,7 +122,7 @@ func (f *clientFlags) get(ctx context.Context, path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	return body, nil

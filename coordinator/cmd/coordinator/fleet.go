@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -220,10 +222,52 @@ func newScaleCmd() *cobra.Command {
 }
 
 func newRestartCmd() *cobra.Command {
-	return newOrderCmd("restart NAME", "Restart every instance of a plugin started with run", 1, func(ctx context.Context, s *agent.Store, args []string) (string, error) {
-		spec, err := s.Restart(ctx, args[0])
-		return fmt.Sprintf("%s: restart ordered on agent %s", spec.Name, spec.Agent), err
-	})
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "restart NAME",
+		Short: "Restart every instance of a plugin: one started with run, or one the coordinator runs itself",
+		Long: `Restart every instance of a plugin, each drained first. A plugin started with
+run is restarted by its agent (an order in the bus's key-value bucket); any
+other is asked of the coordinator that runs it (--api): a process, stdio or
+wasm plugin of its configuration starts again from its file as it is now, so
+a wasm plugin runs its module's new code. Static and .so plugins are part of
+the coordinator and restart with it.`,
+		Example: `  coordinator restart hello`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, name := cmd.Context(), args[0]
+			out := cmd.OutOrStdout()
+			s, done, err := f.store(ctx)
+			if err == nil {
+				var spec agent.Spec
+				spec, err = s.Restart(ctx, name)
+				done()
+				if err == nil {
+					fmt.Fprintf(out, "%s: restart ordered on agent %s\n", spec.Name, spec.Agent)
+					return nil
+				}
+				if !errors.Is(err, agent.ErrNotFound) {
+					return err
+				}
+			}
+			// Not started with run (or no bus to keep orders in): a plugin
+			// of the coordinator's own configuration.
+			body, herr := f.post(ctx, "/v1/supervised/"+url.PathEscape(name)+"/restart")
+			if herr != nil {
+				return fmt.Errorf("%s: not started with run (%v), and the coordinator: %w", name, err, herr)
+			}
+			var got struct {
+				Instances int `json:"instances"`
+			}
+			if err := json.Unmarshal(body, &got); err != nil {
+				return fmt.Errorf("the coordinator's answer: %w", err)
+			}
+			fmt.Fprintf(out, "%s: %d instance(s) restarting in the coordinator\n", name, got.Instances)
+			return nil
+		},
+	}
+	addClientFlags(cmd, &f, true, true)
+	return cmd
 }
 
 func newLogsCmd() *cobra.Command {

@@ -22,6 +22,7 @@ import (
 	"github.com/plugbus/plugbus/coordinator/internal/activity"
 	"github.com/plugbus/plugbus/coordinator/internal/agent"
 	"github.com/plugbus/plugbus/coordinator/internal/deadletter"
+	"github.com/plugbus/plugbus/coordinator/internal/supervise"
 	"github.com/plugbus/plugbus/internal/tracing"
 )
 
@@ -99,6 +100,11 @@ type Config struct {
 	// processes the coordinator runs itself, with their restarts. Nil
 	// serves an empty list.
 	Supervised func() any
+	// Restart restarts every instance of a plugin the coordinator runs
+	// itself (POST /v1/supervised/{name}/restart): drained, then started
+	// again from its executable or module file as it is now. It returns how
+	// many instances it restarts. Nil answers 404.
+	Restart func(name string) (int, error)
 	// Ready returns nil when the coordinator is ready to serve; /readyz
 	// answers 503 with its error otherwise. Nil means always ready.
 	Ready func() error
@@ -244,6 +250,7 @@ func New(cfg Config) (http.Handler, error) {
 	s.route(mux, "GET", "/v1/plugins", s.read(s.snapshot("plugin list", s.cfg.Plugins)))
 	s.route(mux, "GET", "/v1/types", s.read(s.snapshot("type catalogue", s.cfg.Types)))
 	s.route(mux, "GET", "/v1/supervised", s.read(s.snapshot("supervised processes", s.cfg.Supervised)))
+	s.route(mux, "POST", "/v1/supervised/{name}/restart", s.v1(s.handleRestartSupervised))
 	s.routeDeadLetters(mux)
 	s.routeIdentities(mux)
 	s.routeFleet(mux)
@@ -278,7 +285,7 @@ func (s *server) route(mux *http.ServeMux, method, pattern string, h http.Handle
 func (s *server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, &apiError{
 		status: http.StatusNotFound,
-		msg: fmt.Sprintf("no endpoint %s %s; the API has POST /v1/events, POST /v1/invoke/{type}, GET /v1/plugins, GET /v1/plugins/{name}/instances, GET /v1/types, GET /v1/supervised, GET /v1/stream, GET /v1/overview, /v1/deadletters, GET /v1/agents, /v1/run, GET /healthz, GET /readyz, GET /metrics and the dashboard at GET /",
+		msg: fmt.Sprintf("no endpoint %s %s; the API has POST /v1/events, POST /v1/invoke/{type}, GET /v1/plugins, GET /v1/plugins/{name}/instances, GET /v1/types, GET /v1/supervised, POST /v1/supervised/{name}/restart, GET /v1/stream, GET /v1/overview, /v1/deadletters, GET /v1/agents, /v1/run, GET /healthz, GET /readyz, GET /metrics and the dashboard at GET /",
 			r.Method, r.URL.Path),
 	})
 }
@@ -380,4 +387,24 @@ func (s *server) recover(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// handleRestartSupervised restarts the instances of a plugin the
+// coordinator runs itself.
+func (s *server) handleRestartSupervised(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if s.cfg.Restart == nil {
+		s.fail(w, r, &apiError{status: http.StatusNotFound, msg: "this coordinator runs no plugins itself"})
+		return
+	}
+	n, err := s.cfg.Restart(name)
+	switch {
+	case errors.Is(err, supervise.ErrUnknownPlugin):
+		s.fail(w, r, &apiError{status: http.StatusNotFound, msg: err.Error() + "; GET /v1/supervised lists the plugins this coordinator runs (a plugin started with `coordinator run` restarts with POST /v1/run/{name}/restart)"})
+		return
+	case err != nil:
+		s.fail(w, r, &apiError{status: http.StatusConflict, msg: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"plugin": name, "instances": n})
 }

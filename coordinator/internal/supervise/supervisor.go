@@ -43,6 +43,7 @@ type instance struct {
 	status InstanceStatus // guarded by Supervisor.mu
 
 	malformed atomic.Uint64 // lines a stdio program's bridge skipped
+	restart   chan struct{} // a restart order for the running process; buffered
 }
 
 // A process is one run of an instance: a child process, or an instance of
@@ -80,10 +81,11 @@ func New(cfg Config) (*Supervisor, error) {
 		for n := first; n < first+sp.Replicas; n++ {
 			name := fmt.Sprintf("%s-%d", sp.Name, n)
 			s.instances = append(s.instances, &instance{
-				spec:   sp,
-				name:   name,
-				log:    s.cfg.Logger.With("plugin", sp.Name, "instance", name),
-				status: InstanceStatus{Plugin: sp.Name, Instance: name, Mode: sp.Mode(), State: StateStopped},
+				spec:    sp,
+				name:    name,
+				log:     s.cfg.Logger.With("plugin", sp.Name, "instance", name),
+				status:  InstanceStatus{Plugin: sp.Name, Instance: name, Mode: sp.Mode(), State: StateStopped},
+				restart: make(chan struct{}, 1),
 			})
 		}
 	}
@@ -200,6 +202,10 @@ func (s *Supervisor) supervise(ctx context.Context, st starter, in *instance) {
 		}
 		s.emit(in, Event{Kind: EventStarted, PID: pid})
 
+		select {
+		case <-in.restart: // ordered before this start: done
+		default:
+		}
 		next, werr := s.wait(ctx, in, p)
 		switch next {
 		case stopped:
@@ -248,7 +254,7 @@ type outcome int
 const (
 	exited   outcome = iota // by itself
 	stopped                 // the supervisor is stopping
-	replaced                // its module's file changed
+	replaced                // its module's file changed, or a restart was ordered
 )
 
 // wait waits for p to exit and returns why. When ctx ends first it stops
@@ -269,6 +275,10 @@ func (s *Supervisor) wait(ctx context.Context, in *instance, p *process) (outcom
 		case <-ctx.Done():
 			s.stop(in, p)
 			return stopped, nil
+		case <-in.restart:
+			in.log.Info("restart ordered; replacing the instance", "pid", p.pid)
+			s.end(in, p)
+			return replaced, nil
 		case <-reload:
 			if !s.modules.changed(in.spec, p.module) {
 				continue
@@ -278,6 +288,39 @@ func (s *Supervisor) wait(ctx context.Context, in *instance, p *process) (outcom
 			return replaced, nil
 		}
 	}
+}
+
+// Restart ends every instance of the plugin name, each drained as when
+// stopping, and starts it again at once; a WebAssembly plugin's module is
+// read and compiled again from its file, so the new instances run the
+// file's code as it is now. It returns how many instances were told, or
+// [ErrUnknownPlugin] for a plugin this supervisor does not run, and
+// [ErrInProcess] for a static or .so plugin, whose code is part of the
+// coordinator. An instance waiting to be restarted after an exit is not
+// hurried.
+func (s *Supervisor) Restart(name string) (int, error) {
+	var ins []*instance
+	for _, in := range s.instances {
+		if in.spec.Name == name {
+			ins = append(ins, in)
+		}
+	}
+	switch {
+	case len(ins) == 0:
+		return 0, fmt.Errorf("%w: %q", ErrUnknownPlugin, name)
+	case ins[0].spec.InProcess():
+		return 0, fmt.Errorf("%w: %q runs in %s mode", ErrInProcess, name, ins[0].spec.Mode())
+	}
+	if ins[0].spec.Wasm != "" {
+		s.modules.forget(name)
+	}
+	for _, in := range ins {
+		select {
+		case in.restart <- struct{}{}:
+		default: // one is already pending
+		}
+	}
+	return len(ins), nil
 }
 
 // delay returns how long to wait before a restart after the given number of

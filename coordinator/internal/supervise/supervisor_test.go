@@ -544,3 +544,20 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestRestartOrder(t *testing.T) {
+	t.Parallel()
+	h := run(t, supervise.Config{Specs: []supervise.Spec{helperSpec(self(t), "victim", "sleep")}, Backoff: fastBackoff})
+	first := h.next(t, supervise.EventStarted, "victim-1")
+	if n, err := h.s.Restart("victim"); n != 1 || err != nil {
+		t.Fatalf("Restart: got %d, %v; want 1 instance", n, err)
+	}
+	second := h.next(t, supervise.EventStarted, "victim-1")
+	if second.PID == first.PID || !alive(second.PID) || alive(first.PID) {
+		t.Errorf("after Restart: %+v; want a new, live PID and PID %d gone", second, first.PID)
+	}
+	if _, err := h.s.Restart("nope"); !errors.Is(err, supervise.ErrUnknownPlugin) {
+		t.Errorf("Restart of an unknown plugin: got %v, want ErrUnknownPlugin", err)
+	}
+	h.stop(t)
+}

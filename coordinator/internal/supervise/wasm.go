@@ -110,6 +110,23 @@ func (ms *modules) release(m *module) {
 	}
 }
 
+// forget makes the next instance of the plugin name compile its module
+// again, even when its file looks unchanged; instances still running the
+// current version keep it until they end.
+func (ms *modules) forget(name string) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	m := ms.by[name]
+	if m == nil {
+		return
+	}
+	delete(ms.by, name)
+	m.stale = true
+	if m.users == 0 {
+		m.mod.Close(context.Background())
+	}
+}
+
 // changed reports whether the plugin's file is no longer the version m
 // was compiled from.
 func (ms *modules) changed(sp *Spec, m *module) bool {

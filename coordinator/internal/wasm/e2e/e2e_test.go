@@ -5,6 +5,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/plugbus/plugbus/coordinator"
 	"github.com/plugbus/plugbus/coordinator/coordinatortest"
 	"github.com/plugbus/plugbus/coordinator/internal/wasm/wasmtest"
+	"github.com/plugbus/plugbus/internal/proctest"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
 
@@ -237,4 +239,83 @@ func TestCPluginOverHTTP(t *testing.T) {
 	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(body), `string \"name\"`) {
 		t.Fatalf("bad data: %d %s, want 422 with the plugin's message", resp.StatusCode, body)
 	}
+}
+
+// TestRestartLoadsTheNewCode changes a module's code without changing its
+// file's size or modification time, which the file watcher compares, so
+// that only `coordinator restart` can start the new code.
+func TestRestartLoadsTheNewCode(t *testing.T) {
+	// The old code is the small module padded to hello's size; the new
+	// code is hello as built, which TestMain compiled into the cache.
+	dir := t.TempDir()
+	oldCode, newCode := filepath.Join(dir, "old.wasm"), hello
+	padTo(t, misbehaving, oldCode, fileSize(t, hello))
+	path := filepath.Join(dir, "plugin.wasm")
+	copyFile(t, oldCode, path)
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, nc := run(t, coordinator.PluginSpec{Name: "hello", Wasm: path})
+	greets(t, nc, "com.example.wasm.greet", "Ada")
+
+	copyFile(t, newCode, path) // in place: same size
+	if err := os.Chtimes(path, before.ModTime(), before.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := os.Stat(path); err != nil || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("the file's size and time changed (%v): the test needs them kept", err)
+	}
+
+	coordinatorBin := proctest.Build(t, "../../../cmd/coordinator")
+	cli := func(args ...string) (string, error) {
+		cmd := exec.Command(coordinatorBin, append(args, "--nats-url", c.NATSURL(), "--api", c.HTTPURL())...)
+		cmd.Env = append(os.Environ(), "PLUGBUS_TOKEN=", "PLUGBUS_HTTP_TOKEN=", "PLUGBUS_NKEY=")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := cli("restart", "hello")
+	if err != nil || !strings.Contains(out, "hello: 1 instance(s) restarting") {
+		t.Fatalf("coordinator restart hello: %v\n%s", err, out)
+	}
+	greets(t, nc, "com.example.greet.requested", "Ada") // hello's code now
+
+	out, err = cli("restart", "nope")
+	if err == nil || !strings.Contains(out, "404") || !strings.Contains(out, "GET /v1/supervised lists the plugins") {
+		t.Fatalf("coordinator restart nope: got %v\n%s\nwant a 404 that says where the plugins are listed", err, out)
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// padTo copies the module from to to, with a custom section (which
+// runtimes ignore) appended so that the file is size bytes long.
+func padTo(t *testing.T, from, to string, size int64) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	need := int(size) - len(b) // bytes the section takes: id, length, name, payload
+	name := "pad"
+	for payload := need - 2 - len(name); payload >= 0 && need-payload <= 16; payload-- {
+		body := append([]byte{byte(len(name))}, name...)
+		body = append(body, make([]byte, payload)...)
+		section := binary.AppendUvarint([]byte{0}, uint64(len(body)))
+		section = append(section, body...)
+		if len(section) == need {
+			if err := os.WriteFile(to, append(b, section...), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("cannot pad %s (%d bytes) to %d bytes", from, len(b), size)
 }
