@@ -391,14 +391,24 @@ func goPluginCall(b *testing.B, protocol plugin.Protocol, payload []byte) (func(
 // YAML list, and returns it with a bus.Request call over TCP, once the
 // plugin answers.
 func coordinatorWith(b *testing.B, payload []byte, plugins string) (coord *proc, call func() error, httpAddr string) {
+	coord, natsURL, httpAddr := coordinatorWithCache(b, payload, plugins, bin.wasmCache)
+	return coord, plugbusCall(connect(b, natsURL), payload), httpAddr
+}
+
+// coordinatorWithCache starts the coordinator binary running the plugins
+// of a YAML list, with its wasm compilation cache in cache, and returns it
+// with its NATS URL and HTTP address once the plugin answers.
+func coordinatorWithCache(b *testing.B, payload []byte, plugins, cache string) (coord *proc, natsURL, httpAddr string) {
 	config := filepath.Join(b.TempDir(), "plugins.yaml")
-	yaml := fmt.Sprintf("wasm_cache_dir: %q\nplugins:\n%s", bin.wasmCache, plugins)
+	yaml := fmt.Sprintf("wasm_cache_dir: %q\nplugins:\n%s", cache, plugins)
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	coord, natsAddr, httpAddr := startCoordinator(b, "--config", config)
-	nc := connect(b, "nats://"+natsAddr)
-	call = plugbusCall(nc, payload)
+	natsURL = "nats://" + natsAddr
+	nc := connect(b, natsURL)
+	defer nc.Close()
+	call := plugbusCall(nc, payload)
 	// A WebAssembly module compiles on its first start: seconds.
 	deadline := time.Now().Add(3 * time.Minute)
 	for err := call(); err != nil; err = call() {
@@ -407,7 +417,7 @@ func coordinatorWith(b *testing.B, payload []byte, plugins string) (coord *proc,
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return coord, call, httpAddr
+	return coord, natsURL, httpAddr
 }
 
 // buildHelloSO builds plugins/hello with -buildmode=plugin, in the main

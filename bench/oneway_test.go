@@ -150,6 +150,12 @@ func sizeName(n int) string {
 // runOneWay publishes b.N events with pub and waits for one ack per event
 // from each of the handlers.
 func runOneWay(b *testing.B, url string, pub publisher, payload []byte, handlers []*proc) {
+	runOneWayAcked(b, url, pub.sender, ackPattern, payload, handlers)
+}
+
+// runOneWayAcked publishes b.N events with send and waits for one event on
+// acks per event from each of the handlers.
+func runOneWayAcked(b *testing.B, url string, sender func(*testing.B, *nats.Conn, []byte) func() error, acks string, payload []byte, handlers []*proc) {
 	pubConn, resConn := connect(b, url), connect(b, url)
 	fan := int64(len(handlers))
 	var received atomic.Int64
@@ -157,7 +163,7 @@ func runOneWay(b *testing.B, url string, pub publisher, payload []byte, handlers
 	var want atomic.Int64
 	want.Store(-1)
 	all := make(chan struct{}, 1)
-	sub, err := resConn.Subscribe(ackPattern, func(*nats.Msg) {
+	sub, err := resConn.Subscribe(acks, func(*nats.Msg) {
 		if n := received.Add(1); n == want.Load() {
 			all <- struct{}{}
 		}
@@ -176,7 +182,7 @@ func runOneWay(b *testing.B, url string, pub publisher, payload []byte, handlers
 	if err := resConn.Flush(); err != nil {
 		b.Fatal(err)
 	}
-	send := pub.sender(b, pubConn, payload)
+	send := sender(b, pubConn, payload)
 
 	// Warm up until every handler answers (they may still be subscribing),
 	// then let stray acks of the warm-up come in before counting.

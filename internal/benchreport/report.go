@@ -66,6 +66,23 @@ var families = []family{
 		compare:   []string{"p50-ms"},
 	},
 	{
+		name:      "ModeOneWay",
+		title:     "One way to plugins/hello in each mode, through the coordinator",
+		about:     "The benchmark publishes greeting requests as events (128 B, no answer awaited) to the coordinator binary, which runs plugins/hello from the same source in each mode, one instance; events/s counts the result events hello publishes, with at most 4096 events in flight. `plugbus`: a process plugin; `plugbus-static`: linked into the coordinator; `plugbus-stdio`: a child process behind the coordinator's stdio bridge; `plugbus-wasm`: built for wasip1 and run inside the coordinator with wazero, behind the same bridge (skipped under -short). cpu-ns/op is the coordinator's CPU per event (a process or stdio plugin's own is not counted).",
+		baselines: []string{"plugbus-static", "plugbus"},
+		compare:   []string{"events/s"},
+	},
+	{
+		name:  "WasmColdStart",
+		title: "Cold start of a WebAssembly plugin",
+		about: "From starting the coordinator binary to the first answer of plugins/hello built for wasip1: `compile` with an empty compilation cache (wazero compiles the module to machine code), `cached` with the cache a previous start filled. The coordinator's own start is in both; ColdStart/plugbus is a process plugin's start alone. Skipped under -short.",
+	},
+	{
+		name:  "WasmInstanceMemory",
+		title: "Memory per WebAssembly instance",
+		about: "The coordinator binary's resident memory with 5 instances of plugins/hello as a WebAssembly plugin against 1, divided by 4 (rss-MiB/instance), with 1 instance (rss-MiB-1-instance), and the module's size. Skipped under -short.",
+	},
+	{
 		name:  "Scale",
 		title: "Scale: many plugin instances registering with one coordinator",
 		about: "Each run starts `coordinator serve` (its embedded NATS server) and scalepeer processes (bench/cmd/scalepeer) that run the instances between them, each instance a plugin-kit plugin on its own NATS connection, and polls `GET /v1/plugins`. `1000x10types`: 1,000 instances of 100 plugins, each handling 10 types (10,000 handled types) in 4 processes; `10000x1type`: 10,000 instances of 100 plugins, one type each, in 8 processes. listed-s: from starting the peers until every instance is listed as running; described-s: until each also has the description read from its `$SRV.INFO`; peers-ready-s: until every instance has announced itself; coord-rss-MiB: the coordinator's resident memory then (server, connections, registry); plugins-api-ms and -KiB: one `GET /v1/plugins` with all listed; coord-steady-cpu-%: the coordinator's CPU (100 = one core) over the next 8 s of discovery polls.",
@@ -161,6 +178,8 @@ var targets = []target{
 	{"Invoke", "plugbus-inprocess", "p50-µs", "nats-raw-inprocess", false, false, 1.2, perf2 + "from the coordinator (in-process connection to its embedded server), within 1.2× raw nats.go asking the same way"},
 	{"Invoke", "plugbus-inprocess", "p50-µs", "goplugin-grpc", false, false, 0.9, perf2 + "the same, at most 0.9× go-plugin gRPC's p50"},
 	{"Invoke", "plugbus-static", "p50-µs", "nats-raw-inprocess", false, false, 2.0, "four ways in: to a static plugin (linked in, over an in-process connection) from the coordinator's side, within 2× raw nats.go request/reply asked over the in-process connection"},
+	{"Invoke", "plugbus-wasm", "p50-µs", "plugbus-static", false, false, 1.5, "wasm issue: invoke to a WebAssembly plugin within 1.5× a static plugin"},
+	{"Invoke", "plugbus-wasm", "p50-µs", "plugbus", false, false, 1.0, "wasm issue: and faster than a process plugin"},
 	{"Invoke", "plugbus-http", "p50-µs", "plugbus-inprocess", true, false, 100, perf2 + "the HTTP layer: `POST /v1/invoke` p50 minus in-process invoke p50, in µs"},
 	{"FanOut", "*/plugbus", "events/s", "raw", false, true, 0.5, "benchmark issue: fan-out at least 0.5× raw"},
 	{"FanOut", "*/plugbus", "events/s", "raw-ce-headers", false, true, 0.5, "benchmark issue, read as the one-way target is, against raw with the same headers (the one-way target itself expects about 0.4× header-less raw at 128 B)"},
