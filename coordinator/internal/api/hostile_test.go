@@ -122,7 +122,12 @@ func TestSlowBody(t *testing.T) {
 // TestRateLimit: a client over its rate gets 429 and publishes nothing
 // more; another client is not held back by it.
 func TestRateLimit(t *testing.T) {
-	e := newEnv(t, func(c *api.Config) { c.Token = "t"; c.RateLimit, c.RateBurst = 0.001, 2 })
+	var log syncLog
+	e := newEnv(t, func(c *api.Config) {
+		c.Token = "t"
+		c.RateLimit, c.RateBurst = 0.001, 2
+		c.Logger = slog.New(slog.NewTextHandler(&log, nil)) // Info and above
+	})
 	sub := e.subscribe()
 	good := []byte(`{"specversion":"1.0","id":"r","source":"urn:test","type":"com.example.ok"}`)
 	for i := range 2 {
@@ -139,6 +144,27 @@ func TestRateLimit(t *testing.T) {
 	if v := value(t, scrape(t, e), "plugbus_http_ingest_errors_total", map[string]string{"reason": "rate_limited"}); v != 1 {
 		t.Errorf("rate_limited counted %v times, want 1", v)
 	}
+	if strings.Contains(log.String(), "status=429") {
+		t.Errorf("a refused request was logged at Info:\n%s", log.String())
+	}
+}
+
+// syncLog is a log destination safe for the handlers' goroutines.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestOpenReads: with OpenReads the plugin list needs no token, while event

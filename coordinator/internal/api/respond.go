@@ -32,13 +32,17 @@ type errorBody struct {
 }
 
 // fail answers e, counts it and logs it: client errors at Info, the rest at
-// Warn.
+// Warn, and 429s at Debug: a client over its rate would otherwise write a
+// line for each request the limit refuses (they are counted).
 func (s *server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
 	if e.reason != "" {
 		s.m.ingestErrors.WithLabelValues(e.reason).Inc()
 	}
 	level := slog.LevelInfo
-	if e.status >= 500 {
+	switch {
+	case e.status == http.StatusTooManyRequests:
+		level = slog.LevelDebug
+	case e.status >= 500:
 		level = slog.LevelWarn
 	}
 	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", e.status, "reason", e.msg, "remote", r.RemoteAddr}
