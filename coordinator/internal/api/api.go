@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator/internal/activity"
@@ -216,7 +218,20 @@ type server struct {
 
 	hasToken bool     // the API requires a bearer token
 	limiter  *limiter // nil without a rate limit
+
+	// rejectLog bounds the log lines about refused client requests (each
+	// is counted in the metrics all the same): a client sending junk or
+	// guessing tokens would otherwise write a line per request.
+	rejectLog  *rate.Limiter
+	suppressed atomic.Int64 // rejections not logged since the last line
 }
+
+// Log lines about refused client requests: a burst of rejectLogBurst, then
+// rejectLogRate a second.
+const (
+	rejectLogRate  = 5
+	rejectLogBurst = 20
+)
 
 // New builds the API handler described in the package documentation. It
 // fails on a config that can never work and when its metrics clash with
@@ -234,7 +249,8 @@ func New(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{cfg: cfg, log: cfg.Logger, m: m, token: sha256.Sum256([]byte(cfg.Token)), hasToken: cfg.Token != "", tracer: tracing.Tracer(cfg.TracerProvider)}
+	s := &server{cfg: cfg, log: cfg.Logger, m: m, token: sha256.Sum256([]byte(cfg.Token)), hasToken: cfg.Token != "", tracer: tracing.Tracer(cfg.TracerProvider),
+		rejectLog: rate.NewLimiter(rejectLogRate, rejectLogBurst)}
 	if cfg.TokenSHA256 != "" {
 		copy(s.token[:], tokenSum)
 		s.hasToken = true

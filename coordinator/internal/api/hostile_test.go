@@ -184,3 +184,33 @@ func TestOpenReads(t *testing.T) {
 	}
 	none(t, sub)
 }
+
+// TestRejectionsAreLoggedBriefly: a client guessing tokens gets a 401 for
+// every request and every one is counted, but the log gets a few lines a
+// second, the next of which says how many it left out.
+func TestRejectionsAreLoggedBriefly(t *testing.T) {
+	var log syncLog
+	e := newEnv(t, func(c *api.Config) {
+		c.Token = "t"
+		c.Logger = slog.New(slog.NewTextHandler(&log, nil)) // Info and above
+	})
+	const guesses = 300
+	for i := range guesses {
+		if r := e.do("POST", "/v1/events", merge(structured(), bearer(fmt.Sprint("guess-", i))), []byte(`{}`)); r.status != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d %s, want 401", i, r.status, r.body)
+		}
+	}
+	if v := value(t, scrape(t, e), "plugbus_http_ingest_errors_total", map[string]string{"reason": "unauthorized"}); v != guesses {
+		t.Errorf("unauthorized counted %v times, want %d", v, guesses)
+	}
+	lines := strings.Count(log.String(), "HTTP request rejected")
+	if lines >= guesses/2 {
+		t.Errorf("%d log lines for %d refused requests, want a few a second", lines, guesses)
+	}
+	// Once the limit lets a line through again, it says what it left out.
+	time.Sleep(time.Second)
+	e.do("POST", "/v1/events", merge(structured(), bearer("one more")), []byte(`{}`))
+	if !strings.Contains(log.String(), "not_logged_since_last=") {
+		t.Errorf("no line says how many rejections were not logged:\n%s", log.String())
+	}
+}

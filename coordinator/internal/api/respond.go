@@ -31,9 +31,10 @@ type errorBody struct {
 	PluginError bool   `json:"plugin_error,omitempty"`
 }
 
-// fail answers e, counts it and logs it: client errors at Info, the rest at
-// Warn, and 429s at Debug: a client over its rate would otherwise write a
-// line for each request the limit refuses (they are counted).
+// fail answers e, counts it and logs it: client errors at Info, at most
+// rejectLogRate lines a second with the number left out since the last
+// line, 429s at Debug (a client over its rate would otherwise write a line
+// for each request the limit refuses; they are counted), the rest at Warn.
 func (s *server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
 	if e.reason != "" {
 		s.m.ingestErrors.WithLabelValues(e.reason).Inc()
@@ -45,7 +46,17 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
 	case e.status >= 500:
 		level = slog.LevelWarn
 	}
+	defer writeJSON(w, e.status, errorBody{Error: e.msg, Field: e.field, Index: e.index, Code: e.code, PluginError: e.plugin})
 	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", e.status, "reason", e.msg, "remote", r.RemoteAddr}
+	if level == slog.LevelInfo {
+		if !s.rejectLog.Allow() {
+			s.suppressed.Add(1)
+			return
+		}
+		if n := s.suppressed.Swap(0); n > 0 {
+			attrs = append(attrs, "not_logged_since_last", n)
+		}
+	}
 	if e.field != "" {
 		attrs = append(attrs, "field", e.field)
 	}
@@ -53,7 +64,6 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
 		attrs = append(attrs, "index", *e.index)
 	}
 	s.log.Log(r.Context(), level, "HTTP request rejected", attrs...)
-	writeJSON(w, e.status, errorBody{Error: e.msg, Field: e.field, Index: e.index, Code: e.code, PluginError: e.plugin})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
