@@ -82,7 +82,8 @@ type Config struct {
 	HTTPRateBurst int     `json:"http_rate_burst,omitempty"`
 
 	// GoneAfter is how long an instance may stay silent before it is
-	// marked gone.
+	// marked gone; with more than 2,000 instances, longer (two missed
+	// discovery polls, see docs/operating.md).
 	GoneAfter Duration `json:"gone_after"`
 	// LeaseTTL is how long the lease of the coordinator announcing
 	// lifecycle changes lasts without renewal: when that coordinator dies,

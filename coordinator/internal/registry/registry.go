@@ -116,10 +116,19 @@ type Config struct {
 	Conn   *nats.Conn
 	Prefix string
 	// PollInterval is how often instances are asked for their STATS;
-	// default 1s.
+	// default 1s. With more instances than PollRate asks for in one
+	// interval, the polls are spaced further apart (see [Registry.pace]).
 	PollInterval time.Duration
+	// PollRate is how many instances' STATS the registry asks for per
+	// second at most; default 2,000. Every instance answers every poll,
+	// and each answer costs the NATS server and the registry about the
+	// same, so this bounds what discovery costs: 10,000 instances are
+	// polled every 5 s instead of every second.
+	PollRate int
 	// GoneAfter is how long an instance may stay silent before it is
-	// marked gone; default 5s.
+	// marked gone; default 5s. When PollRate spaces the polls further
+	// apart, an instance is gone only once it missed two polls in a row
+	// (see [Registry.pace]).
 	GoneAfter time.Duration
 	// ForgetAfter is how long stopped and gone instances stay listed;
 	// default 5m.
@@ -135,13 +144,19 @@ type Registry struct {
 	cfg Config
 
 	mu        sync.Mutex
-	instances map[string]*Instance // by instance id; only instances whose INFO confirmed them
-	pending   map[string]string    // instance id -> plugin, announced by a started event and awaiting INFO; at most maxPending
-	changes   []Change             // for OnChange, once r.mu is released
+	instances map[string]*Instance  // by instance id; only instances whose INFO confirmed them
+	pending   map[string]*announced // instance id -> what a started event said, awaiting INFO; at most maxPending
+	changes   []Change              // for OnChange, once r.mu is released
 
 	wake     chan struct{} // tells confirm that pending has ids
 	ignored  throttle      // log lines about lifecycle events not believed
 	notifyMu sync.Mutex    // held while handing changes to OnChange, in order
+}
+
+// announced is an instance a started event named, awaiting its INFO.
+type announced struct {
+	st    micro.Stats // its plugin (the event's producer) and id
+	asked bool        // confirm has sent its request
 }
 
 // maxPending bounds the instance ids announced by started events that
@@ -153,6 +168,9 @@ const maxPending = 256
 func New(cfg Config) *Registry {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
+	}
+	if cfg.PollRate <= 0 {
+		cfg.PollRate = 2000
 	}
 	if cfg.GoneAfter <= 0 {
 		cfg.GoneAfter = 5 * time.Second
@@ -167,7 +185,7 @@ func New(cfg Config) *Registry {
 		cfg.OnChange = func(Change) {}
 	}
 	return &Registry{
-		cfg: cfg, instances: map[string]*Instance{}, pending: map[string]string{},
+		cfg: cfg, instances: map[string]*Instance{}, pending: map[string]*announced{},
 		wake: make(chan struct{}, 1), ignored: throttle{every: ignoredLogEvery},
 	}
 }
@@ -200,16 +218,42 @@ func (r *Registry) Run(ctx context.Context) error {
 		defer close(confirmed)
 		r.confirm(ctx)
 	}()
-	ticker := time.NewTicker(r.cfg.PollInterval)
-	defer ticker.Stop()
 	for {
-		r.poll(ctx)
+		start := time.Now()
+		every, goneAfter := r.pace()
+		r.poll(ctx, goneAfter)
+		wait := time.NewTimer(every - time.Since(start))
 		select {
 		case <-ctx.Done():
+			wait.Stop()
 			return nil
-		case <-ticker.C:
+		case <-wait.C:
 		}
 	}
+}
+
+// pace returns how often to poll, for the instances running now, and how
+// long an instance may then stay silent before it is gone. Up to
+// PollRate × PollInterval instances, that is PollInterval and GoneAfter.
+// Beyond, the polls are spaced so that at most PollRate instances are
+// asked per second, and an instance is gone once it missed two polls in a
+// row and the longest gather after them: GoneAfter, or 2 × the interval +
+// gatherMost when that is longer (10,000 instances at the defaults: polled
+// every 5 s, gone after 13 s).
+func (r *Registry) pace() (every, goneAfter time.Duration) {
+	n := 0
+	r.mu.Lock()
+	for _, in := range r.instances {
+		if in.State == Running || in.State == Incompatible {
+			n++ // the instances that answer polls
+		}
+	}
+	r.mu.Unlock()
+	every = time.Duration(n) * time.Second / time.Duration(r.cfg.PollRate)
+	if every <= r.cfg.PollInterval {
+		return r.cfg.PollInterval, r.cfg.GoneAfter
+	}
+	return every, max(r.cfg.GoneAfter, 2*every+gatherMost)
 }
 
 // Plugins returns the plugins, sorted by name, each with its instances.
@@ -323,7 +367,7 @@ func (r *Registry) onStarted(msg *nats.Msg) {
 	case cur != nil && (cur.State == Running || cur.State == Incompatible):
 		r.mu.Unlock()
 		return // already confirmed; polls keep it current
-	case r.pending[in.ID] != "":
+	case r.pending[in.ID] != nil:
 		r.mu.Unlock()
 		return
 	case len(r.pending) >= maxPending:
@@ -331,7 +375,7 @@ func (r *Registry) onStarted(msg *nats.Msg) {
 		r.ignore("too many started events awaiting confirmation by discovery; dropped one (the next poll still finds a real instance)", msg.Subject, "producer", producer, "instance", in.ID, "pending", maxPending)
 		return
 	}
-	r.pending[in.ID] = producer
+	r.pending[in.ID] = &announced{st: micro.Stats{ServiceIdentity: micro.ServiceIdentity{Name: producer, ID: in.ID}}}
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
@@ -436,28 +480,46 @@ func (t *throttle) allow(now time.Time) (suppressed int, ok bool) {
 }
 
 // confirm asks the instances announced by started events for their INFO,
-// as they come, until ctx ends.
+// as they come, with up to infoRequests requests in flight, until ctx
+// ends. Each id leaves the pending set as soon as its own answer is in (or
+// its request failed), so that the set bounds what waits and what is in
+// flight together, repeats of an event in flight are not asked again, and
+// one slow instance holds up no others: when a whole batch left the set
+// only once every answer of the batch was in, instances starting by
+// thousands filled it and their started events were dropped.
 func (r *Registry) confirm(ctx context.Context) {
+	sem := make(chan struct{}, infoRequests)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.wake:
 		}
+		var batch []micro.Stats
 		r.mu.Lock()
-		batch := make([]micro.Stats, 0, len(r.pending))
-		for id, plugin := range r.pending {
-			batch = append(batch, micro.Stats{ServiceIdentity: micro.ServiceIdentity{Name: plugin, ID: id}})
+		for _, a := range r.pending {
+			if !a.asked {
+				a.asked = true
+				batch = append(batch, a.st)
+			}
 		}
 		r.mu.Unlock()
-		r.describe(ctx, batch)
-		// Removed only now, so that repeats of an event in flight are
-		// not asked again, and the set bounds what is in flight too.
-		r.mu.Lock()
 		for _, st := range batch {
-			delete(r.pending, st.ID)
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				r.fetchInfo(ctx, st)
+				r.mu.Lock()
+				delete(r.pending, st.ID)
+				r.mu.Unlock()
+			})
 		}
-		r.mu.Unlock()
 	}
 }
 
@@ -501,8 +563,9 @@ func (r *Registry) notify() {
 }
 
 // poll asks every micro service for its STATS, updates the instances that
-// answer, confirms new ones by their INFO, and marks silent ones gone.
-func (r *Registry) poll(ctx context.Context) {
+// answer, confirms new ones by their INFO, and marks gone those silent for
+// longer than goneAfter.
+func (r *Registry) poll(ctx context.Context, goneAfter time.Duration) {
 	start := time.Now()
 	replies, err := r.gather(ctx, micro.StatsVerb)
 	if err != nil {
@@ -536,7 +599,7 @@ func (r *Registry) poll(ctx context.Context) {
 	for id, in := range r.instances {
 		silent := now.Sub(in.LastSeen)
 		switch {
-		case (in.State == Running || in.State == Incompatible) && silent > r.cfg.GoneAfter:
+		case (in.State == Running || in.State == Incompatible) && silent > goneAfter:
 			r.setState(in, Gone, fmt.Sprintf("no answer to discovery for %v", silent.Round(time.Second)))
 		case (in.State == Gone || in.State == Stopped) && silent > r.cfg.ForgetAfter:
 			delete(r.instances, id)
@@ -602,7 +665,6 @@ func (r *Registry) update(in *Instance, st micro.Stats, asked, now time.Time) {
 // the poll for minutes. An instance that does not answer is asked again at
 // the next poll.
 func (r *Registry) describe(ctx context.Context, fresh []micro.Stats) {
-	const infoRequests = 64
 	sem := make(chan struct{}, infoRequests)
 	var wg sync.WaitGroup
 	for _, st := range fresh {
@@ -689,6 +751,10 @@ func (r *Registry) request(ctx context.Context, verb micro.Verb, name, id string
 	}
 	return true
 }
+
+// infoRequests is how many INFO requests confirm, and describe, each have
+// in flight at most.
+const infoRequests = 64
 
 // Discovery timing. An INFO request has one answer and waits for it up to
 // infoTimeout. A STATS request has as many answers as there are instances:

@@ -355,3 +355,72 @@ func TestRegistryCallsOnChangeWithoutItsLock(t *testing.T) {
 		t.Fatal("no change within 5s: OnChange blocked on the registry's lock?")
 	}
 }
+
+// TestRegistrySpacesPollsWithManyInstances checks that with more instances
+// than PollRate asks for per PollInterval, the polls are spaced to keep to
+// PollRate, that the instances stay running although they now answer less
+// often than GoneAfter, and that one that vanishes is still marked gone.
+func TestRegistrySpacesPollsWithManyInstances(t *testing.T) {
+	s := bustest.NewServer(t)
+	seen := &changes{}
+	// 6 instances at 2 a second: a poll every 3 s, gone after 2 × 3 s +
+	// the longest gather (3 s) = 9 s instead of 300 ms.
+	r := runRegistry(t, registry.Config{Conn: bustest.Connect(t, s), Prefix: bus.DefaultPrefix,
+		PollInterval: 100 * time.Millisecond, PollRate: 2, GoneAfter: 300 * time.Millisecond, OnChange: seen.add})
+	const n = 6
+	var conns []*nats.Conn
+	for i := range n {
+		p := pluginkit.New(fmt.Sprintf("many-%d", i), "1.0.0")
+		p.HandleFunc(fmt.Sprintf("com.example.many%d", i), noop)
+		nc := bustest.Connect(t, s)
+		conns = append(conns, nc)
+		servePlugin(t, nc, p)
+	}
+	running := func() int {
+		k := 0
+		for _, p := range r.Plugins() {
+			k += p.Running
+		}
+		return k
+	}
+	waitFor(t, "every instance running", func() error {
+		if k := running(); k != n {
+			return fmt.Errorf("%d of %d running", k, n)
+		}
+		return nil
+	})
+
+	// Count the polls (STATS asked of every service at once) for a while.
+	watch := bustest.Connect(t, s)
+	polls, err := watch.SubscribeSync("$SRV.STATS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(7 * time.Second)
+	count, _, err := polls.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// At 3 s apart, 7 s hold 3 polls at most; at PollInterval, 70.
+	if count < 1 || count > 4 {
+		t.Errorf("%d polls in 7 s; want 2 or 3 (one every 3 s)", count)
+	}
+	if k := running(); k != n {
+		t.Errorf("%d of %d instances running after 7 s of spaced polls; changes %v", k, n, seen.types())
+	}
+
+	// An instance whose connection closes is still marked gone.
+	conns[0].Close()
+	waitForWithin(t, 60*time.Second, "the closed instance gone", func() error {
+		if p, _ := find(r, "many-0"); p.State != registry.Gone {
+			return fmt.Errorf("many-0 %s", p.State)
+		}
+		return nil
+	})
+	if got := seen.types(); len(got) != 1 || got[0] != bus.TypePluginUnhealthy+" many-0" {
+		t.Errorf("changes %v, want one unhealthy for many-0", got)
+	}
+}
