@@ -54,8 +54,20 @@ type Durable struct {
 	// handler runs (its context is cancelled when the instance notices; a
 	// handler that goes on completes its effect). Effects that must never
 	// repeat need keys of their own. Records live as long as the stream
-	// keeps events. It costs two writes to the bucket per event.
+	// keeps events. It costs two writes to the bucket per event. The
+	// event is acknowledged with a plain ack (not waiting for the server to
+	// confirm it): its record already says handled, so a lost ack only
+	// brings a redelivery that is acknowledged without running the handler.
 	EffectivelyOnce bool
+	// PlainAck acknowledges each handled event without waiting for the
+	// server to confirm the acknowledgement (a plain ack instead of a double
+	// ack), which lets a busy plugin handle about a quarter more events per
+	// second. What it gives up: an acknowledgement lost on its way (NATS
+	// restarting, the connection cut, the instance stopping before it is
+	// sent) goes unnoticed, and the event is redelivered after the ack wait
+	// and handled again. Use it only for handlers that are idempotent.
+	// With EffectivelyOnce the ack is always plain and this changes nothing.
+	PlainAck bool
 	// Stream is the events stream; default bus.DefaultEventsStream. When it
 	// does not exist the plugin creates it with bus's defaults.
 	Stream string
@@ -491,9 +503,10 @@ func (p *Plugin) releaseClaim(c *claim) {
 	}
 }
 
-// ack acknowledges m and waits for the server to confirm it (double ack),
-// after running before when it is not nil (storing the event's
-// effectively-once record). This runs on a goroutine of its own, so that
+// ack acknowledges m, after running before when it is not nil (storing the
+// event's effectively-once record): with a plain ack when effectively-once
+// or Durable.PlainAck is on, otherwise waiting for the server to confirm it
+// (double ack). This runs on a goroutine of its own, so that
 // the worker takes its next event meanwhile instead of idling for the
 // round trips; shutdown waits for it as for a handler. While stopping it
 // runs here.
@@ -507,6 +520,12 @@ func (p *Plugin) ack(m jetstream.Msg, e *Event, before func()) {
 	run := func() {
 		if before != nil {
 			before()
+		}
+		if p.durable.PlainAck || p.durable.EffectivelyOnce {
+			if err := m.Ack(); err != nil {
+				p.log.Warn("could not acknowledge; the event will be redelivered", "type", e.Type(), "id", e.ID(), "err", err)
+			}
+			return
 		}
 		p.doubleAck(m, e)
 	}

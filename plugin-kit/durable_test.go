@@ -265,3 +265,82 @@ func TestDurableStopWaitsForAcknowledgements(t *testing.T) {
 		}
 	}
 }
+
+// How a durable plugin acknowledges, seen on the wire: a double ack is a
+// request (the server confirms it), a plain ack has no reply subject. With
+// either, each event is handled once and acknowledged: the consumer has
+// nothing pending, nothing unacknowledged and nothing redelivered.
+func TestDurableAcknowledgesPlainOnlyWhereChosen(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		once      bool
+		plain     bool
+		wantReply bool
+	}{
+		{name: "default-double-ack", wantReply: true},
+		{name: "plain-ack", plain: true},
+		{name: "effectively-once", once: true},
+		{name: "effectively-once-and-plain-ack", once: true, plain: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := bustest.NewServer(t)
+			nc := bustest.Connect(t, s)
+			js, _ := jetstream.New(nc)
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			acks, err := nc.SubscribeSync("$JS.ACK." + bus.DefaultEventsStream + ".acker.>")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			d := fastRetries
+			d.AckWait = 30 * time.Second // a lost ack would show as a redelivery
+			d.EffectivelyOnce, d.PlainAck = tc.once, tc.plain
+			h := &counter{}
+			p := newPlugin("acker", "1.0.0", pluginkit.WithDurable(d))
+			p.Handle("com.example.order.>", h)
+			serve(t, s, p)
+			const n = 20
+			for i := range n {
+				e := pluginkit.NewEvent("com.example.order.placed", map[string]int{"n": i})
+				e.SetID("o-" + strconv.Itoa(i))
+				if err := bus.PublishDurable(ctx, js, bus.DefaultPrefix, "shop", e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cons, err := js.Consumer(ctx, bus.DefaultEventsStream, "acker")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var info *jetstream.ConsumerInfo
+			eventually(t, "every event acknowledged", func() bool {
+				info, err = cons.Info(ctx)
+				return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Consumer >= n
+			})
+			if info.NumRedelivered != 0 {
+				t.Errorf("%d events redelivered, want none", info.NumRedelivered)
+			}
+			for i := range n {
+				if got := h.count("o-" + strconv.Itoa(i)); got != 1 {
+					t.Errorf("event o-%d handled %d times, want once", i, got)
+				}
+			}
+			for i := range n {
+				m, err := acks.NextMsg(testTimeout)
+				if err != nil {
+					t.Fatalf("ack %d of %d not seen: %v", i+1, n, err)
+				}
+				if string(m.Data) != "+ACK" {
+					t.Errorf("acknowledgement %q, want +ACK", m.Data)
+				}
+				if got := m.Reply != ""; got != tc.wantReply {
+					t.Errorf("acknowledgement waits for the server's confirmation: %v, want %v", got, tc.wantReply)
+				}
+			}
+		})
+	}
+}

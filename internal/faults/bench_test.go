@@ -36,7 +36,13 @@ import (
 //     the stream's acknowledgement, as every Plugbus publisher does) from
 //     benchPublishers goroutines, and a durable plugin (plugin-kit's
 //     defaults) handling each and acknowledging it with a double ack.
-//   - pluginkit-effectively-once: the same, with effectively-once records.
+//   - pluginkit-plain-ack: the same, acknowledging with a plain ack
+//     (Durable.PlainAck).
+//   - pluginkit-async-publish, pluginkit-async-publish-plain-ack: the
+//     events published as raw-jetstream does (bus.PublishDurableAsync), so
+//     that the plugin's side is the limit.
+//   - pluginkit-effectively-once: the same as pluginkit, with
+//     effectively-once records (and so a plain ack).
 //
 // The figure to compare is events/s; pluginkit/raw-jetstream is the ratio
 // the project targets, pluginkit/raw-jetstream-same-acks what plugin-kit
@@ -44,9 +50,11 @@ import (
 func BenchmarkDurable(b *testing.B) {
 	b.Run("raw-jetstream", benchRawJetStream)
 	b.Run("raw-jetstream-same-acks", benchRawSameAcks)
-	b.Run("pluginkit", func(b *testing.B) { benchDurablePlugin(b, false, false) })
-	b.Run("pluginkit-async-publish", func(b *testing.B) { benchDurablePlugin(b, false, true) })
-	b.Run("pluginkit-effectively-once", func(b *testing.B) { benchDurablePlugin(b, true, false) })
+	b.Run("pluginkit", func(b *testing.B) { benchDurablePlugin(b, pluginkit.Durable{}, false) })
+	b.Run("pluginkit-plain-ack", func(b *testing.B) { benchDurablePlugin(b, pluginkit.Durable{PlainAck: true}, false) })
+	b.Run("pluginkit-async-publish", func(b *testing.B) { benchDurablePlugin(b, pluginkit.Durable{}, true) })
+	b.Run("pluginkit-async-publish-plain-ack", func(b *testing.B) { benchDurablePlugin(b, pluginkit.Durable{PlainAck: true}, true) })
+	b.Run("pluginkit-effectively-once", func(b *testing.B) { benchDurablePlugin(b, pluginkit.Durable{EffectivelyOnce: true}, false) })
 }
 
 const (
@@ -234,11 +242,11 @@ func benchRawSameAcks(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 }
 
-// benchDurablePlugin publishes b.N events to a durable plugin-kit plugin,
-// from 64 goroutines each waiting for every acknowledgement
+// benchDurablePlugin publishes b.N events to a durable plugin-kit plugin
+// configured as d (StartAt set here), from 64 goroutines each waiting for every acknowledgement
 // (bus.PublishDurable) or, with async, from one goroutine that waits for
 // them all at the end (bus.PublishDurableAsync), as raw-jetstream does.
-func benchDurablePlugin(b *testing.B, once, async bool) {
+func benchDurablePlugin(b *testing.B, d pluginkit.Durable, async bool) {
 	js, plugConn := benchSetup(b)
 	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
 	defer cancel()
@@ -246,7 +254,8 @@ func benchDurablePlugin(b *testing.B, once, async bool) {
 	var handled atomic.Int64
 	done := make(chan struct{})
 	n := int64(b.N)
-	p := pluginkit.New("benchdurable", "1.0.0", pluginkit.WithDurable(pluginkit.Durable{StartAt: pluginkit.StartAll, EffectivelyOnce: once}),
+	d.StartAt = pluginkit.StartAll
+	p := pluginkit.New("benchdurable", "1.0.0", pluginkit.WithDurable(d),
 		pluginkit.WithLogger(slog.New(slog.DiscardHandler)))
 	p.HandleFunc(benchType, func(context.Context, pluginkit.Event) (*pluginkit.Event, error) {
 		if handled.Add(1) == n {
