@@ -3,6 +3,7 @@ package bench_test
 import (
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -163,7 +164,12 @@ func runOneWayAcked(b *testing.B, url string, sender func(*testing.B, *nats.Conn
 	var want atomic.Int64
 	want.Store(-1)
 	all := make(chan struct{}, 1)
-	sub, err := resConn.Subscribe(acks, func(*nats.Msg) {
+	var mu sync.Mutex
+	answered := map[string]bool{} // the subjects acks came on: one per handler
+	sub, err := resConn.Subscribe(acks, func(m *nats.Msg) {
+		mu.Lock()
+		answered[m.Subject] = true
+		mu.Unlock()
 		if n := received.Add(1); n == want.Load() {
 			all <- struct{}{}
 		}
@@ -184,12 +190,14 @@ func runOneWayAcked(b *testing.B, url string, sender func(*testing.B, *nats.Conn
 	}
 	send := sender(b, pubConn, payload)
 
-	// Warm up until every handler answers (they may still be subscribing),
-	// then let stray acks of the warm-up come in before counting.
+	// Warm up until every handler answers (they may still be subscribing;
+	// counting acks is not enough, as the ready ones answer every warm-up
+	// event), then let stray acks of the warm-up come in before counting.
+	heard := func() int64 { mu.Lock(); defer mu.Unlock(); return int64(len(answered)) }
 	deadline := time.Now().Add(30 * time.Second)
-	for received.Load() < fan {
+	for heard() < fan {
 		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d handlers answered within 30s", received.Load(), fan)
+			b.Fatalf("%d of %d handlers answered within 30s", heard(), fan)
 		}
 		if err := send(); err != nil {
 			b.Fatal(err)
