@@ -53,12 +53,13 @@ wasm-c: wasm-tools
 	@mkdir -p $(BIN)
 	clang --target=wasm32-wasi --sysroot=/usr -O2 -o $(BIN)/greet-c.wasm examples/wasm-c/greet.c
 
-## test: every test, with the race detector; then the conformance suite's
-## .so row, which skips under -race (a race-enabled .so rebuilds every
-## dependency, for minutes), without it
+## test: every test, with the race detector; then what skips under -race
+## (a race-enabled .so rebuilds every dependency, for minutes) without it:
+## the .so loader's tests and the conformance suite's .so row
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 20m ./coordinator/internal/soload/
 	$(GO) test -count=1 -timeout 20m -run '^TestConformance$$/^so$$' ./internal/conformance/
 
 ## bench: the benchmark suite, side by side in one run: this module's
