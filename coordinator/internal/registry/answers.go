@@ -39,57 +39,89 @@ func (r *Registry) Answerers(typ string) []string {
 	return names
 }
 
-// answerSets maps each plugin to the patterns its running instances answer.
-type answerSets map[string]map[string]bool
+// answerIndex says who answers what: the patterns each plugin's running
+// instances answer, and, to find the other plugins answering a type
+// without comparing it with every pattern of every plugin, the plugins by
+// each type they answer exactly and the patterns with wildcards apart.
+// (Compared pairwise, 100 plugins answering 100 types each cost 10^8
+// comparisons per listing, made under the registry's lock.)
+type answerIndex struct {
+	byPlugin map[string]map[string]bool // plugin -> the patterns it answers
+	exact    map[string][]string        // pattern without wildcards -> the plugins answering it
+	wild     []answered                 // the patterns with wildcards
+}
 
-// answersOf gathers what the running instances answer. r.mu is held.
-func answersOf(instances map[string]*Instance) answerSets {
-	sets := answerSets{}
+// answered is a pattern with wildcards and the plugin answering it.
+type answered struct{ plugin, pattern string }
+
+// answersOf indexes what the running instances answer. r.mu is held.
+func answersOf(instances map[string]*Instance) answerIndex {
+	idx := answerIndex{byPlugin: map[string]map[string]bool{}, exact: map[string][]string{}}
 	for _, in := range instances {
 		if in.State != Running || len(in.Answers) == 0 {
 			continue
 		}
-		if sets[in.Plugin] == nil {
-			sets[in.Plugin] = map[string]bool{}
+		if idx.byPlugin[in.Plugin] == nil {
+			idx.byPlugin[in.Plugin] = map[string]bool{}
 		}
 		for _, p := range in.Answers {
-			sets[in.Plugin][p] = true
+			idx.byPlugin[in.Plugin][p] = true
 		}
 	}
-	return sets
+	for plugin, patterns := range idx.byPlugin {
+		for p := range patterns {
+			if isWild(p) {
+				idx.wild = append(idx.wild, answered{plugin, p})
+			} else {
+				idx.exact[p] = append(idx.exact[p], plugin)
+			}
+		}
+	}
+	return idx
 }
 
 // of returns what plugin answers, and which of those types other plugins
 // answer too: a pattern of another plugin that some type matches along with
 // one of plugin's.
-func (s answerSets) of(plugin string) ([]string, []Ambiguity) {
-	answers := sorted(s[plugin])
+func (idx answerIndex) of(plugin string) ([]string, []Ambiguity) {
+	answers := sorted(idx.byPlugin[plugin])
 	var ambiguous []Ambiguity
 	for _, mine := range answers {
-		names := []string{plugin}
-		for other, patterns := range s {
-			if other == plugin {
-				continue
-			}
-			for theirs := range patterns {
-				if overlap(mine, theirs) {
-					names = append(names, other)
-					break
+		others := map[string]bool{}
+		if isWild(mine) {
+			for p, plugins := range idx.exact {
+				if overlap(mine, p) {
+					for _, other := range plugins {
+						others[other] = true
+					}
 				}
 			}
+		} else {
+			for _, other := range idx.exact[mine] {
+				others[other] = true
+			}
 		}
-		if len(names) > 1 {
-			slices.Sort(names)
-			ambiguous = append(ambiguous, Ambiguity{Type: mine, Plugins: names})
+		for _, w := range idx.wild {
+			if overlap(mine, w.pattern) {
+				others[w.plugin] = true
+			}
+		}
+		delete(others, plugin)
+		if len(others) > 0 {
+			others[plugin] = true
+			ambiguous = append(ambiguous, Ambiguity{Type: mine, Plugins: sorted(others)})
 		}
 	}
 	return answers, ambiguous
 }
 
+// isWild reports whether a pattern has a NATS wildcard.
+func isWild(pattern string) bool { return strings.ContainsAny(pattern, "*>") }
+
 // matchType reports whether typ matches a pattern with NATS wildcards on
 // whole dot-separated parts.
 func matchType(pattern, typ string) bool {
-	return overlap(pattern, typ) && !strings.ContainsAny(typ, "*>")
+	return overlap(pattern, typ) && !isWild(typ)
 }
 
 // overlap reports whether some type matches both patterns.
