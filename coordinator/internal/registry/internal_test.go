@@ -32,7 +32,7 @@ func TestFetchInfoTakesTheOneAnswer(t *testing.T) {
 	r := New(Config{Conn: bustest.Connect(t, s)})
 	var st micro.Stats
 	for deadline := time.Now().Add(5 * time.Second); st.ID == "" && time.Now().Before(deadline); {
-		replies, err := r.gather(ctx, micro.StatsVerb)
+		replies, err := r.gather(ctx, micro.StatsVerb, 1, gatherMost)
 		if err != nil {
 			t.Fatal(err)
 		}

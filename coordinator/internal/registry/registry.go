@@ -220,8 +220,8 @@ func (r *Registry) Run(ctx context.Context) error {
 	}()
 	for {
 		start := time.Now()
-		every, goneAfter := r.pace()
-		r.poll(ctx, goneAfter)
+		every, goneAfter, answering := r.pace()
+		r.poll(ctx, answering, max(gatherMost, every), goneAfter)
 		wait := time.NewTimer(every - time.Since(start))
 		select {
 		case <-ctx.Done():
@@ -232,15 +232,16 @@ func (r *Registry) Run(ctx context.Context) error {
 	}
 }
 
-// pace returns how often to poll, for the instances running now, and how
-// long an instance may then stay silent before it is gone. Up to
-// PollRate × PollInterval instances, that is PollInterval and GoneAfter.
-// Beyond, the polls are spaced so that at most PollRate instances are
-// asked per second, and an instance is gone once it missed two polls in a
-// row and the longest gather after them: GoneAfter, or 2 × the interval +
-// gatherMost when that is longer (10,000 instances at the defaults: polled
-// every 5 s, gone after 13 s).
-func (r *Registry) pace() (every, goneAfter time.Duration) {
+// pace returns how often to poll, for the instances answering polls now
+// (also returned), and how long an instance may then stay silent before it
+// is gone. Up to PollRate × PollInterval instances, that is PollInterval
+// and GoneAfter. Beyond, the polls are spaced so that at most PollRate
+// instances are asked per second, a poll gathers answers for up to that
+// interval, and an instance is gone once it missed two polls in a row and
+// the longest gather after them: GoneAfter, or 3 × the interval when that
+// is longer (10,000 instances at the defaults: polled every 5 s, gone
+// after 15 s).
+func (r *Registry) pace() (every, goneAfter time.Duration, answering int) {
 	n := 0
 	r.mu.Lock()
 	for _, in := range r.instances {
@@ -251,9 +252,9 @@ func (r *Registry) pace() (every, goneAfter time.Duration) {
 	r.mu.Unlock()
 	every = time.Duration(n) * time.Second / time.Duration(r.cfg.PollRate)
 	if every <= r.cfg.PollInterval {
-		return r.cfg.PollInterval, r.cfg.GoneAfter
+		return r.cfg.PollInterval, r.cfg.GoneAfter, n
 	}
-	return every, max(r.cfg.GoneAfter, 2*every+gatherMost)
+	return every, max(r.cfg.GoneAfter, 2*every+max(gatherMost, every)), n
 }
 
 // Plugins returns the plugins, sorted by name, each with its instances.
@@ -562,12 +563,13 @@ func (r *Registry) notify() {
 	}
 }
 
-// poll asks every micro service for its STATS, updates the instances that
-// answer, confirms new ones by their INFO, and marks gone those silent for
-// longer than goneAfter.
-func (r *Registry) poll(ctx context.Context, goneAfter time.Duration) {
+// poll asks every micro service for its STATS, gathering the answers for
+// up to most (expecting at least as many as answering), updates the
+// instances that answer, confirms new ones by their INFO, and marks gone
+// those silent for longer than goneAfter.
+func (r *Registry) poll(ctx context.Context, answering int, most, goneAfter time.Duration) {
 	start := time.Now()
-	replies, err := r.gather(ctx, micro.StatsVerb)
+	replies, err := r.gather(ctx, micro.StatsVerb, answering, most)
 	if err != nil {
 		r.cfg.Logger.Warn("discovery poll failed", "err", err)
 		return
@@ -762,7 +764,11 @@ const infoRequests = 64
 // instances, the server takes a while to deliver the request to all of
 // them, and the replies queue behind each other on the way back), then
 // collects the rest until none has come for gatherQuiet, or for at most
-// gatherMost in all.
+// gatherMost in all (longer when polls are spaced: see [Registry.pace]).
+// Until as many answers are in as instances answered before, the quiet
+// period is gatherFirst: on a busy host the coordinator may not run for a
+// few hundred milliseconds, and ending the gather then marked thousands of
+// instances gone that had answered.
 const (
 	infoTimeout = 2 * time.Second
 	gatherFirst = time.Second
@@ -771,9 +777,10 @@ const (
 )
 
 // gather sends one discovery request to every micro service and collects
-// the replies. nats.go's request API takes the first reply only, and
-// discovery needs all of them.
-func (r *Registry) gather(ctx context.Context, verb micro.Verb) ([][]byte, error) {
+// the replies, expecting at least expect of them, for at most most.
+// nats.go's request API takes the first reply only, and discovery needs
+// all of them.
+func (r *Registry) gather(ctx context.Context, verb micro.Verb, expect int, most time.Duration) ([][]byte, error) {
 	subject, err := micro.ControlSubject(verb, "", "")
 	if err != nil {
 		return nil, err
@@ -800,10 +807,10 @@ func (r *Registry) gather(ctx context.Context, verb micro.Verb) ([][]byte, error
 		return nil, err
 	}
 	var out [][]byte
-	deadline := time.Now().Add(gatherMost)
+	deadline := time.Now().Add(most)
 	for ctx.Err() == nil {
 		wait := gatherQuiet
-		if len(out) == 0 {
+		if len(out) == 0 || len(out) < expect {
 			wait = gatherFirst
 		}
 		if wait = min(wait, time.Until(deadline)); wait <= 0 {

@@ -364,7 +364,7 @@ func TestRegistrySpacesPollsWithManyInstances(t *testing.T) {
 	s := bustest.NewServer(t)
 	seen := &changes{}
 	// 6 instances at 2 a second: a poll every 3 s, gone after 2 × 3 s +
-	// the longest gather (3 s) = 9 s instead of 300 ms.
+	// the longest gather (3 s, the interval) = 9 s instead of 300 ms.
 	r := runRegistry(t, registry.Config{Conn: bustest.Connect(t, s), Prefix: bus.DefaultPrefix,
 		PollInterval: 100 * time.Millisecond, PollRate: 2, GoneAfter: 300 * time.Millisecond, OnChange: seen.add})
 	const n = 6
@@ -422,5 +422,56 @@ func TestRegistrySpacesPollsWithManyInstances(t *testing.T) {
 	})
 	if got := seen.types(); len(got) != 1 || got[0] != bus.TypePluginUnhealthy+" many-0" {
 		t.Errorf("changes %v, want one unhealthy for many-0", got)
+	}
+}
+
+// TestRegistryWaitsForLateAnswers checks that a poll waits for an
+// instance whose STATS answer comes well after the others' (as on a busy
+// host, where the coordinator or the instance is not scheduled for a
+// moment) instead of ending at the first quiet gap and marking it gone.
+func TestRegistryWaitsForLateAnswers(t *testing.T) {
+	s := bustest.NewServer(t)
+	seen := &changes{}
+	r := runRegistry(t, registry.Config{Conn: bustest.Connect(t, s), Prefix: bus.DefaultPrefix,
+		PollInterval: 100 * time.Millisecond, GoneAfter: 3 * time.Second, OnChange: seen.add})
+	fast := pluginkit.New("fast", "1.0.0")
+	fast.HandleFunc("com.example.fast", noop)
+	servePlugin(t, bustest.Connect(t, s), fast)
+
+	// A micro service that answers STATS half a second late: longer than
+	// the quiet gap after which a poll used to stop gathering.
+	var slow sync.Map // "on" once the instance is listed
+	svc, err := micro.AddService(bustest.Connect(t, s), micro.Config{
+		Name: "slow", Version: "1.0.0",
+		Metadata: map[string]string{bus.MetaProtocol: bus.ProtocolVersion},
+		StatsHandler: func(*micro.Endpoint) any {
+			if _, on := slow.Load("on"); on {
+				time.Sleep(500 * time.Millisecond)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.AddEndpoint("x", micro.HandlerFunc(func(micro.Request) {}), micro.WithEndpointSubject("plugbus.events.*.com.example.slow")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	waitFor(t, "both listed", func() error {
+		for _, name := range []string{"fast", "slow"} {
+			if p, _ := find(r, name); p.Running != 1 {
+				return fmt.Errorf("%s: %d running", name, p.Running)
+			}
+		}
+		return nil
+	})
+	slow.Store("on", true)
+	time.Sleep(6 * time.Second) // twice GoneAfter, dozens of polls
+	if p, _ := find(r, "slow"); p.Running != 1 {
+		t.Errorf("the late answerer is %s (%+v), want running; changes %v", p.State, p.Instances, seen.types())
+	}
+	if got := seen.types(); len(got) != 0 {
+		t.Errorf("changes %v, want none", got)
 	}
 }
