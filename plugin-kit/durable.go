@@ -45,7 +45,8 @@ type Durable struct {
 	// handler has returned, it makes the record say handled, then
 	// acknowledges the event. A delivery of a handled event is
 	// acknowledged without running the handler; one of an event another
-	// instance is handling (its claim renewed) is left to that instance. A
+	// instance is handling (its claim renewed) is left to that instance,
+	// held here meanwhile without counting as an attempt. A
 	// claim that its instance has not renewed for a lease (the ack wait,
 	// within 5s and 30s) is taken over by the instance that watched it
 	// for that long. So a handler runs twice only when its instance dies
@@ -118,10 +119,11 @@ type durableState struct {
 	lease    time.Duration      // how long an unrenewed claim holds (once.go)
 	ttl      time.Duration
 
-	mu     sync.Mutex
-	turns  map[string]chan struct{} // effectively-once keys of the events being handled here
-	claims map[string]*claim        // this instance's claims, renewed while their handlers run
-	held   map[jetstream.Msg]bool   // events received and not settled yet: waiting for a worker or being handled
+	mu      sync.Mutex
+	turns   map[string]chan struct{}      // effectively-once keys of the events being handled here
+	claims  map[string]*claim             // this instance's claims, renewed while their handlers run
+	held    map[jetstream.Msg]bool        // events received and not settled yet: waiting for a worker or being handled
+	waiting map[jetstream.Msg]*time.Timer // held events waiting for another instance's handler (waitForOther)
 }
 
 // startDurable creates or updates the plugin's consumer and starts
@@ -132,7 +134,7 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st := &durableState{js: js, turns: map[string]chan struct{}{}, claims: map[string]*claim{}, held: map[jetstream.Msg]bool{}}
+	st := &durableState{js: js, turns: map[string]chan struct{}{}, claims: map[string]*claim{}, held: map[jetstream.Msg]bool{}, waiting: map[jetstream.Msg]*time.Timer{}}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var filters []string
@@ -327,13 +329,83 @@ func (p *Plugin) consumeMsg(m jetstream.Msg, settled func()) {
 	st.mu.Lock()
 	st.held[m] = true
 	st.mu.Unlock()
-	p.dispatch(r, func() {
-		p.handleDurable(r, m, msg)
-		st.mu.Lock()
-		delete(st.held, m)
-		st.mu.Unlock()
+	p.dispatch(r, p.durableWork(r, m, msg, settled))
+}
+
+// durableWork returns a worker's work on m: handle it and settle it, or,
+// when another instance is handling the same event, keep holding it (see
+// waitForOther) and free the worker.
+func (p *Plugin) durableWork(r *route, m jetstream.Msg, msg *nats.Msg, settled func()) func() {
+	return func() {
+		busy := p.handleDurable(r, m, msg)
+		if !busy {
+			st := p.ds
+			st.mu.Lock()
+			delete(st.held, m)
+			st.mu.Unlock()
+		}
 		settled()
+		if busy {
+			p.waitForOther(r, m, msg)
+		}
+	}
+}
+
+// waitForOther keeps m, an event whose record holds another instance's
+// renewed claim, for a lease, with in-progress signals (it stays held),
+// then hands it to a worker again to look at the record anew. The event is
+// not given back to the stream meanwhile: a redelivery would count toward
+// MaxDeliver, and an event that never failed could become a dead letter
+// while another instance runs its handler. Outside the pull's count of
+// free workers, so that this instance goes on taking other events.
+func (p *Plugin) waitForOther(r *route, m jetstream.Msg, msg *nats.Msg) {
+	st := p.ds
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.waiting[m] = time.AfterFunc(st.lease, func() {
+		st.mu.Lock()
+		_, ok := st.waiting[m]
+		delete(st.waiting, m)
+		st.mu.Unlock()
+		if !ok {
+			return // given back by stopWaiting
+		}
+		p.mu.RLock()
+		if p.stopping {
+			p.mu.RUnlock()
+			p.giveBack(m)
+			return
+		}
+		p.inflight.Add(1)
+		p.mu.RUnlock()
+		r.work <- p.durableWork(r, m, msg, func() {})
 	})
+}
+
+// stopWaiting gives the events waiting for another instance back to the
+// stream, for an instance that keeps running, once the plugin is stopping.
+func (st *durableState) stopWaiting(p *Plugin) {
+	st.mu.Lock()
+	var msgs []jetstream.Msg
+	for m, t := range st.waiting {
+		if t.Stop() {
+			msgs = append(msgs, m)
+		}
+		delete(st.waiting, m)
+	}
+	st.mu.Unlock()
+	for _, m := range msgs {
+		p.giveBack(m)
+	}
+}
+
+// giveBack gives a held event back to the stream at once.
+func (p *Plugin) giveBack(m jetstream.Msg) {
+	st := p.ds
+	st.mu.Lock()
+	delete(st.held, m)
+	st.mu.Unlock()
+	_ = m.Nak()
 }
 
 // keepHeld sends, every AckWait/3 until the plugin stops, an in-progress
@@ -395,8 +467,10 @@ func matchType(pattern, typ string) bool {
 
 // handleDurable runs the handler on an event from the stream and settles
 // it: acknowledged after success (and after its results are stored),
-// retried later after an error, a dead letter when it cannot succeed.
-func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
+// retried later after an error, a dead letter when it cannot succeed. It
+// reports busy, leaving the event unsettled, when with effectively-once
+// another instance is handling the event.
+func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) (busy bool) {
 	r.stats.Received.Add(1)
 	attempt := 1
 	if meta, err := m.Metadata(); err == nil {
@@ -434,9 +508,8 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 		case outcome == onceBusy:
 			// Its handler outlived the ack wait there (its in-progress
 			// signals lost in an outage of NATS): that instance settles it.
-			p.log.Debug("another instance is handling the event; leaving it to that one", "type", e.Type(), "id", e.ID(), "attempt", attempt)
-			_ = m.NakWithDelay(p.ds.lease)
-			return
+			p.log.Debug("another instance is handling the event; waiting for that one", "type", e.Type(), "id", e.ID(), "attempt", attempt)
+			return true
 		}
 		c = cl
 		var cancel context.CancelFunc
@@ -493,6 +566,7 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) {
 		p.finish(c)
 		end()
 	})
+	return false
 }
 
 // releaseClaim releases the effectively-once claim of an event whose

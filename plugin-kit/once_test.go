@@ -22,15 +22,18 @@ import (
 // has not been renewed for a lease (5s here: the ack wait is shorter).
 
 // onceSetup serves a durable plugin "claims" with effectively-once and a
-// debug log, and returns the test's JetStream, the record bucket and the
+// debug log (its Durable changed by opts), and returns the test's JetStream, the record bucket and the
 // plugin's log.
-func onceSetup(t *testing.T, h pluginkit.Handler) (jetstream.JetStream, jetstream.KeyValue, *syncBuffer) {
+func onceSetup(t *testing.T, h pluginkit.Handler, opts ...func(*pluginkit.Durable)) (jetstream.JetStream, jetstream.KeyValue, *syncBuffer) {
 	t.Helper()
 	s := bustest.NewServer(t)
 	js, _ := jetstream.New(bustest.Connect(t, s))
 	log := &syncBuffer{}
 	d := fastRetries
 	d.EffectivelyOnce = true
+	for _, o := range opts {
+		o(&d)
+	}
 	p := newPlugin("claims", "1.0.0", pluginkit.WithDurable(d), pluginkit.WithLogger(slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	p.Handle("com.example.order.>", h)
 	serve(t, s, p)
@@ -85,15 +88,15 @@ func TestEffectivelyOnceLeavesAnEventToTheInstanceHandlingIt(t *testing.T) {
 	}()
 	publishOrder(t, js, e)
 	eventually(t, "the plugin to leave the event to the other instance", func() bool {
-		return len(log.lines("another instance is handling the event; leaving it to that one", "o-live")) > 0
+		return len(log.lines("another instance is handling the event; waiting for that one", "o-live")) > 0
 	})
 	cancel()
 	renewing.Wait()
 	if n := h.count("o-live"); n != 0 {
 		t.Fatalf("the handler ran %d times while another instance held the event", n)
 	}
-	// The other instance finishes: the record says handled. The
-	// redelivery is acknowledged without running the handler.
+	// The other instance finishes: the record says handled. The event,
+	// kept meanwhile, is acknowledged without running the handler.
 	if _, err := kv.Update(context.Background(), key, nil, rev); err != nil {
 		t.Fatal(err)
 	}
@@ -167,5 +170,75 @@ func TestEffectivelyOnceCancelsAHandlerThatLostItsClaim(t *testing.T) {
 	}
 	if len(log.lines("another instance took over the event this one is handling", key)) == 0 {
 		t.Error("no log of the lost claim")
+	}
+}
+
+// Waiting for another instance's claim does not count as a delivery: an
+// event held for longer than MaxDeliver waits of a lease each, whose other
+// instance then fails and releases it, runs here once instead of becoming
+// a dead letter that never failed.
+func TestEffectivelyOnceWaitingForAClaimIsNoDelivery(t *testing.T) {
+	t.Parallel()
+	h := &counter{}
+	js, kv, log := onceSetup(t, h, func(d *pluginkit.Durable) { d.MaxDeliver = 1 })
+	e, key := orderEvent("o-wait")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
+	defer cancel()
+	rev, err := kv.Create(ctx, key, []byte("handling other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishOrder(t, js, e)
+	// Renewed for two waits of a lease (5s) each.
+	for waits := 0; waits < 2; {
+		time.Sleep(500 * time.Millisecond)
+		if r, err := kv.Update(ctx, key, []byte("handling other"), rev); err == nil {
+			rev = r
+		}
+		waits = len(log.lines("another instance is handling the event; waiting for that one", "o-wait"))
+		if ctx.Err() != nil {
+			t.Fatal("the plugin did not wait for the other instance twice")
+		}
+	}
+	if n := h.count("o-wait"); n != 0 {
+		t.Fatalf("the handler ran %d times while another instance held the event", n)
+	}
+	// The other instance's handler fails: it releases its claim.
+	if err := kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the handler to run", func() bool { return h.count("o-wait") == 1 })
+	eventually(t, "the record to say handled", func() bool {
+		entry, err := kv.Get(ctx, key)
+		return err == nil && len(entry.Value()) == 0
+	})
+	cons, err := js.Consumer(ctx, bus.DefaultEventsStream, "claims")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the event to be acknowledged", func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Delivered.Consumer != 1 {
+		t.Errorf("the event was delivered %d times, want 1", info.Delivered.Consumer)
+	}
+	dl, err := js.Stream(ctx, bus.DefaultDeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dinfo, err := dl.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dinfo.State.Msgs != 0 {
+		t.Errorf("%d dead letters, want none", dinfo.State.Msgs)
+	}
+	if n := h.count("o-wait"); n != 1 {
+		t.Errorf("the handler ran %d times, want 1", n)
 	}
 }

@@ -789,6 +789,9 @@ func (p *Plugin) shutdown(svc micro.Service) error {
 	p.mu.Lock()
 	p.stopping = true
 	p.mu.Unlock()
+	if p.ds != nil {
+		p.ds.stopWaiting(p)
+	}
 	p.log.Info("plugin stopping: no new events; waiting for running handlers", "timeout", p.drainTimeout)
 	if err := svc.Stop(); err != nil {
 		p.log.Warn("stopping the micro service", "err", err)
