@@ -63,12 +63,15 @@ func Concurrency(n int) HandleOption { return func(r *route) { r.concurrency = n
 func Broadcast() HandleOption { return func(r *route) { r.broadcast = true } }
 
 // Schema attaches a JSON Schema for the data of the events this handler
-// takes, published in the plugin's manifest. A schema document (JSON) is
-// also checked: data that does not match gets a [Permanent] error naming
-// the field and the rule, and the handler does not run. A URL is only
-// published. Schema panics on a document that is not a valid schema, as
-// [Plugin.Handle] does on an invalid pattern. [Answer] and [On] generate
-// the schema from Go types instead.
+// takes, published in the plugin's manifest. A schema document (JSON) of
+// draft 2020-12 or draft-07 (its $schema, or none for 2020-12) is also
+// checked: data that does not match gets a [Permanent] error naming the
+// field and the rule, and the handler does not run. A URL is only
+// published. Schema panics on a document that is not a valid schema or
+// names another draft, as [Plugin.Handle] does on an invalid pattern (the
+// coordinator checks every draft where data enters over HTTP; declare such
+// a document by its URL). [Answer] and [On] generate the schema from Go
+// types instead.
 func Schema(doc string) HandleOption {
 	if !strings.HasPrefix(strings.TrimSpace(doc), "{") {
 		return func(r *route) { r.schema = doc }

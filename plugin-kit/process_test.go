@@ -585,7 +585,9 @@ func checkReannounced(ctx context.Context, t *testing.T, nc *nats.Conn, inst bus
 }
 
 // A plugin binary links no NATS server: plugin-kit and bus leave it to
-// bus/embedded, which only tests and the coordinator import.
+// bus/embedded, which only tests and the coordinator import. Nor does it
+// link packages whose init costs every start of every plugin and that only
+// the coordinator needs (docs/benchmarks-notes.md, cold start).
 func TestPluginsLinkNoNATSServer(t *testing.T) {
 	t.Parallel()
 	gobin := goTool(t)
@@ -612,6 +614,10 @@ func TestPluginsLinkNoNATSServer(t *testing.T) {
 			for _, d := range deps {
 				if strings.HasPrefix(d, "github.com/nats-io/nats-server") {
 					server = append(server, d)
+				}
+				// Compiles five drafts' meta-schemas at init, about 9 ms.
+				if strings.HasPrefix(d, "github.com/santhosh-tekuri/jsonschema") {
+					t.Errorf("links %s, the coordinator's any-draft schema validator", d)
 				}
 				hasClient = hasClient || d == "github.com/nats-io/nats.go"
 			}

@@ -1,25 +1,27 @@
 // Package schema generates JSON Schemas from Go types and checks event data
-// against them, for plugin-kit's typed handlers and the coordinator's HTTP
-// ingest.
+// against them in plugins, for plugin-kit's typed handlers and declared
+// schemas; the coordinator's HTTP ingest checks with package anydraft.
 //
-// Generation uses github.com/google/jsonschema-go (draft 2020-12, no
-// dependencies beyond go-cmp, generics-native: For[T]); checking uses
-// github.com/santhosh-tekuri/jsonschema/v6, which implements every draft a
-// plugin in another language may declare and reports each failure with the
-// location of the value and the rule it broke.
+// Both generation and checking use github.com/google/jsonschema-go (draft
+// 2020-12 and draft-07, no dependencies beyond go-cmp, generics-native:
+// For[T]), which costs a plugin process almost nothing at start. Package
+// anydraft's validator, which implements every draft a plugin in another
+// language may declare, compiles five drafts' meta-schemas in its package
+// init, about 9 ms of every start of every program that links it
+// (docs/benchmarks-notes.md), so plugins do not link it.
 package schema
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 
 	gen "github.com/google/jsonschema-go/jsonschema"
-	check "github.com/santhosh-tekuri/jsonschema/v6"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 )
 
 // For returns the JSON Schema document of the JSON encoding of T, with $id
@@ -62,31 +64,75 @@ func openObjects(s *gen.Schema) {
 	}
 }
 
-// A Validator checks JSON data against one compiled schema. It is safe for
-// concurrent use.
+// A Validator checks JSON data against one schema document of draft
+// 2020-12 or draft-07. It is safe for concurrent use.
 type Validator struct {
-	schema  *check.Schema
-	printer *message.Printer
-	doc     []byte
+	schema   *gen.Schema
+	resolved *gen.Resolved
+	doc      []byte
 }
 
-// Compile compiles a JSON Schema document. A document that is not JSON or
-// not a valid schema is an error naming the reason.
+// Drafts whose documents [Compile] takes: a document naming another one in
+// its $schema is refused (the coordinator checks every draft, with package
+// anydraft).
+var drafts = []string{
+	"", // no $schema: draft 2020-12
+	"https://json-schema.org/draft/2020-12/schema",
+	"http://json-schema.org/draft-07/schema#",
+	"https://json-schema.org/draft-07/schema#",
+}
+
+// Compile compiles a JSON Schema document of draft 2020-12 or draft-07. A
+// document that is not JSON, not a valid schema or of another draft is an
+// error naming the reason.
 func Compile(doc []byte) (*Validator, error) {
-	v, err := check.UnmarshalJSON(bytes.NewReader(doc))
-	if err != nil {
-		return nil, fmt.Errorf("schema: not JSON: %w", err)
+	s := new(gen.Schema)
+	if err := json.Unmarshal(doc, s); err != nil {
+		return nil, fmt.Errorf("schema: not a JSON Schema document: %w", err)
 	}
-	const url = "urn:plugbus:schema" // where the document is filed in the compiler
-	c := check.NewCompiler()
-	if err := c.AddResource(url, v); err != nil {
+	if !slices.Contains(drafts, s.Schema) {
+		return nil, fmt.Errorf("schema: $schema %q: plugin-kit checks data against draft 2020-12 and draft-07 only", s.Schema)
+	}
+	if err := checkTypes(s); err != nil {
+		return nil, err
+	}
+	rs, err := s.Resolve(nil)
+	if err != nil {
 		return nil, fmt.Errorf("schema: %w", err)
 	}
-	s, err := c.Compile(url)
-	if err != nil {
-		return nil, fmt.Errorf("schema: %w", err)
+	return &Validator{schema: s, resolved: rs, doc: doc}, nil
+}
+
+// jsonTypes are the values of the type keyword.
+var jsonTypes = []string{"null", "boolean", "object", "array", "number", "integer", "string"}
+
+// checkTypes refuses type keywords naming no JSON type in s and its
+// subschemas, which the validator would take and never match (it does not
+// check documents against the meta-schema; the decoding of the document
+// catches keywords of the wrong JSON type).
+func checkTypes(s *gen.Schema) error {
+	if s == nil {
+		return nil
 	}
-	return &Validator{schema: s, printer: message.NewPrinter(language.English), doc: doc}, nil
+	for _, t := range append([]string{s.Type}, s.Types...) {
+		if t != "" && !slices.Contains(jsonTypes, t) {
+			return fmt.Errorf("schema: type %q is not a JSON type (%s)", t, strings.Join(jsonTypes, ", "))
+		}
+	}
+	subs := []*gen.Schema{s.Items, s.AdditionalItems, s.AdditionalProperties, s.PropertyNames, s.Contains,
+		s.UnevaluatedItems, s.UnevaluatedProperties, s.Not, s.If, s.Then, s.Else}
+	for _, list := range [][]*gen.Schema{s.ItemsArray, s.PrefixItems, s.AllOf, s.AnyOf, s.OneOf} {
+		subs = append(subs, list...)
+	}
+	for _, m := range []map[string]*gen.Schema{s.Properties, s.PatternProperties, s.Defs, s.Definitions, s.DependentSchemas} {
+		subs = append(subs, slices.Collect(maps.Values(m))...)
+	}
+	for _, sub := range subs {
+		if err := checkTypes(sub); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Doc returns the schema document the validator was compiled from.
@@ -95,35 +141,94 @@ func (v *Validator) Doc() []byte { return v.doc }
 // Validate checks data, a JSON document. The error, when there is one, is
 // an [*Error].
 func (v *Validator) Validate(data []byte) error {
-	inst, err := check.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
+	var inst any
+	if err := json.Unmarshal(data, &inst); err != nil {
 		return &Error{Problems: []Problem{{Rule: "must be JSON: " + err.Error()}}}
 	}
-	err = v.schema.Validate(inst)
+	err := v.resolved.Validate(inst)
 	if err == nil {
 		return nil
 	}
-	ve, ok := err.(*check.ValidationError)
-	if !ok {
-		return &Error{Problems: []Problem{{Rule: err.Error()}}}
-	}
 	out := &Error{}
-	v.leaves(ve, out)
+	locate(v.schema, inst, nil, out)
+	if len(out.Problems) == 0 {
+		// A rule locate does not follow (a pattern, a bound, a $ref):
+		// the validator's own words, without the schema locations it
+		// prefixes them with.
+		msg := err.Error()
+		if i := strings.LastIndex(msg, ": validating "); i >= 0 {
+			msg = msg[i+2:]
+		}
+		if _, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(msg, "validating ") {
+			msg = rest
+		}
+		out.Problems = append(out.Problems, Problem{Rule: msg})
+	}
 	return out
 }
 
-// leaves collects the innermost failures, which name the field and rule.
-func (v *Validator) leaves(ve *check.ValidationError, out *Error) {
-	if len(ve.Causes) == 0 {
-		out.Problems = append(out.Problems, Problem{
-			Field: strings.Join(ve.InstanceLocation, "."),
-			Rule:  ve.ErrorKind.LocalizedString(v.printer),
-		})
+// locate names the values of inst that break the type and required rules
+// of s and the schemas of its properties and items, with their paths: the
+// rules that typed handlers' generated schemas are made of.
+func locate(s *gen.Schema, inst any, path []string, out *Error) {
+	if s == nil {
 		return
 	}
-	for _, c := range ve.Causes {
-		v.leaves(c, out)
+	field := strings.Join(path, ".")
+	got := jsonType(inst)
+	if want := s.Types; s.Type != "" || len(want) > 0 {
+		if s.Type != "" {
+			want = []string{s.Type}
+		}
+		if !slices.Contains(want, got) && !(got == "number" && isInteger(inst) && slices.Contains(want, "integer")) &&
+			!(got == "number" && slices.Contains(want, "number")) {
+			out.Problems = append(out.Problems, Problem{Field: field, Rule: "got " + got + ", want " + strings.Join(want, " or ")})
+			return
+		}
 	}
+	switch inst := inst.(type) {
+	case map[string]any:
+		for _, name := range s.Required {
+			if _, ok := inst[name]; !ok {
+				out.Problems = append(out.Problems, Problem{Field: field, Rule: fmt.Sprintf("missing property %q", name)})
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(inst)) {
+			if ps, ok := s.Properties[name]; ok {
+				locate(ps, inst[name], append(path, name), out)
+			} else {
+				locate(s.AdditionalProperties, inst[name], append(path, name), out)
+			}
+		}
+	case []any:
+		for i, item := range inst {
+			locate(s.Items, item, append(path, strconv.Itoa(i)), out)
+		}
+	}
+}
+
+// jsonType is the JSON type of a value encoding/json decoded into an any.
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case float64:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	default:
+		return "object"
+	}
+}
+
+// isInteger reports whether v is a number without a fractional part.
+func isInteger(v any) bool {
+	f, ok := v.(float64)
+	return ok && f == math.Trunc(f)
 }
 
 // A Problem is one rule the data broke.

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/plugbus/plugbus/coordinator/internal/registry"
-	"github.com/plugbus/plugbus/internal/schema"
+	"github.com/plugbus/plugbus/internal/schema/anydraft"
 )
 
 // Type is one entry of the catalogue.
@@ -49,15 +49,15 @@ type Catalog struct {
 	mu      sync.Mutex
 	built   time.Time
 	types   []Type
-	checks  map[string][]*schema.Validator // exact type -> its distinct schemas
-	byDoc   map[string]*schema.Validator   // compiled schemas, by document
-	invalid map[string]string              // documents that do not compile -> why
+	checks  map[string][]*anydraft.Validator // exact type -> its distinct schemas
+	byDoc   map[string]*anydraft.Validator   // compiled schemas, by document
+	invalid map[string]string                // documents that do not compile -> why
 }
 
 // New returns a catalogue of what plugins returns, rebuilt at most once
 // every refresh (the registry's poll interval is a good choice).
 func New(plugins func() []registry.Plugin, refresh time.Duration) *Catalog {
-	return &Catalog{plugins: plugins, every: refresh, byDoc: map[string]*schema.Validator{}, invalid: map[string]string{}}
+	return &Catalog{plugins: plugins, every: refresh, byDoc: map[string]*anydraft.Validator{}, invalid: map[string]string{}}
 }
 
 // Types returns the catalogue, sorted by type.
@@ -70,7 +70,7 @@ func (c *Catalog) Types() []Type {
 
 // Check checks data, of an event of type typ, against every schema declared
 // for typ. It returns nil when none is declared; otherwise a
-// [*schema.Error] naming the field and the rule.
+// *schema.Error (package internal/schema) naming the field and the rule.
 func (c *Catalog) Check(typ string, data []byte) error {
 	c.mu.Lock()
 	c.refresh()
@@ -98,7 +98,7 @@ type entry struct {
 	schemas                    map[string]string // plugin -> document
 }
 
-func (c *Catalog) build(plugins []registry.Plugin) ([]Type, map[string][]*schema.Validator) {
+func (c *Catalog) build(plugins []registry.Plugin) ([]Type, map[string][]*anydraft.Validator) {
 	entries := map[string]*entry{}
 	get := func(typ string) *entry {
 		e := entries[typ]
@@ -141,7 +141,7 @@ func (c *Catalog) build(plugins []registry.Plugin) ([]Type, map[string][]*schema
 		}
 	}
 	types := make([]Type, 0, len(entries))
-	checks := map[string][]*schema.Validator{}
+	checks := map[string][]*anydraft.Validator{}
 	for typ, e := range entries {
 		t := Type{Type: typ, Pattern: isPattern(typ), EmittedBy: keys(e.emitted), HandledBy: keys(e.handled), AnsweredBy: keys(e.answered)}
 		distinct := map[string][]string{} // normalised document -> plugins
@@ -181,14 +181,14 @@ func (c *Catalog) build(plugins []registry.Plugin) ([]Type, map[string][]*schema
 
 // compile returns the validator of a normalised document, compiled once;
 // nil when it does not compile (a plugin's bad schema checks nothing).
-func (c *Catalog) compile(doc string) *schema.Validator {
+func (c *Catalog) compile(doc string) *anydraft.Validator {
 	if v, ok := c.byDoc[doc]; ok {
 		return v
 	}
 	if _, bad := c.invalid[doc]; bad {
 		return nil
 	}
-	v, err := schema.Compile([]byte(doc))
+	v, err := anydraft.Compile([]byte(doc))
 	if err != nil {
 		c.invalid[doc] = err.Error()
 		return nil
