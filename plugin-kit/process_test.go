@@ -619,6 +619,10 @@ func TestPluginsLinkNoNATSServer(t *testing.T) {
 				if strings.HasPrefix(d, "github.com/santhosh-tekuri/jsonschema") {
 					t.Errorf("links %s, the coordinator's any-draft schema validator", d)
 				}
+				// OpenTelemetry's otlptracehttp linked these (14 MB).
+				if d == "google.golang.org/grpc" || d == "google.golang.org/protobuf/proto" {
+					t.Errorf("links %s (internal/tracing writes OTLP's protobuf itself)", d)
+				}
 				hasClient = hasClient || d == "github.com/nats-io/nats.go"
 			}
 			if !hasClient {

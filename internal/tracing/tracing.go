@@ -19,7 +19,6 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -65,7 +64,9 @@ func Enabled(getenv func(string) string) bool {
 // OTEL_RESOURCE_ATTRIBUTES win), and shutdown, which flushes what is
 // buffered and stops it. When [Enabled] is false it returns nil and a
 // shutdown that does nothing: no provider, no cost. Only the http/protobuf
-// protocol is built in; asking for grpc is an error that says so.
+// protocol is built in; asking for grpc is an error that says so. The
+// exporter is Plugbus's own (see newExporter for the variables it reads),
+// so that plugins do not link gRPC.
 func FromEnv(service, version string) (trace.TracerProvider, func(context.Context) error, error) {
 	none := func(context.Context) error { return nil }
 	if !Enabled(os.Getenv) {
@@ -79,9 +80,9 @@ func FromEnv(service, version string) (trace.TracerProvider, func(context.Contex
 			break
 		}
 	}
-	exp, err := otlptracehttp.New(context.Background())
+	exp, err := newExporter(os.Getenv)
 	if err != nil {
-		return nil, none, fmt.Errorf("tracing: OTLP exporter: %w", err)
+		return nil, none, err
 	}
 	// Later resources win: the environment's over the defaults given here.
 	res, err := resource.Merge(
