@@ -1,11 +1,15 @@
 package coordinator_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -13,8 +17,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator"
@@ -38,19 +45,22 @@ import (
 // its own idle p99, and the median of those ratios is taken, for each kind
 // of flood.
 //
-// The issue asks for at most 2x. On the 2-core development machine (load
-// average about 20 from other test runs) it does not hold, and the test
-// asserts it only with PLUGBUS_FLOOD_BOUND=1 set, on a machine with cores
-// to spare. Measured there in two runs (median of 5 rounds of 200 invokes,
-// -race): HTTP flood 5.6x and 6.2x (idle p99 2-9 ms, flood p99 15-105 ms),
-// NATS flood 19x and 22x (idle p99 2-25 ms, flood p99 115-440 ms). The reason is CPU, not
-// queueing behind the flood: the flooding client, the embedded server, the
-// HTTP API and hello share two cores, and every refused request or
-// message still costs a read, a parse and a rejection (a 429 and its log
-// line; a permission error written back; a failed decode in hello). Nothing
-// in NATS limits the rate of one client's publishes, so a NATS flood is
-// bounded only by how fast the server reads it (a client that does not read
-// its permission errors is closed as a slow consumer).
+// The flood comes from a process of its own at the lowest CPU priority
+// (nice 19), standing in for a client on another host: an attacker's CPU is
+// not the coordinator's, while what the flood costs the server, the HTTP
+// API and hello (reading, parsing and refusing every request and message)
+// is paid on this machine at full priority. With the flooder a goroutine of
+// the test process, as it was, the flooder took a core of the two, and the
+// ratios measured its CPU more than the protections: HTTP 5.6x and 6.2x,
+// NATS 19x and 22x.
+//
+// The issue asks for at most 2x. The test asserts it only with
+// PLUGBUS_FLOOD_BOUND=1: on a 2-core machine also running the rest of the
+// suite (-race, load average 10-20), the idle p99 itself swings by 10x
+// between rounds. Nothing in NATS limits the rate of one client's
+// publishes, so a NATS flood is bounded by how fast the server reads it (a
+// client that does not read its permission errors is closed as a slow
+// consumer); docs/operating.md gives the figures.
 //
 // What it asserts always: nothing crashed (hello was never restarted, and
 // answers), the rate limit answered 429, and every rejection is counted:
@@ -91,55 +101,8 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 	}
 	invoke(100) // warm up
 
-	var accepted, limited, otherHTTP, canceled, junk, forbidden atomic.Int64
-	var cutOff, refused int // mallory's connections the server closed, and those told of refusals
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	defer hc.CloseIdleConnections()
-	flood := func(ctx context.Context, kind string, mallory *client) *sync.WaitGroup {
-		var wg sync.WaitGroup
-		if kind == "nats" {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for ctx.Err() == nil && !mallory.nc.IsClosed() {
-					_ = mallory.nc.Publish("plugbus.events.mallory."+greet, []byte("junk"))
-					_ = mallory.nc.Publish("plugbus.events.hello.com.example.greet.sent", []byte("forged"))
-					_ = mallory.nc.Publish("plugbus.invoke.hello."+greet, []byte("forged"))
-					junk.Add(1)
-					forbidden.Add(2)
-				}
-			}()
-			return &wg
-		}
-		body := `{"specversion":"1.0","id":"f","source":"flood","type":"com.example.flood"}`
-		for range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for ctx.Err() == nil {
-					req, _ := http.NewRequestWithContext(ctx, "POST", d.api+"/v1/events", strings.NewReader(body))
-					req.Header.Set("Content-Type", "application/cloudevents+json")
-					req.Header.Set("Authorization", "Bearer "+testHTTPToken)
-					resp, err := hc.Do(req)
-					if err != nil {
-						canceled.Add(1) // the phase ended mid-request, answered or not
-						continue
-					}
-					resp.Body.Close()
-					switch resp.StatusCode {
-					case http.StatusAccepted:
-						accepted.Add(1)
-					case http.StatusTooManyRequests:
-						limited.Add(1)
-					default:
-						otherHTTP.Add(1)
-					}
-				}
-			}()
-		}
-		return &wg
-	}
-
+	var total floodCounts
+	var cutOff, refused int // rounds in which the server closed mallory's connection, and told it of refusals
 	const rounds, n = 5, 200
 	medians := map[string]float64{}
 	for _, kind := range []string{"http", "nats"} {
@@ -147,25 +110,18 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 		var report []string
 		for r := range rounds {
 			idle := p99(invoke(n))
-			// A new connection each round: the server closes one that
-			// publishes what it may not faster than it reads the
+			// A new flooder each round: the server closes a connection
+			// that publishes what it may not faster than it reads the
 			// refusals (a slow consumer), which ends its part of the flood.
-			mallory := d.mustDial("mallory", mallorySeed)
-			ctx, cancel := context.WithCancel(context.Background())
-			wg := flood(ctx, kind, mallory)
+			stop := startFlooder(t, kind, d.c.NATSURL(), mallorySeed, d.api)
 			flooded := p99(invoke(n))
-			cancel()
-			wg.Wait()
-			hc.CloseIdleConnections()
-			if mallory.nc.IsClosed() {
+			c := stop()
+			total.add(c)
+			if c.CutOff {
 				cutOff++
 			}
-			mallory.nc.Close()
-			for len(mallory.errs) > 0 {
-				if err := <-mallory.errs; strings.Contains(err.Error(), "Permissions Violation") {
-					refused++
-					break
-				}
+			if c.Refused {
+				refused++
 			}
 			ratio := float64(flooded) / float64(idle)
 			ratios = append(ratios, ratio)
@@ -176,7 +132,7 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 		t.Logf("%s\n%s flood: median ratio %.2f", strings.Join(report, "\n"), kind, medians[kind])
 	}
 	t.Logf("HTTP: %d accepted, %d answered 429, %d other; NATS: %d junk, %d forbidden publishes, mallory cut off by the server in %d of %d rounds",
-		accepted.Load(), limited.Load(), otherHTTP.Load(), junk.Load(), forbidden.Load(), cutOff, rounds)
+		total.Accepted, total.Limited, total.Other, total.Junk, total.Forbidden, cutOff, rounds)
 	if os.Getenv("PLUGBUS_FLOOD_BOUND") != "" {
 		for kind, m := range medians {
 			if m > 2 {
@@ -184,10 +140,10 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 			}
 		}
 	}
-	if otherHTTP.Load() != 0 {
-		t.Errorf("%d flood requests were answered neither 202 nor 429", otherHTTP.Load())
+	if total.Other != 0 {
+		t.Errorf("%d flood requests were answered neither 202 nor 429", total.Other)
 	}
-	if limited.Load() == 0 {
+	if total.Limited == 0 {
 		t.Error("no flood request was answered 429: the rate limit did not bound the flood")
 	}
 	// Every 429 is counted, before the checks below (with the same token)
@@ -195,8 +151,8 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 	waitFor(t, "the 429s in /metrics", 30*time.Second, func() error {
 		_, body := d.call("GET", "/metrics", "", nil)
 		got := metric(string(body), `plugbus_http_ingest_errors_total{reason="rate_limited"}`)
-		if got < limited.Load() || got > limited.Load()+canceled.Load() {
-			return fmt.Errorf("%d requests answered 429 (and %d canceled), %d counted", limited.Load(), canceled.Load(), got)
+		if got < total.Limited || got > total.Limited+total.Canceled {
+			return fmt.Errorf("%d requests answered 429 (and %d canceled), %d counted", total.Limited, total.Canceled, got)
 		}
 		return nil
 	})
@@ -225,8 +181,8 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 		// hello rejects every junk message it reads; what it could not
 		// read in time NATS dropped (a slow consumer), which the plugin
 		// logs and does not see.
-		if got := metric(metrics, `plugbus_plugin_invalid_messages{plugin="hello"}`); got == 0 || got > junk.Load() {
-			return fmt.Errorf("hello counted %d invalid messages of %d junk sent", got, junk.Load())
+		if got := metric(metrics, `plugbus_plugin_invalid_messages{plugin="hello"}`); got == 0 || got > total.Junk {
+			return fmt.Errorf("hello counted %d invalid messages of %d junk sent", got, total.Junk)
 		}
 		return nil
 	})
@@ -251,4 +207,148 @@ func metric(text, name string) int64 {
 	}
 	f, _ := strconv.ParseFloat(m[1], 64)
 	return int64(f)
+}
+
+// floodCounts is what a flooder did, as it reports it on exit.
+type floodCounts struct {
+	Accepted, Limited, Other, Canceled int64 // HTTP: answered 202, 429, anything else; cut short
+	Junk, Forbidden                    int64 // NATS: junk on a type hello handles; publishes the server refuses
+	CutOff                             bool  // the server closed the connection
+	Refused                            bool  // the server reported a permission violation
+}
+
+func (c *floodCounts) add(o floodCounts) {
+	c.Accepted += o.Accepted
+	c.Limited += o.Limited
+	c.Other += o.Other
+	c.Canceled += o.Canceled
+	c.Junk += o.Junk
+	c.Forbidden += o.Forbidden
+}
+
+// floodEnv names the flood a re-run test binary runs instead of the tests
+// (see TestMain): "http" or "nats".
+const floodEnv = "PLUGBUS_TEST_FLOOD"
+
+// startFlooder runs this test binary again as a flooder at the lowest CPU
+// priority, waits until it floods, and returns a function that stops it
+// and returns its counts.
+func startFlooder(t *testing.T, kind, natsURL, seedFile, api string) (stop func() floodCounts) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), floodEnv+"="+kind, "FLOOD_NATS_URL="+natsURL, "FLOOD_SEED="+seedFile, "FLOOD_API="+api)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || lines.Text() != "flooding" {
+		_ = cmd.Process.Kill()
+		t.Fatalf("the %s flooder did not start: %q %v", kind, lines.Text(), cmd.Wait())
+	}
+	return func() floodCounts {
+		t.Helper()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		var last string
+		for lines.Scan() {
+			last = lines.Text()
+		}
+		err := cmd.Wait()
+		var c floodCounts
+		if jerr := json.Unmarshal([]byte(last), &c); err != nil || jerr != nil {
+			t.Fatalf("the %s flooder: %v %v; its last line: %q", kind, err, jerr, last)
+		}
+		return c
+	}
+}
+
+// runFlooder floods until SIGTERM, then prints its counts as JSON: over
+// HTTP, one token sending events back to back on 4 connections; over NATS,
+// mallory's identity publishing junk on the type hello handles and, back to
+// back, events and requests as hello, which the server refuses.
+func runFlooder(kind string) int {
+	// The lowest priority: the flood stands in for another host's CPU.
+	if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, 19); err != nil {
+		fmt.Println("setpriority:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	greet := "com.example.greet.requested"
+	var c floodCounts
+	var accepted, limited, other, canceled, junk, forbidden atomic.Int64
+	switch kind {
+	case "nats":
+		opt, err := nats.NkeyOptionFromSeed(os.Getenv("FLOOD_SEED"))
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		var refused atomic.Bool
+		nc, err := nats.Connect(os.Getenv("FLOOD_NATS_URL"), opt, nats.Name("mallory"), nats.MaxReconnects(0),
+			nats.CustomInboxPrefix(bus.InboxPrefix("mallory")),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				if errors.Is(err, nats.ErrPermissionViolation) {
+					refused.Store(true)
+				}
+			}))
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		fmt.Println("flooding")
+		for ctx.Err() == nil && !nc.IsClosed() {
+			_ = nc.Publish("plugbus.events.mallory."+greet, []byte("junk"))
+			_ = nc.Publish("plugbus.events.hello.com.example.greet.sent", []byte("forged"))
+			_ = nc.Publish("plugbus.invoke.hello."+greet, []byte("forged"))
+			junk.Add(1)
+			forbidden.Add(2)
+		}
+		<-ctx.Done()
+		c.CutOff = nc.IsClosed()
+		nc.Close()
+		c.Refused = refused.Load()
+	case "http":
+		api := os.Getenv("FLOOD_API")
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+		body := `{"specversion":"1.0","id":"f","source":"flood","type":"com.example.flood"}`
+		var wg sync.WaitGroup
+		fmt.Println("flooding")
+		for range 4 {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					req, _ := http.NewRequestWithContext(ctx, "POST", api+"/v1/events", strings.NewReader(body))
+					req.Header.Set("Content-Type", "application/cloudevents+json")
+					req.Header.Set("Authorization", "Bearer "+testHTTPToken)
+					resp, err := hc.Do(req)
+					if err != nil {
+						canceled.Add(1) // the flood ended mid-request, answered or not
+						continue
+					}
+					resp.Body.Close()
+					switch resp.StatusCode {
+					case http.StatusAccepted:
+						accepted.Add(1)
+					case http.StatusTooManyRequests:
+						limited.Add(1)
+					default:
+						other.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	default:
+		fmt.Printf("%s=%q: want http or nats\n", floodEnv, kind)
+		return 1
+	}
+	c.Accepted, c.Limited, c.Other, c.Canceled = accepted.Load(), limited.Load(), other.Load(), canceled.Load()
+	c.Junk, c.Forbidden = junk.Load(), forbidden.Load()
+	line, _ := json.Marshal(c)
+	fmt.Println(string(line))
+	return 0
 }
