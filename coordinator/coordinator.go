@@ -156,6 +156,12 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	deadLetters := deadletter.New(c.js, c.cfg.Prefix, streams.DeadLetterName)
 	tracker := activity.New(activity.Config{Source: c.reg, Supervised: c.supervisedPIDs})
 	streamsDone := make(chan struct{})
+	fleet := c.openFleet(ctx)
+	if c.sec != nil && fleet != nil {
+		if err := c.serveAgents(fleet); err != nil {
+			return err
+		}
+	}
 	handler, err := api.New(api.Config{
 		Conn: c.apiNC, Observe: c.nc, Prefix: c.cfg.Prefix, Token: c.cfg.HTTPToken, TokenSHA256: c.cfg.HTTPTokenSHA256,
 		RateLimit: c.cfg.HTTPRateLimit, RateBurst: c.cfg.HTTPRateBurst, OpenReads: c.cfg.HTTPOpenReads,
@@ -176,7 +182,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		Identities:  c.identityAdmin(),
 		DeadLetters: deadLetters,
 		JetStream:   durableJS(c.cfg.Durable, c.apiJS),
-		Fleet:       c.openFleet(ctx),
+		Fleet:       fleet,
 		Activity:    tracker,
 		Done:        streamsDone,
 

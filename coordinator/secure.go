@@ -114,6 +114,9 @@ func (s *security) nkeyUsers() []*server.NkeyUser {
 	for _, id := range s.store.List() {
 		users = append(users, &server.NkeyUser{Nkey: id.PublicKey, Permissions: identity.PluginRules(s.scope, id).Permissions()})
 	}
+	for _, a := range s.store.Agents() {
+		users = append(users, &server.NkeyUser{Nkey: a.PublicKey, Permissions: identity.AgentRules(s.scope, a.Name, s.store.Held(a.Name)).Permissions()})
+	}
 	return users
 }
 

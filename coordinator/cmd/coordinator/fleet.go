@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -41,7 +42,7 @@ func (f *clientFlags) store(ctx context.Context) (*agent.Store, func(), error) {
 }
 
 func newAgentCmd() *cobra.Command {
-	var name, natsURL, token, prefix, logFormat, logLevel string
+	var name, natsURL, token, nkey, dataDir, natsCA, prefix, logFormat, logLevel string
 	var replicas int
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -53,15 +54,31 @@ log lines to the bus (coordinator logs), and keeps them running while
 coordinators restart. The orders are stored in the bus's key-value store, so
 an agent that was away catches up when it returns.
 
-Plugins get PLUGBUS_URL, PLUGBUS_PREFIX and the token of the agent.`,
-		Example: `  coordinator agent --name host1 --nats-url nats://n1:4222,nats://n2:4222 --nats-token secret`,
-		Args:    cobra.NoArgs,
+Plugins get PLUGBUS_URL, PLUGBUS_PREFIX and the token of the agent.
+
+In the coordinator's secure mode the agent connects with its own identity
+(--nkey, made with coordinator agents add): it asks the coordinator for its
+orders, and for an identity for each plugin it starts, whose seed it keeps in
+--data-dir (mode 0600) and hands to the plugin as PLUGBUS_NKEY. The plugin's
+permissions are those its order declares (coordinator run --handles, --answers,
+--emits).`,
+		Example: `  coordinator agent --name host1 --nats-url nats://n1:4222,nats://n2:4222 --nats-token secret
+  coordinator agent --name host1 --nats-url nats://bus-host:4222 --nkey host1.nk   # secure mode`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(logFormat, logLevel)
 			if err != nil {
 				return err
 			}
-			conn := bus.ConnConfig{URLs: strings.Split(natsURL, ","), Name: "plugbus-agent-" + name, Token: token}
+			conn := bus.ConnConfig{URLs: strings.Split(natsURL, ","), Name: "plugbus-agent-" + name, Token: token, CAFile: natsCA}
+			seedDir := ""
+			if nkey != "" {
+				if token != "" {
+					return fmt.Errorf("--nkey and --nats-token: pick one; --nkey is for the coordinator's secure mode")
+				}
+				conn.NKeySeedFile, conn.InboxPrefix = nkey, agent.InboxPrefix(name)
+				seedDir = filepath.Join(dataDir, "identities")
+			}
 			conn.OnEvent = func(ev bus.ConnEvent) {
 				switch ev.Kind {
 				case bus.Disconnected:
@@ -79,7 +96,14 @@ Plugins get PLUGBUS_URL, PLUGBUS_PREFIX and the token of the agent.`,
 			if token != "" {
 				env = append(env, "PLUGBUS_TOKEN="+token)
 			}
-			a, err := agent.New(agent.Config{Conn: nc, Prefix: prefix, Name: name, BaseEnv: env, Replicas: replicas, Logger: logger})
+			if natsCA != "" {
+				abs, err := filepath.Abs(natsCA)
+				if err != nil {
+					return err
+				}
+				env = append(env, "PLUGBUS_TLS_CA="+abs)
+			}
+			a, err := agent.New(agent.Config{Conn: nc, Prefix: prefix, Name: name, BaseEnv: env, Replicas: replicas, Logger: logger, SeedDir: seedDir})
 			if err != nil {
 				return err
 			}
@@ -91,6 +115,9 @@ Plugins get PLUGBUS_URL, PLUGBUS_PREFIX and the token of the agent.`,
 	fl.StringVar(&name, "name", envOr("PLUGBUS_AGENT_NAME", host), "the agent's name, unique among agents; orders name it [PLUGBUS_AGENT_NAME]")
 	fl.StringVar(&natsURL, "nats-url", envOr("PLUGBUS_URL", "nats://127.0.0.1:4222"), "NATS server URL(s), comma-separated [PLUGBUS_URL]")
 	fl.StringVar(&token, "nats-token", os.Getenv("PLUGBUS_TOKEN"), "NATS token [PLUGBUS_TOKEN]")
+	fl.StringVar(&nkey, "nkey", os.Getenv("PLUGBUS_NKEY"), "the agent's own nkey seed file, in secure mode (coordinator agents add) [PLUGBUS_NKEY]")
+	fl.StringVar(&dataDir, "data-dir", envOr("PLUGBUS_AGENT_DATA_DIR", "agent-data"), "where the agent keeps its plugins' seeds in secure mode (mode 0700) [PLUGBUS_AGENT_DATA_DIR]")
+	fl.StringVar(&natsCA, "tls-ca", os.Getenv("PLUGBUS_TLS_CA"), "CA certificate to trust for NATS over TLS; handed to the plugins too [PLUGBUS_TLS_CA]")
 	fl.StringVar(&prefix, "prefix", envOr("PLUGBUS_PREFIX", bus.DefaultPrefix), "subject prefix [PLUGBUS_PREFIX]")
 	fl.IntVar(&replicas, "replicas", 0, "copies of the orders bucket, agents bucket and log stream if this agent creates them [PLUGBUS_REPLICAS]")
 	fl.StringVar(&logFormat, "log-format", envOr("PLUGBUS_LOG_FORMAT", "text"), "log format: text or json [PLUGBUS_LOG_FORMAT]")
@@ -136,6 +163,7 @@ func newAgentsCmd() *cobra.Command {
 		},
 	}
 	addClientFlags(cmd, &f, true, false)
+	cmd.AddCommand(newAgentsAddCmd(), newAgentsRemoveCmd(), newAgentsRotateCmd())
 	return cmd
 }
 
@@ -174,6 +202,9 @@ agent or any coordinator restarts, until coordinator stop NAME.`,
 	fl.StringArrayVar(&spec.Env, "env", nil, "extra environment, KEY=VALUE (repeatable)")
 	fl.StringVar(&spec.Dir, "dir", "", "working directory on the agent's host")
 	fl.StringVar(&spec.SHA256, "sha256", "", "the executable's SHA-256, checked before each start")
+	fl.StringArrayVar(&spec.Handles, "handles", nil, "an event type (or pattern) the plugin observes; in secure mode its permissions (repeatable)")
+	fl.StringArrayVar(&spec.Answers, "answers", nil, "an event type whose requests the plugin answers (repeatable)")
+	fl.StringArrayVar(&spec.Emits, "emits", nil, "an event type the plugin publishes (repeatable; none: any type under its name)")
 	_ = cmd.MarkFlagRequired("exec")
 	addClientFlags(cmd, &f, true, false)
 	return cmd

@@ -264,3 +264,95 @@ operator mode, list the subjects.`,
 	addClientFlags(cmd, &f, false, true)
 	return cmd
 }
+
+func newAgentsAddCmd() *cobra.Command {
+	var f clientFlags
+	var out string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "add NAME --nkey-out FILE",
+		Short: "Give an agent its own identity on the bus (secure mode)",
+		Long: `Create an nkey for the agent NAME in the running coordinator (through its HTTP
+API, with the HTTP token) and write its seed to FILE, mode 0600. The embedded
+NATS server enforces it at once: the agent may ask the coordinator for its
+orders and for an identity for each plugin it starts (with the permissions the
+plugin's order declares), announce itself, and send its plugins' log lines,
+and nothing else: it reads no events and publishes as no plugin.
+
+Run the agent with --nkey FILE (PLUGBUS_NKEY). The coordinator keeps only the
+public key: keep FILE safe.`,
+		Example: `  coordinator agents add host1 --nkey-out host1.nk
+  coordinator agent --name host1 --nats-url nats://bus-host:4222 --nkey host1.nk`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return fmt.Errorf("--nkey-out FILE is required: where to write the agent's seed")
+			}
+			if _, err := os.Stat(out); err == nil && !force {
+				return fmt.Errorf("--nkey-out %s: the file exists; remove it or pass --force", out)
+			}
+			var a identityAnswer
+			if err := f.apiCall(cmd.Context(), http.MethodPost, "/v1/agent-identities", map[string]any{"name": args[0]}, &a); err != nil {
+				return err
+			}
+			if err := writeSeedFile(out, a.Seed, force); err != nil {
+				return err
+			}
+			abs, _ := filepath.Abs(out)
+			fmt.Fprintf(cmd.OutOrStdout(), "added agent %s (%s); run it with coordinator agent --name %s --nkey %s\n", a.Name, a.PublicKey, a.Name, abs)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "nkey-out", "", "file to write the agent's nkey seed to (mode 0600)")
+	cmd.Flags().BoolVar(&force, "force", false, "replace the --nkey-out file if it exists")
+	addClientFlags(cmd, &f, false, true)
+	return cmd
+}
+
+func newAgentsRemoveCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Remove an agent's identity and those of its plugins; their connections are closed at once (secure mode)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.apiCall(cmd.Context(), http.MethodDelete, "/v1/agent-identities/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed agent %s\n", args[0])
+			return nil
+		},
+	}
+	addClientFlags(cmd, &f, false, true)
+	return cmd
+}
+
+func newAgentsRotateCmd() *cobra.Command {
+	var f clientFlags
+	var out string
+	cmd := &cobra.Command{
+		Use:   "rotate NAME --nkey-out FILE",
+		Short: "Give an agent's identity a new key; the old key's connections are closed at once (secure mode)",
+		Long: `Replace the nkey of the agent NAME and write the new seed to FILE (mode 0600,
+replacing it). The agent's connection with the old key is closed at once:
+restart it with the new file. Its plugins keep their identities.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return fmt.Errorf("--nkey-out FILE is required: where to write the agent's new seed")
+			}
+			var a identityAnswer
+			if err := f.apiCall(cmd.Context(), http.MethodPost, "/v1/agent-identities/"+url.PathEscape(args[0])+"/rotate", nil, &a); err != nil {
+				return err
+			}
+			if err := writeSeedFile(out, a.Seed, true); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rotated agent %s (%s)\n", a.Name, a.PublicKey)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "nkey-out", "", "file to write the new nkey seed to (mode 0600)")
+	addClientFlags(cmd, &f, false, true)
+	return cmd
+}

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -42,6 +44,11 @@ type Config struct {
 	Backoff supervise.Backoff
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// SeedDir, when set, runs the agent for the coordinator's secure mode
+	// (see secure.go): it asks the coordinator for its orders and for each
+	// plugin's identity, keeping the plugins' seeds in this directory
+	// (made mode 0700). Conn must then use the inboxes of [InboxPrefix].
+	SeedDir string
 }
 
 // An Agent runs the plugins the orders assign to it.
@@ -51,12 +58,14 @@ type Agent struct {
 
 	mu      sync.Mutex
 	running map[string]*plugin // by plugin name
+	refused map[string]string  // secure mode: the last error getting a plugin's identity
 }
 
 // plugin is one plugin the agent runs: a supervisor per instance, so that
 // scaling adds or removes instances without touching the others.
 type plugin struct {
 	spec      Spec
+	env       []string          // secure mode: the plugin's identity
 	instances map[int]*instance // by instance number, from 1
 }
 
@@ -77,7 +86,18 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = 15 * time.Second
 	}
-	return &Agent{cfg: cfg, started: time.Now().UTC(), running: map[string]*plugin{}}, nil
+	if cfg.SeedDir != "" {
+		if want := InboxPrefix(cfg.Name); cfg.Conn.Opts.InboxPrefix != want {
+			return nil, fmt.Errorf("agent: in secure mode the connection's inbox prefix must be %s (nats.CustomInboxPrefix)", want)
+		}
+		if err := os.MkdirAll(cfg.SeedDir, 0o700); err != nil {
+			return nil, fmt.Errorf("agent: seed directory: %w", err)
+		}
+		if err := os.Chmod(cfg.SeedDir, 0o700); err != nil {
+			return nil, fmt.Errorf("agent: seed directory: %w", err)
+		}
+	}
+	return &Agent{cfg: cfg, started: time.Now().UTC(), running: map[string]*plugin{}, refused: map[string]string{}}, nil
 }
 
 // Run carries out orders until ctx ends, then stops every plugin (each
@@ -104,8 +124,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
-	a.cfg.Logger.Info("agent ready", "agent", a.cfg.Name)
+	a.cfg.Logger.Info("agent ready", "agent", a.cfg.Name, "secure", a.cfg.SeedDir != "")
 	go a.heartbeat(ctx, store)
+	if a.cfg.SeedDir != "" {
+		a.poll(ctx, store)
+		return nil
+	}
 	for ctx.Err() == nil {
 		if err := a.watch(ctx, store); err != nil && ctx.Err() == nil {
 			a.cfg.Logger.Warn("agent: watching orders failed; watching again", "err", err)
@@ -168,6 +192,24 @@ func (a *Agent) apply(ctx context.Context, store *Store, spec Spec) {
 	}
 	if p == nil {
 		p = &plugin{instances: map[int]*instance{}}
+		if a.cfg.SeedDir != "" {
+			env, err := a.identity(ctx, spec.Name)
+			a.mu.Lock()
+			last := a.refused[spec.Name]
+			if err != nil {
+				a.refused[spec.Name] = err.Error()
+			} else {
+				delete(a.refused, spec.Name)
+			}
+			a.mu.Unlock()
+			if err != nil {
+				if err.Error() != last { // asked again every poll: logged once
+					a.cfg.Logger.Error("agent: no identity for plugin; not started, asking again", "plugin", spec.Name, "err", err)
+				}
+				return
+			}
+			p.env = env
+		}
 		a.cfg.Logger.Info("agent: running plugin", "plugin", spec.Name, "replicas", spec.Replicas, "generation", spec.Generation)
 	}
 	a.mu.Lock()
@@ -196,7 +238,7 @@ func (a *Agent) apply(ctx context.Context, store *Store, spec Spec) {
 			continue
 		}
 		sup, err := supervise.New(supervise.Config{
-			Specs: []supervise.Spec{one}, BaseEnv: a.cfg.BaseEnv, Logger: log, FirstInstance: n,
+			Specs: []supervise.Spec{one}, BaseEnv: slices.Concat(a.cfg.BaseEnv, p.env), Logger: log, FirstInstance: n,
 			StopTimeout: a.cfg.StopTimeout, Backoff: a.cfg.Backoff, OnEvent: a.onEvent,
 		})
 		if err != nil {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/coordinator/internal/supervise"
 )
 
@@ -130,6 +131,11 @@ func (s *Store) Run(ctx context.Context, spec Spec) (Spec, error) {
 	}
 	if err := (supervise.Config{Specs: []supervise.Spec{spec.Spec}}).Validate(); err != nil {
 		return spec, err
+	}
+	for _, t := range slices.Concat(spec.Handles, spec.Answers, spec.Emits) {
+		if err := bus.ValidateTypePattern(t); err != nil {
+			return spec, fmt.Errorf("%w: declared type: %w", ErrInvalid, err)
+		}
 	}
 	agents, err := s.Agents(ctx)
 	if err != nil {
@@ -242,6 +248,38 @@ func (s *Store) List(ctx context.Context) ([]Spec, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// Orders returns every readable order, by name, or an error: unlike
+// [Store.List] it does not return a part of them when the bus is slow, so
+// that an agent does not take a missing order for a removed one. An
+// unreadable entry is left out, as an agent watching the bucket ignores
+// it.
+func (s *Store) Orders(ctx context.Context) ([]Spec, error) {
+	w, err := s.specs.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	var out []Spec
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("agent: orders: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("agent: orders: the watch ended")
+			}
+			if e == nil { // every stored order is in
+				sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+				return out, nil
+			}
+			var spec Spec
+			if json.Unmarshal(e.Value(), &spec) == nil {
+				out = append(out, spec)
+			}
+		}
+	}
 }
 
 // Agents returns the agents running now, by name.

@@ -17,7 +17,7 @@ import (
 //
 //	GET    /v1/agents                     the agents running now and their instances
 //	GET    /v1/run                        the plugins started at runtime
-//	POST   /v1/run                        run one: {"name","exec","args","env","replicas","agent","dir","sha256"}
+//	POST   /v1/run                        run one: {"name","exec","args","env","replicas","agent","dir","sha256","handles","answers","emits"}
 //	POST   /v1/run/{name}/scale?replicas=N
 //	POST   /v1/run/{name}/restart
 //	DELETE /v1/run/{name}                 stop it
@@ -33,6 +33,11 @@ type runRequest struct {
 	Agent    string   `json:"agent"`
 	Dir      string   `json:"dir"`
 	SHA256   string   `json:"sha256"`
+	// Handles, Answers and Emits declare the plugin's types: in secure
+	// mode, its permissions.
+	Handles []string `json:"handles"`
+	Answers []string `json:"answers"`
+	Emits   []string `json:"emits"`
 }
 
 func (s *server) routeFleet(mux *http.ServeMux) {
@@ -107,6 +112,7 @@ func (s *server) handleRun(w http.ResponseWriter, r *http.Request) {
 	spec := agent.Spec{Agent: req.Agent}
 	spec.Name, spec.Exec, spec.Args, spec.Env = req.Name, req.Exec, req.Args, req.Env
 	spec.Replicas, spec.Dir, spec.SHA256 = req.Replicas, req.Dir, req.SHA256
+	spec.Handles, spec.Answers, spec.Emits = req.Handles, req.Answers, req.Emits
 	spec, err := s.cfg.Fleet.Run(r.Context(), spec)
 	if err != nil {
 		s.fleetError(w, r, err)

@@ -39,6 +39,17 @@ type Identity struct {
 	Emits []string `json:"emits,omitempty"`
 	// Managed says the coordinator keeps the seed, for a plugin it runs.
 	Managed bool `json:"managed,omitempty"`
+	// Agent names the agent that holds the seed, for a plugin an agent
+	// runs on order (see [Store.Grant]).
+	Agent string `json:"agent,omitempty"`
+}
+
+// AgentIdentity is an agent's identity on the bus (see [AgentRules]).
+type AgentIdentity struct {
+	// Name is the agent's name, as orders name it.
+	Name string `json:"name"`
+	// PublicKey is its nkey (U...).
+	PublicKey string `json:"public_key"`
 }
 
 // Declaration is what an identity may do, as given to [Store.Add].
@@ -46,9 +57,10 @@ type Declaration struct {
 	Handles, Answers, Emits []string
 }
 
-// Reserved are the producer names of the coordinator's own users; no
-// plugin identity may take them.
-var reserved = []string{"coordinator", "http", "cli", "admin"}
+// Reserved are the producer names of the coordinator's own users and of
+// agents (whose inboxes are below _INBOX.agent); no plugin identity may
+// take them.
+var reserved = []string{"coordinator", "http", "cli", "admin", "agent"}
 
 // Errors of the store.
 var (
@@ -83,11 +95,15 @@ func Validate(name string, d Declaration) error {
 type Store struct {
 	dir string
 
-	mu  sync.Mutex
-	ids map[string]Identity
+	mu     sync.Mutex
+	ids    map[string]Identity
+	agents map[string]AgentIdentity
 }
 
-const indexFile = "identities.json"
+const (
+	indexFile  = "identities.json"
+	agentsFile = "agents.json"
+)
 
 // Open opens (creating it, mode 0700) the store in dir.
 func Open(dir string) (*Store, error) {
@@ -97,22 +113,37 @@ func Open(dir string) (*Store, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	s := &Store{dir: dir, ids: map[string]Identity{}}
-	b, err := os.ReadFile(filepath.Join(dir, indexFile))
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("identity: %w", err)
-	default:
-		var ids []Identity
-		if err := json.Unmarshal(b, &ids); err != nil {
-			return nil, fmt.Errorf("identity: %s: %w", filepath.Join(dir, indexFile), err)
-		}
-		for _, id := range ids {
-			s.ids[id.Name] = id
-		}
+	s := &Store{dir: dir, ids: map[string]Identity{}, agents: map[string]AgentIdentity{}}
+	var ids []Identity
+	if err := readIndex(filepath.Join(dir, indexFile), &ids); err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		s.ids[id.Name] = id
+	}
+	var agents []AgentIdentity
+	if err := readIndex(filepath.Join(dir, agentsFile), &agents); err != nil {
+		return nil, err
+	}
+	for _, a := range agents {
+		s.agents[a.Name] = a
 	}
 	return s, nil
+}
+
+// readIndex reads the JSON list in file into v; a missing file is empty.
+func readIndex(file string, v any) error {
+	b, err := os.ReadFile(file)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("identity: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("identity: %s: %w", file, err)
+	}
+	return nil
 }
 
 // Dir is the store's directory.
@@ -171,6 +202,9 @@ func (s *Store) Ensure(name string, d Declaration) (Identity, string, error) {
 	defer s.mu.Unlock()
 	file := s.seedFile(name)
 	id, ok := s.ids[name]
+	if ok && id.Agent != "" {
+		return Identity{}, "", fmt.Errorf("%w: %q is run by agent %s (coordinator run); stop it there (coordinator stop %s) to let the coordinator run the plugin", ErrExists, name, id.Agent, name)
+	}
 	if ok && !id.Managed {
 		return Identity{}, "", fmt.Errorf("%w: %q was added for a plugin run elsewhere (plugins add); remove it (plugins rm %s) to let the coordinator run the plugin", ErrExists, name, name)
 	}
@@ -298,15 +332,30 @@ func (s *Store) save() error {
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i].Name < ids[j].Name })
-	b, err := json.MarshalIndent(ids, "", "  ")
+	return writeIndex(filepath.Join(s.dir, indexFile), ids)
+}
+
+// saveAgents writes the agents' index atomically; s.mu is held.
+func (s *Store) saveAgents() error {
+	agents := make([]AgentIdentity, 0, len(s.agents))
+	for _, a := range s.agents {
+		agents = append(agents, a)
+	}
+	sort.Slice(agents, func(i, j int) bool { return agents[i].Name < agents[j].Name })
+	return writeIndex(filepath.Join(s.dir, agentsFile), agents)
+}
+
+// writeIndex writes v as JSON to file atomically, mode 0600.
+func writeIndex(file string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(s.dir, indexFile+".tmp")
+	tmp := file + ".tmp"
 	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, indexFile)); err != nil {
+	if err := os.Rename(tmp, file); err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
 	return nil

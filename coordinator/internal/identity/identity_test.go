@@ -109,3 +109,109 @@ func TestStore(t *testing.T) {
 		t.Errorf("b's seed file is still there: %v", err)
 	}
 }
+
+// An agent's identity, and the plugin identities it is granted: kept
+// across a reopen, refused over a plugin the coordinator runs or one
+// added by hand, released with the agent.
+func TestStoreAgents(t *testing.T) {
+	dir := t.TempDir()
+	s, err := identity.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.AddAgent("host.one"); err == nil {
+		t.Error("an agent name with a dot was accepted")
+	}
+	a, seed, err := s.AddAgent("host1")
+	if err != nil || len(seed) == 0 || a.PublicKey == "" {
+		t.Fatalf("add agent: %+v, %v", a, err)
+	}
+	if _, _, err := s.AddAgent("host1"); err == nil {
+		t.Error("the same agent was added twice")
+	}
+	pub, _, _ := identity.NewUser()
+	decl := identity.Declaration{Handles: []string{"x.in"}}
+	if _, _, err := s.Grant("host2", "p", pub, decl); err == nil {
+		t.Error("an identity was granted to an agent without one")
+	}
+	if _, _, err := s.Grant("host1", "p", "not-a-key", decl); err == nil {
+		t.Error("an identity was granted with a key that is not a user nkey")
+	}
+	if _, _, err := s.Grant("host1", "agent", pub, decl); err == nil {
+		t.Error("the reserved name agent was granted")
+	}
+	id, changed, err := s.Grant("host1", "p", pub, decl)
+	if err != nil || !changed || id.Agent != "host1" {
+		t.Fatalf("grant: %+v, %v, %v", id, changed, err)
+	}
+	if _, changed, _ := s.Grant("host1", "p", pub, decl); changed {
+		t.Error("granting the same key and declaration again changed something")
+	}
+	if _, changed, _ := s.Grant("host1", "p", pub, identity.Declaration{Handles: []string{"x.other"}}); !changed {
+		t.Error("a new declaration changed nothing")
+	}
+	if _, _, err := s.Ensure("managed", identity.Declaration{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Add("by-hand", identity.Declaration{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"managed", "by-hand"} {
+		if _, _, err := s.Grant("host1", name, pub, decl); err == nil {
+			t.Errorf("an agent took over the identity %s", name)
+		}
+	}
+	if _, _, err := s.Ensure("p", decl); err == nil {
+		t.Error("the coordinator took over an agent's plugin's identity")
+	}
+
+	s, err = identity.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.Agent("host1"); !ok || got != a {
+		t.Fatalf("reopened: agent %+v, %v; want %+v", got, ok, a)
+	}
+	if held := s.Held("host1"); !slices.Equal(held, []string{"p"}) {
+		t.Fatalf("reopened: host1 holds %v, want [p]", held)
+	}
+	if gone, err := s.Release("host1", []string{"p"}); err != nil || len(gone) != 0 {
+		t.Fatalf("release keeping p: %v, %v", gone, err)
+	}
+	rotated, _, err := s.RotateAgent("host1")
+	if err != nil || rotated.PublicKey == a.PublicKey {
+		t.Fatalf("rotate: %+v, %v", rotated, err)
+	}
+	if held := s.Held("host1"); !slices.Equal(held, []string{"p"}) {
+		t.Fatalf("after rotating the agent it holds %v, want [p]", held)
+	}
+	gone, err := s.RemoveAgent("host1")
+	if err != nil || !slices.Equal(gone, []string{"p"}) {
+		t.Fatalf("remove agent: %v, %v; want p released", gone, err)
+	}
+	if _, ok := s.Get("p"); ok {
+		t.Error("p's identity outlived its agent's")
+	}
+	if _, ok := s.Get("managed"); !ok {
+		t.Error("removing the agent removed a plugin it did not hold")
+	}
+}
+
+// An agent's permissions: its requests, entry and plugins' log lines, and
+// no event, order or consumer.
+func TestAgentRules(t *testing.T) {
+	r := identity.AgentRules(identity.Scope{}, "host1", []string{"hello"})
+	for _, want := range []string{"plugbus.agent.host1.*", "$KV.PLUGBUS_AGENTS.host1", "plugbus.logs.hello"} {
+		if !slices.Contains(r.Publish, want) {
+			t.Errorf("publish %v: want %s", r.Publish, want)
+		}
+	}
+	for _, s := range r.Publish {
+		if strings.Contains(s, ">") || strings.HasPrefix(s, "$JS.API.CONSUMER") || strings.Contains(s, "PLUGBUS_PLUGINS.") {
+			t.Errorf("publish %s: more than an agent needs", s)
+		}
+	}
+	if !slices.Equal(r.Subscribe, []string{"_INBOX.agent.host1.>"}) || r.Responses {
+		t.Errorf("subscribe %v, responses %v: want its inboxes only", r.Subscribe, r.Responses)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/agent"
 )
 
 // Scope is what the permissions of an identity refer to: the subject
@@ -116,11 +117,15 @@ func (r Rules) Permissions() *server.Permissions {
 // CoordinatorRules are the coordinator's own privileges: everything under
 // the prefix (it publishes its own and the HTTP API's events, invokes,
 // replays dead letters), the JetStream API (it creates the streams and the
-// plugins' consumers), micro discovery, and its inboxes; nothing of $SYS.
+// plugins' consumers), micro discovery, its inboxes, and the inboxes of
+// the agents it answers; nothing of $SYS. (A reply allowed only as a
+// response would be refused when the server's users were reloaded
+// between the request and the reply, and answering an agent's request for
+// an identity reloads them.)
 func CoordinatorRules(scope Scope) Rules {
 	p := scope.withDefaults().Prefix
 	return Rules{
-		Publish:   []string{p + ".>", "$JS.>", "$KV.>", "$SRV.>"},
+		Publish:   []string{p + ".>", "$JS.>", "$KV.>", "$SRV.>", bus.InboxPrefix(agent.Producer) + ".>"},
 		Subscribe: []string{p + ".>", "_INBOX.>", "$SRV.>"},
 		Responses: true,
 	}
@@ -159,4 +164,39 @@ func CLIRules(scope Scope) Rules {
 		},
 		Subscribe: []string{p + ".events.>", bus.InboxPrefix(CLIProducer) + ".>"},
 	}
+}
+
+// AgentRules are the privileges of the agent called name (see package
+// agent), holding the identities of plugins:
+//
+// Publish: its requests to the coordinator, on P.agent.NAME.* (its
+// orders, and an identity for each plugin it starts); its own entry in
+// the agents' bucket ($KV.PLUGBUS_AGENTS.NAME); the log lines of the
+// plugins it holds identities of (P.logs.<plugin>); crash-loop events as
+// producer "agent"; and of JetStream only the info of the buckets and the
+// log stream it opens.
+//
+// Subscribe: its own inboxes (_INBOX.agent.NAME.>), nothing else.
+//
+// It may not read events, publish as any plugin, send or answer requests,
+// read or write orders (the coordinator answers the orders that name it),
+// create consumers (a consumer's delivery subject is not checked against
+// its creator's permissions), or manage streams.
+func AgentRules(scope Scope, name string, plugins []string) Rules {
+	p := scope.withDefaults().Prefix
+	r := Rules{
+		Publish: []string{
+			agent.RequestSubjects(p, name),
+			p + ".events." + agent.Producer + "." + bus.TypePluginCrashlooping,
+			"$KV." + agent.AgentsBucket + "." + name,
+			"$JS.API.STREAM.INFO.KV_" + agent.AgentsBucket,
+			"$JS.API.STREAM.INFO.KV_" + agent.SpecsBucket,
+			"$JS.API.STREAM.INFO." + agent.LogsStream,
+		},
+		Subscribe: []string{agent.InboxPrefix(name) + ".>"},
+	}
+	for _, plugin := range plugins {
+		r.Publish = append(r.Publish, p+".logs."+plugin)
+	}
+	return r
 }
