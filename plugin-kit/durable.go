@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -184,15 +185,9 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 		st.lease = leaseFor(d.AckWait)
 		go p.renewClaims()
 	}
-	slots := 0
-	for _, r := range p.routes {
-		if !r.broadcast {
-			slots += r.concurrency
-		}
-	}
 	pullCtx, stop := context.WithCancel(context.Background())
 	st.stopPull, st.pulled = stop, make(chan struct{})
-	go p.pull(pullCtx, st, cons, max(1, min(slots, d.MaxAckPending)))
+	go p.pull(pullCtx, st, cons, max(1, min(p.durableSlots(), d.MaxAckPending)))
 	return nil
 }
 
@@ -201,39 +196,82 @@ func (p *Plugin) startDurable(ctx context.Context) error {
 // is replaced soon after.
 const pullWait = 2 * time.Second
 
-// pull takes events from the plugin's consumer as workers free up,
-// asking for as many as there are free workers, until ctx ends. Each event
-// it receives is held at once (in-progress signals, see keepHeld) and has
-// a worker waiting for it, so none sits pulled and unheld while long
-// handlers run. (nats.go's Consume, used before, keeps a buffer of pulled
-// events that get no in-progress signals while they wait for a worker,
-// and its pull requests could run out under load while it believed some
-// were open: nats-io/nats.go#1622.)
+// aheadWindow bounds how long an event pulled ahead of a free worker
+// waits for one: an instance pulls ahead at most as many events as its
+// workers settled in the last aheadWindow.
+const aheadWindow = 100 * time.Millisecond
+
+// durableSlots returns the number of workers of the plugin's durable
+// handlers.
+func (p *Plugin) durableSlots() int {
+	slots := 0
+	for _, r := range p.routes {
+		if r.broadcast {
+			continue
+		}
+		c := r.concurrency
+		if c <= 0 {
+			c = p.concurrency
+		}
+		slots += max(1, c)
+	}
+	return slots
+}
+
+// maxAhead returns the most events an instance with slots workers pulls
+// ahead of them: as many again, within MaxAckPending.
+func (p *Plugin) maxAhead(slots int) int {
+	return max(0, min(slots, p.durable.MaxAckPending-slots))
+}
+
+// pull takes events from the plugin's consumer for the workers until ctx
+// ends. It holds (pulled, not settled) at most as many events as there are
+// workers, plus, while handlers are quick, some pulled ahead so that the
+// workers do not idle while the next pull makes its round trip: at most as
+// many as the workers settled in the last aheadWindow, and at most as many
+// again as there are workers. So a quick handler's next events are at
+// hand, and an instance whose handlers are slow holds no more than its
+// workers run: the rest wait in the stream, where any instance can take
+// them. Each event it receives is held at once, with in-progress signals
+// (see keepHeld), so none waits unheld, for a worker or behind long
+// handlers. It pulls when the events held drop to the workers' number,
+// for all the room there is, so that each pull brings a batch. (nats.go's
+// Consume, used before, keeps a buffer of pulled events that get no
+// in-progress signals while they wait for a worker, and its pull requests
+// could run out under load while it believed some were open:
+// nats-io/nats.go#1622.)
 func (p *Plugin) pull(ctx context.Context, st *durableState, cons jetstream.Consumer, slots int) {
 	defer close(st.pulled)
-	free := make(chan struct{}, slots) // one token per free worker
-	for range slots {
-		free <- struct{}{}
-	}
-	release := func() { free <- struct{}{} }
-	for {
+	var held, settledN atomic.Int64
+	wake := make(chan struct{}, 1)
+	release := func() {
+		held.Add(-1)
+		settledN.Add(1)
 		select {
-		case <-free:
-		case <-ctx.Done():
-			return
+		case wake <- struct{}{}:
+		default:
 		}
-		n := 1
-	take:
-		for n < slots {
+	}
+	maxAhead := p.maxAhead(slots)
+	ahead, since, seen := 0, time.Now(), int64(0)
+	for {
+		if elapsed := time.Since(since); elapsed >= aheadWindow {
+			n := settledN.Load()
+			ahead = min(maxAhead, int(float64(n-seen)*float64(aheadWindow)/float64(elapsed)))
+			since, seen = time.Now(), n
+		}
+		room := slots + ahead - int(held.Load())
+		if room <= 0 || room < ahead { // the workers have events at hand
 			select {
-			case <-free:
-				n++
-			default:
-				break take
+			case <-wake:
+			case <-ctx.Done():
+				return
 			}
+			continue
 		}
+		held.Add(int64(room))
 		fetchCtx, cancel := context.WithTimeout(ctx, pullWait)
-		batch, err := cons.Fetch(n, jetstream.FetchContext(fetchCtx))
+		batch, err := cons.Fetch(room, jetstream.FetchContext(fetchCtx))
 		got := 0
 		if err == nil {
 			for m := range batch.Messages() {
@@ -243,15 +281,16 @@ func (p *Plugin) pull(ctx context.Context, st *durableState, cons jetstream.Cons
 			err = batch.Error()
 		}
 		cancel()
-		for ; got < n; got++ {
-			release()
-		}
+		held.Add(int64(got - room))
 		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
 			p.log.Debug("durable consumer: pull failed; pulling again", "err", err)
 			select { // not a busy loop while NATS is away
 			case <-ctx.Done():
 			case <-time.After(100 * time.Millisecond):
 			}
+		}
+		if ctx.Err() != nil {
+			return
 		}
 	}
 }
@@ -356,8 +395,8 @@ func (p *Plugin) durableWork(r *route, m jetstream.Msg, msg *nats.Msg, settled f
 // then hands it to a worker again to look at the record anew. The event is
 // not given back to the stream meanwhile: a redelivery would count toward
 // MaxDeliver, and an event that never failed could become a dead letter
-// while another instance runs its handler. Outside the pull's count of
-// free workers, so that this instance goes on taking other events.
+// while another instance runs its handler. Not among the events that pull
+// counts as held, so that this instance goes on taking other events.
 func (p *Plugin) waitForOther(r *route, m jetstream.Msg, msg *nats.Msg) {
 	st := p.ds
 	st.mu.Lock()

@@ -344,3 +344,111 @@ func TestDurableAcknowledgesPlainOnlyWhereChosen(t *testing.T) {
 		})
 	}
 }
+
+// publishOrders publishes n order events with ids prefix-0, prefix-1, ...
+// and waits for the stream to store them all.
+func publishOrders(t *testing.T, js jetstream.JetStream, prefix string, n int) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = prefix + "-" + strconv.Itoa(i)
+		e := pluginkit.NewEvent("com.example.order.placed", map[string]int{"n": i})
+		e.SetID(ids[i])
+		if _, err := bus.PublishDurableAsync(js, bus.DefaultPrefix, "shop", e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal("the publishes were not acknowledged")
+	}
+	return ids
+}
+
+// Instances of one plugin share its events: with quick handlers, each
+// pulling a batch ahead of its workers, both get work and each event is
+// handled once.
+func TestDurableInstancesShareEvents(t *testing.T) {
+	t.Parallel()
+	s := bustest.NewServer(t)
+	js, _ := jetstream.New(bustest.Connect(t, s))
+	d := fastRetries
+	d.AckWait = 30 * time.Second // no redelivery however loaded the machine
+	a, b := &counter{}, &counter{}
+	for _, h := range []*counter{a, b} {
+		p := newPlugin("shared", "1.0.0", pluginkit.WithDurable(d))
+		p.Handle("com.example.order.>", h)
+		serve(t, s, p)
+	}
+	ids := publishOrders(t, js, "o", 2000)
+	eventually(t, "every event handled", func() bool {
+		for _, id := range ids {
+			if a.count(id)+b.count(id) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	inA := 0
+	for _, id := range ids {
+		if n := a.count(id) + b.count(id); n != 1 {
+			t.Errorf("%s handled %d times, want once", id, n)
+		}
+		inA += a.count(id)
+	}
+	t.Logf("instance a handled %d events, b %d", inA, len(ids)-inA)
+	if inA == 0 || inA == len(ids) {
+		t.Errorf("instance a handled %d of %d events: one instance got no work", inA, len(ids))
+	}
+}
+
+// An instance whose handler is busy pulls nothing ahead of it: the events
+// that come meanwhile go to another instance rather than wait behind it.
+func TestDurableBusyInstanceHoldsNoMoreThanItRuns(t *testing.T) {
+	t.Parallel()
+	s := bustest.NewServer(t)
+	js, _ := jetstream.New(bustest.Connect(t, s))
+	d := fastRetries
+	d.AckWait = 30 * time.Second
+	unblock := make(chan struct{})
+	var blocked atomic.Int32
+	busy := &counter{fail: func(pluginkit.Event, int) error {
+		blocked.Add(1)
+		<-unblock
+		return nil
+	}}
+	p := newPlugin("shared", "1.0.0", pluginkit.WithDurable(d), pluginkit.WithConcurrency(1))
+	p.Handle("com.example.order.>", busy)
+	serve(t, s, p)
+	var once sync.Once
+	release := func() { once.Do(func() { close(unblock) }) }
+	t.Cleanup(release) // before the plugin stops, if the test failed
+	first := publishOrders(t, js, "first", 1)
+	eventually(t, "the busy instance's handler to start", func() bool { return blocked.Load() == 1 })
+
+	other := &counter{}
+	q := newPlugin("shared", "1.0.0", pluginkit.WithDurable(d))
+	q.Handle("com.example.order.>", other)
+	serve(t, s, q)
+	ids := publishOrders(t, js, "later", 20)
+	eventually(t, "the other instance to handle every later event", func() bool {
+		for _, id := range ids {
+			if other.count(id) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	release()
+	for _, id := range ids {
+		if n := busy.count(id); n != 0 {
+			t.Errorf("%s went to the busy instance (%d times)", id, n)
+		}
+	}
+	if n := busy.count(first[0]); n != 1 {
+		t.Errorf("the busy instance handled its event %d times, want 1", n)
+	}
+}

@@ -370,7 +370,14 @@ func (p *Plugin) prepareRoute(r *route) error {
 	if r.concurrency <= 0 {
 		r.concurrency = 1
 	}
-	r.work = make(chan func(), r.concurrency)
+	queue := r.concurrency
+	if p.durable != nil && !r.broadcast {
+		// Room for every event the durable pull holds (see pull), so
+		// that handing one to the workers never blocks the pull.
+		slots := p.durableSlots()
+		queue = slots + p.maxAhead(slots)
+	}
+	r.work = make(chan func(), queue)
 	for i := 0; i < r.concurrency; i++ {
 		go p.worker(r)
 	}
