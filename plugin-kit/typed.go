@@ -79,12 +79,9 @@ func Call[Resp any](ctx context.Context, p *Plugin, typ string, req any) (Resp, 
 
 // mustSchema generates and compiles the schema of T for events of typ.
 func mustSchema[T any](p *Plugin, typ string) *schema.Validator {
-	doc, err := schema.For[T](SchemaURI(p.name, p.version, typ))
+	v, err := schema.For[T](SchemaURI(p.name, p.version, typ))
 	if err == nil {
-		var v *schema.Validator
-		if v, err = schema.Compile(doc); err == nil {
-			return v
-		}
+		return v
 	}
 	var zero T
 	panic(fmt.Sprintf("pluginkit: schema of %T for %q: %v", zero, typ, err))

@@ -16,21 +16,29 @@ type greet struct {
 }
 
 func TestForValidates(t *testing.T) {
-	doc, err := schema.For[greet]("urn:plugbus:schema:com.example.greet.requested:1")
+	generated, err := schema.For[greet]("urn:plugbus:schema:com.example.greet.requested:1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var m map[string]any
-	if err := json.Unmarshal(doc, &m); err != nil {
+	if err := json.Unmarshal(generated.Doc(), &m); err != nil {
 		t.Fatal(err)
 	}
 	if m["$id"] != "urn:plugbus:schema:com.example.greet.requested:1" {
 		t.Errorf("$id = %v", m["$id"])
 	}
-	v, err := schema.Compile(doc)
+	// The generated schema checks data as its document does once compiled.
+	compiled, err := schema.Compile(generated.Doc())
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, v := range []*schema.Validator{generated, compiled} {
+		checkGreet(t, v)
+	}
+}
+
+func checkGreet(t *testing.T, v *schema.Validator) {
+	t.Helper()
 	for _, ok := range []string{`{"name":"Ada"}`, `{"name":"Ada","extra":true}`, `{"name":"Ada","tags":["x"],"count":2}`} {
 		if err := v.Validate([]byte(ok)); err != nil {
 			t.Errorf("Validate(%s) = %v, want nil", ok, err)

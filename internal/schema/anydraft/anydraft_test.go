@@ -16,10 +16,11 @@ func TestValidate(t *testing.T) {
 		Name string   `json:"name"`
 		Tags []string `json:"tags,omitempty"`
 	}
-	generated, err := schema.For[greet]("urn:plugbus:schema:p:1:com.example.greet.requested")
+	gv, err := schema.For[greet]("urn:plugbus:schema:p:1:com.example.greet.requested")
 	if err != nil {
 		t.Fatal(err)
 	}
+	generated := gv.Doc()
 	draft4 := `{"$schema":"http://json-schema.org/draft-04/schema#","type":"object","properties":{"n":{"type":"integer","maximum":5,"exclusiveMaximum":true}}}`
 	for _, tc := range []struct {
 		doc, data, field, rule string
