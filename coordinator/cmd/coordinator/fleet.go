@@ -76,6 +76,9 @@ permissions are those its order declares (coordinator run --handles, --answers,
 				if token != "" {
 					return fmt.Errorf("--nkey and --nats-token: pick one; --nkey is for the coordinator's secure mode")
 				}
+				if err := bus.ValidateProducer(name); err != nil {
+					return fmt.Errorf("--name %q: in secure mode the agent's name is a token of its subjects: %w; pick another with --name", name, err)
+				}
 				conn.NKeySeedFile, conn.InboxPrefix = nkey, agent.InboxPrefix(name)
 				seedDir = filepath.Join(dataDir, "identities")
 			}
