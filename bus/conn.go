@@ -142,6 +142,9 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) { notify(Closed, nc, nc.LastError()) }),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			if refusedStatsToAll(err) {
+				return
+			}
 			if sub != nil {
 				err = fmt.Errorf("subscription %q: %w", sub.Subject, err)
 			}
@@ -167,6 +170,16 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 		}
 		return nil, fmt.Errorf("bus: connect to %s: %w (last error: %v)", shown, ctx.Err(), last)
 	}
+}
+
+// refusedStatsToAll reports whether err is the server refusing a micro
+// service's subscription to $SRV.STATS, the STATS request sent to every
+// service. A plugin's identity in secure mode may not hear it (the
+// coordinator asks each plugin by name instead, so no plugin can answer for
+// another), and nats.go's micro subscribes to it anyway: the refusal is
+// expected, and not reported.
+func refusedStatsToAll(err error) bool {
+	return errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `Subscription to "$SRV.STATS"`)
 }
 
 // ConnectFailedEvery is how often at most [Connect] reports failed

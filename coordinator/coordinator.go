@@ -117,6 +117,23 @@ func (c *Coordinator) HTTPURL() string {
 	return "http://" + c.HTTPAddr()
 }
 
+// identityNames returns, in secure mode, a function listing the plugins
+// with an identity, which the registry asks for their STATS by name: they
+// may not hear the discovery requests sent to every service. It returns
+// nil otherwise.
+func (c *Coordinator) identityNames() func() []string {
+	if c.sec == nil {
+		return nil
+	}
+	return func() []string {
+		var names []string
+		for _, id := range c.sec.store.List() {
+			names = append(names, id.Name)
+		}
+		return names
+	}
+}
+
 // Plugins returns the registry's view of plugins and instances.
 func (c *Coordinator) Plugins() []Plugin { return c.reg.Plugins() }
 
@@ -142,7 +159,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	c.lease = l
 	c.reg = registry.New(registry.Config{
 		Conn: c.nc, Prefix: c.cfg.Prefix, GoneAfter: time.Duration(c.cfg.GoneAfter), Logger: c.log,
-		OnChange: c.onRegistryChange,
+		Names: c.identityNames(), OnChange: c.onRegistryChange,
 	})
 	c.catalog = catalog.New(c.reg.Plugins, time.Second)
 	metrics := prometheus.NewRegistry()

@@ -59,8 +59,9 @@ type Rules struct {
 // Subscribe: the events of the types it handles, on P.events.*.<type> (in
 // queue group NAME, or none); the requests of the types it answers, on
 // P.invoke.*.<type>, in queue group NAME only; its own inboxes
-// (_INBOX.NAME.>); and the micro discovery subjects addressed to all
-// services or to NAME.
+// (_INBOX.NAME.>); and the micro discovery subjects addressed to NAME, and
+// $SRV.PING and $SRV.INFO addressed to all services (so `nats micro ls`
+// lists it), but not $SRV.STATS to all (see the registry's Config.Names).
 //
 // Nothing else: no other producer's subjects, no $SYS, no stream or
 // consumer management, no other plugin's consumer or records.
@@ -96,7 +97,10 @@ func PluginRules(scope Scope, id Identity) Rules {
 	}
 	r.Subscribe = append(r.Subscribe,
 		bus.InboxPrefix(n)+".>",
-		"$SRV.PING", "$SRV.INFO", "$SRV.STATS",
+		// Not $SRV.STATS, the request to every service: an answer says
+		// nothing of who sent it, so in secure mode the registry asks each
+		// plugin's STATS by name, which only its own identity may hear.
+		"$SRV.PING", "$SRV.INFO",
 		"$SRV.*."+n, "$SRV.*."+n+".*",
 	)
 	return r

@@ -32,12 +32,12 @@ func TestFetchInfoTakesTheOneAnswer(t *testing.T) {
 	r := New(Config{Conn: bustest.Connect(t, s)})
 	var st micro.Stats
 	for deadline := time.Now().Add(5 * time.Second); st.ID == "" && time.Now().Before(deadline); {
-		replies, err := r.gather(ctx, micro.StatsVerb, 1, gatherMost)
+		replies, err := r.gather(ctx, micro.StatsVerb, nil, 1, gatherMost)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(replies) == 1 {
-			_ = json.Unmarshal(replies[0], &st)
+			_ = json.Unmarshal(replies[0].data, &st)
 		}
 	}
 	if st.ID == "" {

@@ -133,6 +133,14 @@ type Config struct {
 	// ForgetAfter is how long stopped and gone instances stay listed;
 	// default 5m.
 	ForgetAfter time.Duration
+	// Names, when set, returns the names of the plugins that may not hear
+	// discovery requests sent to every service (in secure mode, those with
+	// an identity: see identity.PluginRules): each poll then also asks
+	// each of them by name ($SRV.STATS.<name>) and believes an answer only
+	// when it speaks for the plugin asked. The server lets only a plugin's
+	// own identity hear the requests naming it, so no plugin can answer
+	// for another.
+	Names func() []string
 	// OnChange hears of instances turning unhealthy (gone) or recovering.
 	OnChange func(Change)
 	Logger   *slog.Logger
@@ -569,7 +577,11 @@ func (r *Registry) notify() {
 // those silent for longer than goneAfter.
 func (r *Registry) poll(ctx context.Context, answering int, most, goneAfter time.Duration) {
 	start := time.Now()
-	replies, err := r.gather(ctx, micro.StatsVerb, answering, most)
+	var names []string
+	if r.cfg.Names != nil {
+		names = r.cfg.Names()
+	}
+	replies, err := r.gather(ctx, micro.StatsVerb, names, answering, most)
 	if err != nil {
 		r.cfg.Logger.Warn("discovery poll failed", "err", err)
 		return
@@ -579,9 +591,13 @@ func (r *Registry) poll(ctx context.Context, answering int, most, goneAfter time
 	defer func() {
 		r.cfg.Logger.Debug("discovery poll", "replies", len(replies), "gathered_in", now.Sub(start), "new", len(fresh), "took", time.Since(start))
 	}()
-	for _, data := range replies {
+	for _, reply := range replies {
 		var st micro.Stats
-		if err := json.Unmarshal(data, &st); err != nil || st.ID == "" {
+		if err := json.Unmarshal(reply.data, &st); err != nil || st.ID == "" {
+			continue
+		}
+		if reply.asked != "" && st.Name != reply.asked {
+			r.ignore("ignored a discovery answer for another plugin than the one asked", "", "asked", reply.asked, "answer_plugin", st.Name, "answer_instance", st.ID)
 			continue
 		}
 		if _, ok := st.Metadata[bus.MetaProtocol]; !ok {
@@ -776,24 +792,29 @@ const (
 	gatherMost  = 3 * time.Second
 )
 
-// gather sends one discovery request to every micro service and collects
-// the replies, expecting at least expect of them, for at most most.
-// nats.go's request API takes the first reply only, and discovery needs
-// all of them.
-func (r *Registry) gather(ctx context.Context, verb micro.Verb, expect int, most time.Duration) ([][]byte, error) {
-	subject, err := micro.ControlSubject(verb, "", "")
-	if err != nil {
-		return nil, err
-	}
+// A gathered is one answer to a discovery request, and the plugin that
+// request named ("" when it went to every service).
+type gathered struct {
+	asked string
+	data  []byte
+}
+
+// gather sends one discovery request to every micro service and one to
+// each plugin of names, and collects the replies, expecting at least
+// expect of them, for at most most. nats.go's request API takes the first
+// reply only, and discovery needs all of them.
+func (r *Registry) gather(ctx context.Context, verb micro.Verb, names []string, expect int, most time.Duration) ([]gathered, error) {
 	// A plain inbox, not one under the connection's request inbox prefix:
 	// nats.go's subscription for requests (fetchInfo's) would receive every
 	// reply a second time, doubling what the server sends this connection.
+	// The request to all is answered on <inbox>.all, the one to plugin
+	// NAME on <inbox>.name.NAME, so an answer says which it answers.
 	inbox := r.cfg.Conn.NewInbox()
 	// A synchronous subscription queues replies where a channel
 	// subscription, used before, dropped every reply beyond its channel's
 	// capacity (4096) when they came faster than this loop took them: the
 	// instances that sent them were eventually marked gone.
-	sub, err := r.cfg.Conn.SubscribeSync(inbox)
+	sub, err := r.cfg.Conn.SubscribeSync(inbox + ".>")
 	if err != nil {
 		return nil, err
 	}
@@ -803,10 +824,23 @@ func (r *Registry) gather(ctx context.Context, verb micro.Verb, expect int, most
 	if err := sub.SetPendingLimits(-1, -1); err != nil {
 		return nil, err
 	}
-	if err := r.cfg.Conn.PublishRequest(subject, inbox, nil); err != nil {
+	subject, err := micro.ControlSubject(verb, "", "")
+	if err != nil {
 		return nil, err
 	}
-	var out [][]byte
+	if err := r.cfg.Conn.PublishRequest(subject, inbox+".all", nil); err != nil {
+		return nil, err
+	}
+	namePrefix := inbox + ".name."
+	for _, name := range names {
+		if subject, err = micro.ControlSubject(verb, name, ""); err != nil {
+			continue
+		}
+		if err := r.cfg.Conn.PublishRequest(subject, namePrefix+name, nil); err != nil {
+			return nil, err
+		}
+	}
+	var out []gathered
 	deadline := time.Now().Add(most)
 	for ctx.Err() == nil {
 		wait := gatherQuiet
@@ -817,13 +851,24 @@ func (r *Registry) gather(ctx context.Context, verb micro.Verb, expect int, most
 			break
 		}
 		msg, err := sub.NextMsg(wait)
-		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
-			break // ErrNoResponders: no micro service at all
+		if errors.Is(err, nats.ErrTimeout) {
+			break
+		}
+		if errors.Is(err, nats.ErrNoResponders) {
+			// No micro service at all, or no instance of a plugin named.
+			if len(names) == 0 {
+				break
+			}
+			continue
 		}
 		if err != nil {
 			return out, err
 		}
-		out = append(out, msg.Data)
+		asked, _ := strings.CutPrefix(msg.Subject, namePrefix)
+		if asked == msg.Subject {
+			asked = ""
+		}
+		out = append(out, gathered{asked: asked, data: msg.Data})
 	}
 	return out, nil
 }
