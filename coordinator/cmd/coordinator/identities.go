@@ -231,6 +231,11 @@ operator mode, list the subjects.`,
 				return err
 			}
 			rules := identity.PluginRules(identity.Scope{Prefix: prefix}, identity.Identity{Name: name, Handles: decl.Handles, Answers: decl.Answers, Emits: decl.Emits})
+			// A coordinator on a server it does not run knows no identities,
+			// so it polls every plugin with the $SRV.STATS sent to all, which
+			// its own embedded server keeps from plugins (it asks them by
+			// name): here they must hear it.
+			rules.Subscribe = append(rules.Subscribe, "$SRV.STATS")
 			w := cmd.OutOrStdout()
 			switch format {
 			case "conf":
