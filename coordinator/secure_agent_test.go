@@ -102,10 +102,14 @@ func TestSecureModeAgent(t *testing.T) {
 	}
 	agentKey := publicKey(t, agentSeed)
 
-	agentData := filepath.Join(t.TempDir(), "agent-data")
+	// The data directory is relative to the agent's working directory,
+	// and hello runs in another: the seed's path it gets is absolute.
+	agentHome := t.TempDir()
+	agentData := filepath.Join(agentHome, "agent-data")
 	var agentLog proctest.Output
 	cmd := exec.Command(filepath.Join(binDir, "coordinator"), "agent", "--name", "host1", "--nats-url", d.c.NATSURL(),
-		"--nkey", agentSeed, "--data-dir", agentData, "--log-level", "debug")
+		"--nkey", agentSeed, "--data-dir", "agent-data", "--log-level", "debug")
+	cmd.Dir = agentHome
 	cmd.Stdout, cmd.Stderr = &agentLog, &agentLog
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -132,7 +136,7 @@ func TestSecureModeAgent(t *testing.T) {
 		return nil
 	})
 	if _, err := orders.Run(ctx, agent.Spec{Agent: "host1", Spec: supervise.Spec{
-		Name: "hello", Exec: filepath.Join(binDir, "hello"),
+		Name: "hello", Exec: filepath.Join(binDir, "hello"), Dir: t.TempDir(),
 		Handles: []string{"com.example.greet.requested"}, Answers: []string{"com.example.greet.requested"},
 		Emits: []string{"com.example.greet.sent"},
 	}}); err != nil {

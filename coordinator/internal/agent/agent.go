@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -90,6 +91,13 @@ func New(cfg Config) (*Agent, error) {
 		if want := InboxPrefix(cfg.Name); cfg.Conn.Opts.InboxPrefix != want {
 			return nil, fmt.Errorf("agent: in secure mode the connection's inbox prefix must be %s (nats.CustomInboxPrefix)", want)
 		}
+		// Absolute: the plugins get the seed files' paths, and may run in
+		// another directory.
+		dir, err := filepath.Abs(cfg.SeedDir)
+		if err != nil {
+			return nil, fmt.Errorf("agent: seed directory: %w", err)
+		}
+		cfg.SeedDir = dir
 		if err := os.MkdirAll(cfg.SeedDir, 0o700); err != nil {
 			return nil, fmt.Errorf("agent: seed directory: %w", err)
 		}
