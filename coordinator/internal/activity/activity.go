@@ -28,6 +28,9 @@ import (
 type Source interface {
 	Plugins() []registry.Plugin
 	TypeCounters() map[string]registry.Counters
+	// Version changes whenever Plugins or TypeCounters may return
+	// something else; the tracker reads them again only then.
+	Version() uint64
 }
 
 // Defaults of [Config].
@@ -130,6 +133,10 @@ type Tracker struct {
 	mu        sync.Mutex
 	sampled   time.Time
 	plugins   []registry.Plugin // as of the last sample, sorted by name
+	counters  map[string]registry.Counters
+	read      bool   // plugins and counters were read from the source...
+	version   uint64 // ...at this version of it...
+	pids      []int  // ...with these supervised processes
 	summaries map[string]entry[PluginSummary]
 	types     map[string]entry[TypeSummary]
 	rates     map[string]*ring // by plugin
@@ -179,12 +186,8 @@ func (t *Tracker) Run(ctx context.Context) error {
 // Sample reads the source once and tells subscribers what changed. Run
 // calls it every interval.
 func (t *Tracker) Sample() {
-	plugins := t.cfg.Source.Plugins()
-	typeCounters := t.cfg.Source.TypeCounters()
-	supervised := map[int]bool{}
-	for _, pid := range t.cfg.Supervised() {
-		supervised[pid] = true
-	}
+	pids := slices.Sorted(slices.Values(t.cfg.Supervised()))
+	plugins, typeCounters, fresh := t.readSource(pids)
 	now := time.Now()
 
 	t.mu.Lock()
@@ -195,7 +198,38 @@ func (t *Tracker) Sample() {
 	}
 	t.sampled = now
 	u := Update{Time: now, Rates: map[string]Point{}, TypeRates: map[string]Point{}}
+	if fresh {
+		supervised := map[int]bool{}
+		for _, pid := range pids {
+			supervised[pid] = true
+		}
+		t.compare(&u, plugins, typeCounters, supervised, elapsed)
+	} else {
+		// Nothing changed since the last sample: no summary did, and
+		// every rate is zero.
+		for _, r := range t.rates {
+			r.push(Point{})
+		}
+		for _, r := range t.typeRates {
+			r.push(Point{})
+		}
+	}
+	for ch := range t.subs {
+		select {
+		case ch <- u:
+		default:
+			// A subscriber that does not keep up loses its channel and
+			// starts again from a snapshot.
+			delete(t.subs, ch)
+			close(ch)
+		}
+	}
+}
 
+// compare records plugins and typeCounters as the latest sample, and in u
+// the summaries that changed since the one before and the rates over
+// elapsed seconds. t.mu is held.
+func (t *Tracker) compare(u *Update, plugins []registry.Plugin, typeCounters map[string]registry.Counters, supervised map[int]bool, elapsed float64) {
 	seen := map[string]bool{}
 	for i := range plugins {
 		s := t.summarize(&plugins[i], supervised)
@@ -219,7 +253,7 @@ func (t *Tracker) Sample() {
 			u.Removed = append(u.Removed, name)
 		}
 	}
-	t.plugins = plugins
+	t.plugins, t.counters = plugins, typeCounters
 
 	for typ, c := range typeCounters {
 		s := TypeSummary{Type: typ, Stats: c}
@@ -245,17 +279,28 @@ func (t *Tracker) Sample() {
 	slices.SortFunc(u.TypesChanged, func(a, b TypeSummary) int { return strings.Compare(a.Type, b.Type) })
 	sort.Strings(u.Removed)
 	sort.Strings(u.TypesRemoved)
+}
 
-	for ch := range t.subs {
-		select {
-		case ch <- u:
-		default:
-			// A subscriber that does not keep up loses its channel and
-			// starts again from a snapshot.
-			delete(t.subs, ch)
-			close(ch)
-		}
+// readSource returns the source's plugins and type counters, read again
+// only when its version or the supervised processes (pids, sorted)
+// changed since the last sample, and whether they were: with 10,000
+// instances, listing them all every second was a third of the
+// coordinator's CPU, while they change only at each discovery poll (every
+// 5 s then). A sample between two changes sees the same counters, as it
+// did before: no rate.
+func (t *Tracker) readSource(pids []int) ([]registry.Plugin, map[string]registry.Counters, bool) {
+	v := t.cfg.Source.Version()
+	t.mu.Lock()
+	if t.read && t.version == v && slices.Equal(t.pids, pids) {
+		defer t.mu.Unlock()
+		return t.plugins, t.counters, false
 	}
+	t.mu.Unlock()
+	plugins, counters := t.cfg.Source.Plugins(), t.cfg.Source.TypeCounters()
+	t.mu.Lock()
+	t.read, t.version, t.pids = true, v, pids
+	t.mu.Unlock()
+	return plugins, counters, true
 }
 
 // summarize turns a plugin into its summary. t.mu is held.

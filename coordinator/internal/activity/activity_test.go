@@ -18,11 +18,20 @@ type table struct {
 	mu      sync.Mutex
 	plugins []registry.Plugin
 	types   map[string]registry.Counters
+	version uint64
+	reads   int // calls of Plugins
+}
+
+func (s *table) Version() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.version
 }
 
 func (s *table) Plugins() []registry.Plugin {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reads++
 	return append([]registry.Plugin(nil), s.plugins...)
 }
 
@@ -40,6 +49,7 @@ func (s *table) set(plugins []registry.Plugin, types map[string]registry.Counter
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.plugins, s.types = plugins, types
+	s.version++
 }
 
 func plugin(name string, handled, failed uint64, n int) registry.Plugin {
@@ -165,5 +175,30 @@ func BenchmarkSample10000Instances(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		tr.Sample()
+	}
+}
+
+// The tracker lists the source's plugins again only when its version
+// changed, and a sample in between still reports them all.
+func TestSampleReadsOnlyChanges(t *testing.T) {
+	src := &table{}
+	src.set([]registry.Plugin{plugin("hello", 10, 0, 3)}, nil)
+	tr := activity.New(activity.Config{Source: src})
+	tr.Sample()
+	tr.Sample()
+	tr.Sample()
+	if src.reads != 1 {
+		t.Errorf("%d reads of an unchanged source in 3 samples, want 1", src.reads)
+	}
+	if page, ok := tr.Instances("hello", 0, 10); !ok || page.Total != 3 {
+		t.Errorf("hello's instances %+v (%v), want 3", page, ok)
+	}
+	src.set([]registry.Plugin{plugin("hello", 20, 0, 4)}, nil)
+	tr.Sample()
+	if src.reads != 2 {
+		t.Errorf("%d reads after a change, want 2", src.reads)
+	}
+	if page, ok := tr.Instances("hello", 0, 10); !ok || page.Total != 4 {
+		t.Errorf("hello's instances %+v (%v) after the change, want 4", page, ok)
 	}
 }

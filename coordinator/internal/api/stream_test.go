@@ -223,3 +223,4 @@ type fixedSource struct{ plugins []registry.Plugin }
 
 func (s *fixedSource) Plugins() []registry.Plugin                 { return s.plugins }
 func (s *fixedSource) TypeCounters() map[string]registry.Counters { return nil }
+func (s *fixedSource) Version() uint64                            { return 0 }

@@ -155,6 +155,7 @@ type Registry struct {
 	instances map[string]*Instance  // by instance id; only instances whose INFO confirmed them
 	pending   map[string]*announced // instance id -> what a started event said, awaiting INFO; at most maxPending
 	changes   []Change              // for OnChange, once r.mu is released
+	version   uint64                // counts changes to instances (see Version)
 
 	wake     chan struct{} // tells confirm that pending has ids
 	ignored  throttle      // log lines about lifecycle events not believed
@@ -316,6 +317,15 @@ func (r *Registry) Plugins() []Plugin {
 	}
 	slices.SortFunc(out, func(a, b Plugin) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// Version returns a number that changes whenever what [Registry.Plugins]
+// and [Registry.TypeCounters] return may have changed, so that a reader
+// polling them can skip a read when nothing did.
+func (r *Registry) Version() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.version
 }
 
 // TypeCounters returns, for each handled type, the counters of every
@@ -545,6 +555,7 @@ func (r *Registry) compatibility(v string) (State, string) {
 // setState moves an instance to state, queueing unhealthy and recovered
 // changes for [Registry.notify]. r.mu is held.
 func (r *Registry) setState(in *Instance, state State, reason string) {
+	r.version++
 	prev := in.State
 	in.State, in.Reason = state, reason
 	switch {
@@ -621,6 +632,7 @@ func (r *Registry) poll(ctx context.Context, answering int, most, goneAfter time
 			r.setState(in, Gone, fmt.Sprintf("no answer to discovery for %v", silent.Round(time.Second)))
 		case (in.State == Gone || in.State == Stopped) && silent > r.cfg.ForgetAfter:
 			delete(r.instances, id)
+			r.version++
 		}
 	}
 	r.mu.Unlock()
@@ -632,6 +644,7 @@ func (r *Registry) poll(ctx context.Context, answering int, most, goneAfter time
 // was sent, and answers it anyway, still runs: it is running again. r.mu
 // is held.
 func (r *Registry) update(in *Instance, st micro.Stats, asked, now time.Time) {
+	r.version++
 	protocol := st.Metadata[bus.MetaProtocol]
 	in.Plugin, in.Version, in.Protocol = st.Name, st.Version, protocol
 	in.Started, in.LastSeen = st.Started, now
