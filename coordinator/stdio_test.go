@@ -304,3 +304,36 @@ done
 		return nil
 	})
 }
+
+func TestStdioSchemasCheckedByTheBridge(t *testing.T) {
+	// The manifest gives a schema: the bridge checks data against it, so
+	// bad data never reaches the program (which counts its lines), and
+	// good data comes marked as checked (which the program sends back).
+	seen := filepath.Join(t.TempDir(), "seen")
+	script := filepath.Join(t.TempDir(), "plugin.sh")
+	body := `printf '%s\n' '{"manifest":{"version":"1.0.0","answers":["com.example.test.requested"],"schemas":{"com.example.test.requested":{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}}}}'
+while IFS= read -r line; do
+	echo x >> ` + seen + `
+	id=$(printf '%s\n' "$line" | sed -n 's/^{"id":"\([^"]*\)".*/\1/p')
+	checked=$(printf '%s\n' "$line" | sed -n 's/.*"checked":"\([^"]*\)".*/\1/p')
+	printf '{"id":"%s","event":{"type":"com.example.test.done","data":{"checked":"%s"}}}\n' "$id" "$checked"
+done
+`
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, nc := runCoordinator(t, coordinator.PluginSpec{Name: "typed", Exec: "sh", Args: []string{script}, Stdio: true})
+	res, err := coordinatortest.Invoke(t, nc, "com.example.test.requested", map[string]string{"name": "Ada"}, 30*time.Second)
+	var got struct{ Checked string }
+	if err != nil || res.DataAs(&got) != nil || got.Checked != "com.example.test.requested" {
+		t.Fatalf("good data: got %v, %v; want the line marked checked", res, err)
+	}
+	_, err = coordinatortest.Invoke(t, nc, "com.example.test.requested", map[string]int{"name": 3}, 30*time.Second)
+	var se *bus.ServiceError
+	if !errors.As(err, &se) || se.Code != bus.CodePermanent || !strings.Contains(se.Description, "name") {
+		t.Fatalf("bad data: got %v, want a permanent error naming the field", err)
+	}
+	if b, err := os.ReadFile(seen); err != nil || strings.Count(string(b), "x") != 1 {
+		t.Fatalf("the program read %q (%v), want only the good line", b, err)
+	}
+}

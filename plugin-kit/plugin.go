@@ -530,6 +530,7 @@ type delivery struct {
 	plugin   *Plugin
 	trigger  *Event
 	producer string
+	checked  string // the pattern whose schema the stdio bridge checked the data against
 }
 
 type deliveryKey struct{}

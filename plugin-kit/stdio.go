@@ -10,9 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/plugbus/plugbus/bus"
@@ -68,6 +68,12 @@ func (p *Plugin) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) (e
 			h = p.middleware[i](h)
 		}
 		r.handler = h
+		if doc := strings.TrimSpace(r.schema); strings.HasPrefix(doc, "{") {
+			if m.Schemas == nil {
+				m.Schemas = map[string]json.RawMessage{}
+			}
+			m.Schemas[r.pattern] = json.RawMessage(doc)
+		}
 		if r.answers {
 			m.Answers = append(m.Answers, r.pattern)
 		} else {
@@ -132,46 +138,40 @@ func (p *Plugin) handleLine(line []byte, w *stdioWriter) {
 	if len(bytes.TrimSpace(line)) == 0 {
 		return
 	}
-	in, err := stdioproto.ParseIn(line)
-	if err != nil {
+	in, e, err := stdioproto.DecodeIn(line)
+	if in.ID == "" {
 		p.log.Warn("skipped a line from the bridge that is not an event line", "err", err)
 		return
 	}
-	answer := stdioproto.Out{ID: in.ID}
-	fail := func(err error) {
-		answer.Error = &stdioproto.Error{Message: err.Error(), Permanent: IsPermanent(err)}
-	}
-	e := event.New()
-	if err := e.UnmarshalJSON(in.Event); err != nil {
-		fail(Permanent(fmt.Errorf("the event does not decode: %w", err)))
+	var res *Event
+	if err != nil {
+		err = Permanent(fmt.Errorf("the event does not decode: %w", err))
 	} else if r := p.stdioRoute(e.Type()); r == nil {
-		fail(Permanent(fmt.Errorf("plugin %q has no handler for type %q", p.name, e.Type())))
+		err = Permanent(fmt.Errorf("plugin %q has no handler for type %q", p.name, e.Type()))
 	} else {
 		ctx := p.handlers
-		if dl, ok := bus.Deadline(&e); ok {
+		if dl, ok := bus.Deadline(e); ok {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, dl)
 			defer cancel()
 		}
-		ctx = context.WithValue(ctx, deliveryKey{}, &delivery{plugin: p, trigger: &e, producer: in.Producer})
-		res, err := p.call(ctx, r, &e)
-		switch {
-		case err != nil:
+		ctx = context.WithValue(ctx, deliveryKey{}, &delivery{plugin: p, trigger: e, producer: in.Producer, checked: in.Checked})
+		if res, err = p.call(ctx, r, e); err != nil {
 			p.log.Warn("handler failed", "type", e.Type(), "id", e.ID(), "producer", in.Producer, "err", err)
-			fail(err)
-		case res != nil:
-			raw, err := p.stdioEvent(res, &e)
-			if err != nil {
-				fail(fmt.Errorf("result not sent: %w", err))
-			} else {
-				answer.Event = raw
+		} else if res != nil {
+			// The bridge links the result to its trigger, as it does for
+			// every result; the rest is checked here, so that a bad
+			// result fails with the same error in every mode.
+			p.stamp(res, nil)
+			if verr := bus.Validate(res); verr != nil {
+				err = fmt.Errorf("result not sent: %w", verr)
 			}
 		}
 	}
-	if answer.Error == nil {
-		err = w.writeAnswer(in.ID, answer.Event)
+	if err == nil {
+		err = w.writeAnswer(in.ID, res)
 	} else {
-		err = w.write(answer)
+		err = w.write(stdioproto.Out{ID: in.ID, Error: &stdioproto.Error{Message: err.Error(), Permanent: IsPermanent(err)}})
 	}
 	if err != nil {
 		p.log.Error("could not write the answer", "id", in.ID, "err", err)
@@ -211,12 +211,11 @@ type stdioWriter struct {
 }
 
 // writeAnswer writes the answer to the line id, with its result event when
-// there is one: the line most written, built without encoding/json (which
-// would read the event's JSON again to compact it).
-func (w *stdioWriter) writeAnswer(id string, event json.RawMessage) error {
+// there is one: the line most written, built without encoding/json.
+func (w *stdioWriter) writeAnswer(id string, e *Event) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	line, err := stdioproto.AppendAnswer(w.line[:0], id, event)
+	line, err := stdioproto.AppendAnswer(w.line[:0], id, e)
 	if err != nil {
 		return err
 	}

@@ -16,13 +16,14 @@ import (
 // stdioLine is a line the plugin writes, as docs/stdio.md describes it.
 type stdioLine struct {
 	Manifest *struct {
-		Protocol    int      `json:"protocol"`
-		Name        string   `json:"name"`
-		Version     string   `json:"version"`
-		Answers     []string `json:"answers"`
-		Handles     []string `json:"handles"`
-		Emits       []string `json:"emits"`
-		Concurrency int      `json:"concurrency"`
+		Protocol    int                        `json:"protocol"`
+		Name        string                     `json:"name"`
+		Version     string                     `json:"version"`
+		Answers     []string                   `json:"answers"`
+		Handles     []string                   `json:"handles"`
+		Emits       []string                   `json:"emits"`
+		Concurrency int                        `json:"concurrency"`
+		Schemas     map[string]json.RawMessage `json:"schemas"`
 	} `json:"manifest"`
 	ID    string          `json:"id"`
 	Event json.RawMessage `json:"event"`
@@ -94,10 +95,11 @@ func TestServeStdio(t *testing.T) {
 	}
 	res := next()
 	var sent struct {
-		Type, CauseID string
-		Data          struct{ Text string }
+		Type, Source string
+		Data         struct{ Text string }
 	}
-	if err := json.Unmarshal(res.Event, &sent); res.ID != "1" || err != nil || sent.Type != "com.example.greet.sent" || sent.Data.Text != "hello, Ada" || sent.CauseID != "e1" {
+	// The bridge links a result to its trigger, as it does any program's.
+	if err := json.Unmarshal(res.Event, &sent); res.ID != "1" || err != nil || sent.Type != "com.example.greet.sent" || sent.Data.Text != "hello, Ada" || sent.Source != "urn:plugbus:greeter" {
 		t.Fatalf("answer %+v: %s (%v)", res, res.Event, err)
 	}
 
@@ -125,5 +127,56 @@ func TestServeStdio(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("ServeStdio did not return after its input ended")
+	}
+}
+
+// TestServeStdioSchemas: the manifest carries the schemas of typed
+// handlers, and a line the bridge marks as checked against one is not
+// checked again.
+func TestServeStdioSchemas(t *testing.T) {
+	type request struct {
+		Name string `json:"name"`
+	}
+	p := pluginkit.New("typed", "1.0.0")
+	pluginkit.Answer(p, "com.example.greet.requested", "com.example.greet.sent", func(ctx context.Context, r request) (map[string]string, error) {
+		return map[string]string{"text": "hello, " + r.Name}, nil
+	})
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- p.ServeStdio(context.Background(), inR, outW) }()
+	out := bufio.NewScanner(outR)
+	next := func() stdioLine {
+		t.Helper()
+		if !out.Scan() {
+			t.Fatalf("no line from the plugin: %v", out.Err())
+		}
+		var l stdioLine
+		if err := json.Unmarshal(out.Bytes(), &l); err != nil {
+			t.Fatalf("line %s: %v", out.Bytes(), err)
+		}
+		return l
+	}
+	m := next().Manifest
+	if m == nil || !strings.Contains(string(m.Schemas["com.example.greet.requested"]), `"name"`) {
+		t.Fatalf("manifest %+v: want the request's schema", m)
+	}
+	for _, tc := range []struct{ checked, want string }{
+		{"", "name"}, // the schema's error names the field
+		{"com.example.greet.requested", "does not decode"}, // checked by the bridge: only decoded
+		{"com.example.other", "name"},                      // checked against another type's schema
+	} {
+		line := `{"id":"1","producer":"cli","checked":"` + tc.checked + `","event":{"specversion":"1.0","id":"e1","source":"urn:test","type":"com.example.greet.requested","data":{"name":3}}}` + "\n"
+		if _, err := io.WriteString(inW, line); err != nil {
+			t.Fatal(err)
+		}
+		l := next()
+		if l.ID != "1" || l.Error == nil || !l.Error.Permanent || !strings.Contains(l.Error.Message, tc.want) {
+			t.Fatalf("checked %q: got %+v %+v, want a permanent error containing %q", tc.checked, l, l.Error, tc.want)
+		}
+	}
+	inW.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("ServeStdio: %v", err)
 	}
 }

@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/plugbus/plugbus/internal/schema"
 )
@@ -22,9 +26,13 @@ import (
 // or a Go type JSON Schema cannot describe.
 func Answer[Req, Resp any](p *Plugin, typ, replyType string, f func(ctx context.Context, req Req) (Resp, error), opts ...HandleOption) {
 	in := mustSchema[Req](p, typ)
-	var replySchema string
+	var replySchema types.URI // parsed once: SetDataSchema parses it on every call
 	if replyType != "" {
-		replySchema = SchemaURI(p.name, p.version, replyType)
+		u, err := url.Parse(SchemaURI(p.name, p.version, replyType))
+		if err != nil {
+			panic(fmt.Sprintf("pluginkit: schema URI of %q: %v", replyType, err))
+		}
+		replySchema = types.URI{URL: *u}
 		p.declareSchema(replyType, mustSchema[Resp](p, replyType))
 	}
 	h := HandlerFunc(func(ctx context.Context, e Event) (*Event, error) {
@@ -37,7 +45,8 @@ func Answer[Req, Resp any](p *Plugin, typ, replyType string, f func(ctx context.
 			return nil, err
 		}
 		out := NewEvent(replyType, resp)
-		out.SetDataSchema(replySchema)
+		schema := replySchema
+		out.Context.(*event.EventContextV1).DataSchema = &schema
 		return out, nil
 	})
 	p.Handle(typ, h, append([]HandleOption{withSchema(in)}, opts...)...)
@@ -110,9 +119,12 @@ func withSchema(v *schema.Validator) HandleOption {
 	return func(r *route) {
 		r.schema = string(v.Doc())
 		next := r.handler
+		pattern := r.pattern
 		r.handler = HandlerFunc(func(ctx context.Context, e Event) (*Event, error) {
-			if err := v.Validate(e.Data()); err != nil {
-				return nil, Permanent(err)
+			if d, _ := ctx.Value(deliveryKey{}).(*delivery); d == nil || d.checked != pattern {
+				if err := v.Validate(e.Data()); err != nil {
+					return nil, Permanent(err)
+				}
 			}
 			return next.HandleEvent(ctx, e)
 		})

@@ -10,10 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	jsoniter "github.com/json-iterator/go"
 )
 
 // Version is the protocol version this package speaks, sent in the
@@ -46,6 +44,12 @@ type Manifest struct {
 	// Concurrency is how many lines the plugin takes before it has
 	// answered the earlier ones; 0 means 1 (one at a time).
 	Concurrency int `json:"concurrency,omitempty"`
+	// Schemas holds JSON Schemas of the data of the types in Answers and
+	// Handles, by type as written there. The bridge checks an event's
+	// data against its type's schema before it sends the line (data that
+	// does not match gets a permanent error, and the line is not sent),
+	// marks the line [In.Checked], and shows the schemas in discovery.
+	Schemas map[string]json.RawMessage `json:"schemas,omitempty"`
 }
 
 // In is a line to the plugin: an event to handle. Every In gets exactly one
@@ -57,6 +61,10 @@ type In struct {
 	// Producer is who sent the event: the producer token of its subject,
 	// which NATS permissions vouch for.
 	Producer string `json:"producer,omitempty"`
+	// Checked names the type in the manifest's Answers or Handles whose
+	// schema (from [Manifest.Schemas]) the bridge checked the event's
+	// data against; a plugin need not check it again.
+	Checked string `json:"checked,omitempty"`
 	// Event is the event, a structured-mode CloudEvent (JSON format).
 	Event json.RawMessage `json:"event"`
 }
@@ -149,57 +157,39 @@ func ParseEvent(raw json.RawMessage) (*event.Event, error) {
 	return &e, nil
 }
 
-// ParseIn decodes an event line. It reads the line once, with the JSON
-// reader the CloudEvents SDK decodes events with, and keeps the event's
-// bytes for the caller to decode: encoding/json would read the line three
-// times (validate, decode, copy the event), which a WebAssembly plugin
-// feels on every event.
-func ParseIn(line []byte) (In, error) {
-	var in In
-	it := jsoniter.ConfigDefault.BorrowIterator(line)
-	defer jsoniter.ConfigDefault.ReturnIterator(it)
-	if it.WhatIsNext() != jsoniter.ObjectValue {
-		return in, fmt.Errorf("%w: an event line must be a JSON object", ErrBadLine)
-	}
-	for field := it.ReadObject(); field != "" && it.Error == nil; field = it.ReadObject() {
-		switch field {
-		case "id":
-			in.ID = it.ReadString()
-		case "producer":
-			in.Producer = it.ReadString()
-		case "event":
-			in.Event = bytes.TrimSpace(it.SkipAndReturnBytes())
-		default:
-			it.Skip()
-		}
-	}
-	if it.Error != nil && it.Error != io.EOF {
-		return In{}, fmt.Errorf("%w: %v", ErrBadLine, it.Error)
-	}
-	if in.ID == "" {
-		return In{}, fmt.Errorf("%w: an event line needs an \"id\"", ErrBadLine)
-	}
-	return in, nil
-}
-
-// AppendAnswer appends the line answering the line id with event (none
-// when empty) to dst, without a line break; event is JSON, such as
-// [event.Event.MarshalJSON] writes. It does what encoding/json would, without
-// reading the event again to compact it unless it spans lines.
-func AppendAnswer(dst []byte, id string, event json.RawMessage) ([]byte, error) {
+// AppendAnswer appends the line answering the line id with the result e
+// (none when nil) to dst, without a line break.
+func AppendAnswer(dst []byte, id string, e *event.Event) ([]byte, error) {
 	dst = append(dst, `{"id":`...)
 	dst = appendString(dst, id)
-	if len(event) > 0 {
+	if e != nil {
+		var err error
 		dst = append(dst, `,"event":`...)
-		if bytes.ContainsAny(event, "\r\n") {
-			buf := bytes.NewBuffer(dst)
-			if err := json.Compact(buf, event); err != nil {
-				return nil, fmt.Errorf("stdio: the event is not JSON: %w", err)
-			}
-			dst = buf.Bytes()
-		} else {
-			dst = append(dst, event...)
+		if dst, err = AppendEvent(dst, e); err != nil {
+			return nil, err
 		}
+	}
+	return append(dst, '}'), nil
+}
+
+// AppendIn appends the event line for e to dst, without a line break: in's
+// ID, Producer and Checked, in this order (docs/stdio.md promises id
+// first, then producer), and e as its event (in.Event is not used).
+func AppendIn(dst []byte, in In, e *event.Event) ([]byte, error) {
+	dst = append(dst, `{"id":`...)
+	dst = appendString(dst, in.ID)
+	if in.Producer != "" {
+		dst = append(dst, `,"producer":`...)
+		dst = appendString(dst, in.Producer)
+	}
+	if in.Checked != "" {
+		dst = append(dst, `,"checked":`...)
+		dst = appendString(dst, in.Checked)
+	}
+	dst = append(dst, `,"event":`...)
+	dst, err := AppendEvent(dst, e)
+	if err != nil {
+		return nil, err
 	}
 	return append(dst, '}'), nil
 }

@@ -29,7 +29,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,6 +115,7 @@ type bridge struct {
 
 	writeMu sync.Mutex
 	w       *bufio.Writer
+	line    []byte // write's, reused
 
 	mu      sync.Mutex
 	next    uint64
@@ -286,6 +289,20 @@ func (b *bridge) build(m *stdioproto.Manifest) error {
 			return bad("emits: %v", err)
 		}
 	}
+	// The bridge checks data against the manifest's schemas, natively,
+	// so that a WebAssembly module need not.
+	schemas := map[string]string{}                      // type pattern -> itself, when checked
+	schemaOpts := map[string][]pluginkit.HandleOption{} // type pattern -> the Schema option
+	for t, doc := range m.Schemas {
+		if !slices.Contains(m.Answers, t) && !slices.Contains(m.Handles, t) {
+			return bad("schemas: %q is in neither answers nor handles", t)
+		}
+		opt, err := schemaOption(doc)
+		if err != nil {
+			return bad("schemas: %q: %v", t, err)
+		}
+		schemas[t], schemaOpts[t] = t, []pluginkit.HandleOption{opt}
+	}
 	conc := max(m.Concurrency, 1)
 	b.slots = make(chan struct{}, conc)
 	conn := b.cfg.Conn
@@ -310,20 +327,29 @@ func (b *bridge) build(m *stdioproto.Manifest) error {
 	for _, t := range m.Answers {
 		if !answers[t] {
 			answers[t] = true
-			b.plugin.HandleFunc(t, b.handle, pluginkit.Answering())
+			b.plugin.Handle(t, b.handler(schemas[t]), append(schemaOpts[t], pluginkit.Answering())...)
 		}
 	}
 	for _, t := range m.Handles {
 		if !answers[t] {
 			answers[t] = true
-			b.plugin.HandleFunc(t, b.handle, pluginkit.ObserveOnly())
+			b.plugin.Handle(t, b.handler(schemas[t]), append(schemaOpts[t], pluginkit.ObserveOnly())...)
 		}
 	}
 	return nil
 }
 
+// handler returns the handler of the manifest's type pattern: it hands
+// each event to the program. checked is the pattern when the bridge's
+// plugin checks the data against the schema the manifest gave for it.
+func (b *bridge) handler(checked string) pluginkit.HandlerFunc {
+	return func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
+		return b.handle(ctx, e, checked)
+	}
+}
+
 // handle hands one event to the program and waits for its answer.
-func (b *bridge) handle(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
+func (b *bridge) handle(ctx context.Context, e pluginkit.Event, checked string) (*pluginkit.Event, error) {
 	select {
 	case b.slots <- struct{}{}: // released when the answer comes, or never
 	case <-b.dead:
@@ -331,23 +357,17 @@ func (b *bridge) handle(ctx context.Context, e pluginkit.Event) (*pluginkit.Even
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	raw, err := e.MarshalJSON()
-	if err != nil {
-		<-b.slots
-		return nil, pluginkit.Permanent(fmt.Errorf("bridge: encoding the event for the plugin: %w", err))
-	}
 	p := &pending{sent: time.Now(), answer: make(chan *stdioproto.Out, 1)}
 	b.mu.Lock()
 	b.next++
 	id := strconv.FormatUint(b.next, 10)
 	b.pending[id] = p
 	b.mu.Unlock()
-	line, err := json.Marshal(stdioproto.In{ID: id, Producer: pluginkit.Producer(ctx), Event: raw})
-	if err != nil {
-		b.forget(id)
-		return nil, pluginkit.Permanent(fmt.Errorf("bridge: encoding the line for the plugin: %w", err))
-	}
-	if err := b.write(line); err != nil {
+	if err := b.write(stdioproto.In{ID: id, Producer: pluginkit.Producer(ctx), Checked: checked}, &e); err != nil {
+		if errors.Is(err, errEncode) {
+			b.forget(id)
+			return nil, pluginkit.Permanent(err)
+		}
 		b.die(fmt.Errorf("%w: writing to its standard input: %v", ErrClosed, err))
 		return nil, b.gone()
 	}
@@ -382,15 +402,38 @@ func (b *bridge) result(o *stdioproto.Out) (*pluginkit.Event, error) {
 	return e, nil
 }
 
+// schemaOption returns the Schema option for a schema document, or the
+// reason it is not a usable JSON Schema (Schema panics on one).
+func schemaOption(doc json.RawMessage) (opt pluginkit.HandleOption, err error) {
+	d := strings.TrimSpace(string(doc))
+	if !strings.HasPrefix(d, "{") {
+		return nil, errors.New("a schema must be a JSON object")
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%v", v)
+		}
+	}()
+	return pluginkit.Schema(d), nil
+}
+
 // gone is the error of a handler whose program went away.
 func (b *bridge) gone() error {
 	return fmt.Errorf("bridge: plugin %q (%s) is restarting: %w", b.cfg.Plugin, b.cfg.Instance, b.why)
 }
 
-// write sends one line to the program.
-func (b *bridge) write(line []byte) error {
+// errEncode: the event could not be written as a line.
+var errEncode = errors.New("bridge: encoding the event for the plugin")
+
+// write sends the event line for e to the program.
+func (b *bridge) write(in stdioproto.In, e *pluginkit.Event) error {
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
+	line, err := stdioproto.AppendIn(b.line[:0], in, e)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errEncode, err)
+	}
+	b.line = line
 	if _, err := b.w.Write(line); err != nil {
 		return err
 	}
