@@ -127,6 +127,15 @@ var invokers = []invoker{
 		coord, call, _ := coordinatorWith(b, payload, fmt.Sprintf("  - name: hello\n    wasm: %q\n", bin.helloWasm))
 		return call, []int{coord.cmd.Process.Pid}
 	}},
+	{"plugbus-wasm-uninterruptible", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
+		// The same module compiled without the checks that let a runaway
+		// instance be interrupted (uninterruptible: true, docs/wasm.md).
+		if testing.Short() {
+			b.Skip("compiling hello.wasm is too slow for -short")
+		}
+		coord, call, _ := coordinatorWith(b, payload, fmt.Sprintf("  - name: hello\n    wasm: %q\n    uninterruptible: true\n", bin.helloWasm))
+		return call, []int{coord.cmd.Process.Pid}
+	}},
 	{"plugbus-so", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
 		// plugins/hello built with -buildmode=plugin, loaded by the
 		// coordinator binary and run in its process as a static plugin

@@ -140,8 +140,8 @@ func (s StreamSettings) busConfig(prefix string) bus.StreamConfig {
 
 // PluginSpec is a plugin the coordinator runs and restarts: one entry of
 // the configuration's plugins list (name, exec, args, env, replicas,
-// sha256, dir, stdio, timeout, wasm, memory_pages, dirs, handles, answers,
-// emits, limits). Its Mode method says how the plugin runs. In a
+// sha256, dir, stdio, timeout, wasm, memory_pages, dirs, uninterruptible,
+// handles, answers, emits, limits). Its Mode method says how the plugin runs. In a
 // configuration file, a relative exec or dir is taken from the file's
 // directory, which is also the plugin's default working directory.
 type PluginSpec = supervise.Spec

@@ -53,7 +53,7 @@ func (sp *Spec) wasmPath() string {
 
 // sandbox is what the spec grants its module.
 func (sp *Spec) sandbox() wasm.Sandbox {
-	return wasm.Sandbox{MemoryPages: sp.MemoryPages, Env: sp.Env, Dirs: sp.Dirs}
+	return wasm.Sandbox{MemoryPages: sp.MemoryPages, Env: sp.Env, Dirs: sp.Dirs, Uninterruptible: sp.Uninterruptible}
 }
 
 // acquire returns the current version of the plugin's module, compiling it
