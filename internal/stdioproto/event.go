@@ -319,23 +319,31 @@ func (s *scanner) object(member func(key []byte) error) error {
 		if err := member(key); err != nil {
 			return err
 		}
-		s.space()
-		if s.i >= len(s.b) {
-			return s.errAt("unexpected end")
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return nil
-		default:
-			return s.errAt("expected ',' or '}'")
+		if end, err := s.separator('}'); end || err != nil {
+			return err
 		}
 	}
 }
 
 // end checks that nothing but space follows the value read.
+// separator reads what follows an object's member or an array's element:
+// ',' (more follow) or closing, which ends it (end is true).
+func (s *scanner) separator(closing byte) (end bool, err error) {
+	s.space()
+	if s.i >= len(s.b) {
+		return false, s.errAt("unexpected end")
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		return false, nil
+	case closing:
+		s.i++
+		return true, nil
+	}
+	return false, s.errAt("expected ',' or '" + string(closing) + "'")
+}
+
 func (s *scanner) end() error {
 	s.space()
 	if s.i != len(s.b) {
@@ -419,18 +427,8 @@ func (s *scanner) skip(depth int) error {
 			if err := s.skip(depth + 1); err != nil {
 				return err
 			}
-			s.space()
-			if s.i >= len(s.b) {
-				return s.errAt("unexpected end")
-			}
-			switch s.b[s.i] {
-			case ',':
-				s.i++
-			case ']':
-				s.i++
-				return nil
-			default:
-				return s.errAt("expected ',' or ']'")
+			if end, err := s.separator(']'); end || err != nil {
+				return err
 			}
 		}
 	case c == 't':
