@@ -67,14 +67,17 @@ func TestFleetEndpoints(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The stream stores the lines a moment after they are published: ask
+	// until the third has arrived, or the deadline passes.
 	var lines []map[string]string
 	deadline := time.Now().Add(10 * time.Second)
-	for len(lines) != 2 && time.Now().Before(deadline) {
+	for (len(lines) != 2 || lines[1]["msg"] != "three") && time.Now().Before(deadline) {
 		r := e.do("GET", "/v1/run/hello/logs?n=2", nil, nil)
 		lines = nil
 		if err := json.Unmarshal(r.body, &lines); err != nil {
 			t.Fatalf("logs: %v: %s", err, r.body)
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if len(lines) != 2 || lines[0]["msg"] != "two" || lines[1]["msg"] != "three" {
 		t.Errorf("the last 2 log lines: %v, want two, three", lines)
