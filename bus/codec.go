@@ -104,7 +104,8 @@ func Decode(msg *nats.Msg) (*event.Event, error) {
 	case binding.EncodingBinary:
 		e, err = m.decodeBinary()
 	case binding.EncodingStructured:
-		e, err = m.decodeStructured()
+		sm := m // only a structured message goes to sdk-go and so to the heap
+		e, err = sm.decodeStructured()
 	default:
 		return nil, fmt.Errorf("%w: message has neither a %s header (binary mode) nor a %s: application/cloudevents+json header (structured mode)", ErrNotEvent, HeaderSpecVersion, HeaderContentType)
 	}
@@ -117,11 +118,23 @@ func Decode(msg *nats.Msg) (*event.Event, error) {
 	return e, nil
 }
 
+// binaryEvent is an event read from binary mode together with its context
+// and the optional attributes the context points to, so that decoding
+// allocates them at once instead of one by one.
+type binaryEvent struct {
+	event       event.Event
+	ctx         event.EventContextV1
+	subject     string
+	contentType string
+	time        types.Timestamp
+}
+
 // decodeBinary builds the event straight from the headers. It does what
 // binding.ToEvent does with ReadBinary, without boxing every value in an
 // interface and parsing it again: that halves the cost of a small event.
 func (m *Message) decodeBinary() (*event.Event, error) {
-	ec := &event.EventContextV1{}
+	b := &binaryEvent{}
+	ec := &b.ctx
 	err := m.walkBinary(func(name, v string) error {
 		switch name {
 		case "id":
@@ -129,29 +142,30 @@ func (m *Message) decodeBinary() (*event.Event, error) {
 		case "type":
 			ec.Type = v
 		case "source":
-			u, err := url.Parse(v)
+			u, err := parseURI(v)
 			if err != nil {
 				return err
 			}
-			ec.Source = types.URIRef{URL: *u}
+			ec.Source = types.URIRef{URL: u}
 		case "subject":
-			s := v // a copy, so that v itself does not escape for every header
-			ec.Subject = &s
+			b.subject = v
+			ec.Subject = &b.subject
 		case "datacontenttype":
-			s := v
-			ec.DataContentType = &s
+			b.contentType = v
+			ec.DataContentType = &b.contentType
 		case "dataschema":
-			u, err := url.Parse(v)
+			u, err := parseURI(v)
 			if err != nil {
 				return err
 			}
-			ec.DataSchema = &types.URI{URL: *u}
+			ec.DataSchema = &types.URI{URL: u}
 		case "time":
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
 				return fmt.Errorf("must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
 			}
-			ec.Time = &types.Timestamp{Time: t}
+			b.time = types.Timestamp{Time: t}
+			ec.Time = &b.time
 		default:
 			if ec.Extensions == nil {
 				ec.Extensions = make(map[string]interface{}, 2)
@@ -163,12 +177,55 @@ func (m *Message) decodeBinary() (*event.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &event.Event{Context: ec}
+	e := &b.event
+	e.Context = ec
 	if len(m.data) > 0 {
 		e.DataEncoded = m.data
 		e.DataBase64 = needsBase64(ec.DataContentType, m.data)
 	}
 	return e, nil
+}
+
+// parseURI parses a source or dataschema as url.Parse does. The common
+// case, an opaque URI such as urn:plugbus:hello (a lower-case scheme, no
+// '/' after it, no query, fragment or control character), is taken apart
+// here without the allocation of url.Parse, with the same result.
+func parseURI(s string) (url.URL, error) {
+	if u, ok := parseOpaqueURI(s); ok {
+		return u, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return url.URL{}, err
+	}
+	return *u, nil
+}
+
+// parseOpaqueURI returns the URL url.Parse makes of s, and true, when s is
+// scheme:opaque with a lower-case scheme and an opaque part that does not
+// start with '/' and holds no '?', '#' or control character; otherwise
+// false.
+func parseOpaqueURI(s string) (url.URL, bool) {
+	colon := strings.IndexByte(s, ':')
+	if colon <= 0 || !('a' <= s[0] && s[0] <= 'z') {
+		return url.URL{}, false
+	}
+	for i := 1; i < colon; i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return url.URL{}, false
+		}
+	}
+	rest := s[colon+1:]
+	if strings.HasPrefix(rest, "/") {
+		return url.URL{}, false
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; c < ' ' || c == 0x7f || c == '?' || c == '#' {
+			return url.URL{}, false
+		}
+	}
+	return url.URL{Scheme: s[:colon], Opaque: rest}, true
 }
 
 func (m *Message) decodeStructured() (*event.Event, error) {

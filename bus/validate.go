@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -80,7 +81,7 @@ func Validate(e *event.Event) error {
 	var v validator
 	v.str("id", ctx.ID, true)
 	v.str("type", ctx.Type, true)
-	v.str("source", ctx.Source.String(), true)
+	v.uri("source", &ctx.Source.URL)
 	if ctx.Subject != nil {
 		v.str("subject", *ctx.Subject, true)
 	}
@@ -138,6 +139,28 @@ func (v *validator) str(field, s string, required bool) {
 	if rule := stringRule(s); rule != "" {
 		v.add(field, s, rule)
 	}
+}
+
+// uri checks a required URI-reference attribute as str checks its string
+// form. An opaque URI (scheme:opaque, what parseOpaqueURI reads) is checked
+// by its two parts, without building the string: the scheme is ASCII, so no
+// character straddles them.
+func (v *validator) uri(field string, u *url.URL) {
+	if isOpaqueOnly(u) && stringRule(u.Scheme) == "" && stringRule(u.Opaque) == "" {
+		return
+	}
+	v.str(field, u.String(), true)
+}
+
+// isOpaqueOnly reports whether u has a scheme and an opaque part and
+// nothing else, so that its string form is scheme:opaque.
+func isOpaqueOnly(u *url.URL) bool {
+	if u.Scheme == "" || u.Opaque == "" {
+		return false
+	}
+	rest := *u
+	rest.Scheme, rest.Opaque = "", ""
+	return rest == url.URL{}
 }
 
 // isSimpleMediaType reports whether ct is type/subtype with no parameters
