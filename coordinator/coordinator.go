@@ -351,11 +351,9 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 			opts.TLS, opts.TLSVerify, opts.TLSTimeout = true, c.cfg.NATSTLS.Verify, 2
 		}
 		if c.cfg.IsSecure() {
-			users, err := c.setupSecurity()
-			if err != nil {
+			if err := c.setupSecurity(opts); err != nil {
 				return err
 			}
-			opts.Nkeys = users
 			conn.NKeySeedFile = c.sec.selfSeedFile
 		}
 		s, err := embedded.Start(embedded.Config{Listen: c.cfg.NATSListen, StoreDir: storeDir, Options: opts})

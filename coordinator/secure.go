@@ -32,8 +32,11 @@ type security struct {
 	adminKey, cliKey      string
 	// seedFiles are the seed files of the plugins the coordinator runs.
 	seedFiles map[string]string
+	// users are the users the embedded server accepts: the server asks
+	// them to authenticate each client.
+	users identity.Users
 
-	mu sync.Mutex // serialises changes of identities and their reload
+	mu sync.Mutex // serialises changes of identities and their application
 }
 
 // IsSecure reports whether the coordinator runs in secure mode: an embedded
@@ -56,11 +59,11 @@ func (c *Config) IsSecure() bool {
 
 // setupSecurity opens the identity store, makes the coordinator's and the
 // admin's keys and the identities of the plugins the coordinator runs, and
-// returns the server's nkey users.
-func (c *Coordinator) setupSecurity() ([]*server.NkeyUser, error) {
+// makes the server's options authenticate clients with them.
+func (c *Coordinator) setupSecurity(opts *server.Options) error {
 	store, err := identity.Open(filepath.Join(c.cfg.DataDir, "identities"))
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: secure mode: %w", err)
+		return fmt.Errorf("coordinator: secure mode: %w", err)
 	}
 	streams := c.cfg.Stream.busConfig(c.cfg.Prefix)
 	streams.SetDefaults()
@@ -68,29 +71,35 @@ func (c *Coordinator) setupSecurity() ([]*server.NkeyUser, error) {
 	sec.selfSeedFile = filepath.Join(store.Dir(), "coordinator.nk")
 	sec.httpSeedFile = filepath.Join(store.Dir(), "http.nk")
 	if sec.selfKey, err = freshKey(sec.selfSeedFile); err != nil {
-		return nil, err
+		return err
 	}
 	if sec.httpKey, err = freshKey(sec.httpSeedFile); err != nil {
-		return nil, err
+		return err
 	}
 	if sec.adminKey, _, err = store.Admin(); err != nil {
-		return nil, fmt.Errorf("coordinator: secure mode: %w", err)
+		return fmt.Errorf("coordinator: secure mode: %w", err)
 	}
 	if sec.cliKey, _, err = store.CLI(); err != nil {
-		return nil, fmt.Errorf("coordinator: secure mode: %w", err)
+		return fmt.Errorf("coordinator: secure mode: %w", err)
 	}
 	for _, p := range c.cfg.Plugins {
 		_, file, err := store.Ensure(p.Name, identity.Declaration{Handles: p.Handles, Answers: p.Answers, Emits: p.Emits})
 		if err != nil {
-			return nil, fmt.Errorf("coordinator: secure mode: plugin %s: %w", p.Name, err)
+			return fmt.Errorf("coordinator: secure mode: plugin %s: %w", p.Name, err)
 		}
 		sec.seedFiles[p.Name] = file
 		if len(p.Handles) == 0 && len(p.Answers) == 0 {
 			c.log.Warn("in secure mode a plugin may subscribe only to the types it declares, and this one declares none; list them under handles and answers in its spec", "plugin", p.Name)
 		}
 	}
+	sec.users.RequireClientCert = c.cfg.NATSTLS.On() && c.cfg.NATSTLS.Verify
+	if err := sec.users.Set(nil, sec.nkeyUsers()); err != nil {
+		return err
+	}
+	opts.CustomClientAuthentication = &sec.users
+	opts.AlwaysEnableNonce = true // the challenge each client signs
 	c.sec = sec
-	return sec.nkeyUsers(), nil
+	return nil
 }
 
 // freshKey makes a new key and writes its seed to file.
@@ -161,10 +170,12 @@ func (c *Coordinator) ensureConsumer(ctx context.Context, stream string, id iden
 	return nil
 }
 
-// reloadIdentities makes the embedded server enforce the store's
-// identities now.
-func (c *Coordinator) reloadIdentities() error {
-	return c.server.SetNkeys(c.sec.nkeyUsers())
+// applyIdentities makes the embedded server enforce the store's
+// identities now: the connections of identities removed, rotated or
+// whose permissions changed are closed or given their new permissions,
+// and every other keeps its state (see identity.Users.Set).
+func (c *Coordinator) applyIdentities() error {
+	return c.sec.users.Set(c.server.Server, c.sec.nkeyUsers())
 }
 
 // identityAdmin serves the HTTP API's identity endpoints.
@@ -189,7 +200,7 @@ func (a identityAdmin) Add(ctx context.Context, name string, handles, answers, e
 	}
 	if err := a.apply(ctx, id); err != nil {
 		_ = sec.store.Remove(name)
-		_ = a.c.reloadIdentities()
+		_ = a.c.applyIdentities()
 		return nil, err
 	}
 	a.c.log.Info("identity added", "plugin", name, "public_key", id.PublicKey)
@@ -203,7 +214,7 @@ func (a identityAdmin) Remove(ctx context.Context, name string) error {
 	if err := sec.store.Remove(name); err != nil {
 		return err
 	}
-	if err := a.c.reloadIdentities(); err != nil {
+	if err := a.c.applyIdentities(); err != nil {
 		return err
 	}
 	streams := a.c.cfg.Stream.busConfig(a.c.cfg.Prefix)
@@ -223,7 +234,7 @@ func (a identityAdmin) Rotate(ctx context.Context, name string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := a.c.reloadIdentities(); err != nil {
+	if err := a.c.applyIdentities(); err != nil {
 		return nil, err
 	}
 	a.c.log.Info("identity rotated", "plugin", name, "public_key", id.PublicKey)
@@ -238,9 +249,9 @@ func (a identityAdmin) Permissions(name string) (any, error) {
 	return identity.PluginRules(a.c.sec.scope, id), nil
 }
 
-// apply reloads the server's users and creates id's consumer.
+// apply makes the server enforce the identities and creates id's consumer.
 func (a identityAdmin) apply(ctx context.Context, id identity.Identity) error {
-	if err := a.c.reloadIdentities(); err != nil {
+	if err := a.c.applyIdentities(); err != nil {
 		return err
 	}
 	streams := a.c.cfg.Stream.busConfig(a.c.cfg.Prefix)

@@ -434,8 +434,8 @@ func TestSecureModeAgent(t *testing.T) {
 			}
 			return nil
 		})
-		// The store changes before the server's users are reloaded: the
-		// agent may no longer send hello's log lines once they are.
+		// The store changes before the server's users do: the agent may
+		// no longer send hello's log lines once they have.
 		waitFor(t, "the agent's permission to send hello's log lines withdrawn", 30*time.Second, func() error {
 			if err := ag.nc.Publish(p+".logs.hello", []byte("late")); err != nil {
 				return err

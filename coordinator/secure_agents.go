@@ -82,7 +82,7 @@ func (c *Coordinator) agentOrders(ctx context.Context, fleet *agent.Store, name 
 	defer sec.mu.Unlock()
 	gone, err := sec.store.Release(name, keep)
 	if err == nil && len(gone) > 0 {
-		err = c.reloadIdentities()
+		err = c.applyIdentities()
 		c.log.Info("identities of plugins no longer run by their agent released", "agent", name, "plugins", gone)
 	}
 	if err != nil {
@@ -154,7 +154,7 @@ func (a identityAdmin) AgentAdd(ctx context.Context, name string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := a.c.reloadIdentities(); err != nil {
+	if err := a.c.applyIdentities(); err != nil {
 		_, _ = sec.store.RemoveAgent(name)
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func (a identityAdmin) AgentRemove(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := a.c.reloadIdentities(); err != nil {
+	if err := a.c.applyIdentities(); err != nil {
 		return err
 	}
 	a.c.log.Info("agent identity removed, with the identities of its plugins", "agent", name, "plugins", plugins)
@@ -185,7 +185,7 @@ func (a identityAdmin) AgentRotate(ctx context.Context, name string) (any, error
 	if err != nil {
 		return nil, err
 	}
-	if err := a.c.reloadIdentities(); err != nil {
+	if err := a.c.applyIdentities(); err != nil {
 		return nil, err
 	}
 	a.c.log.Info("agent identity rotated", "agent", name, "public_key", ag.PublicKey)

@@ -385,6 +385,14 @@ func TestSecureModePermissionMatrix(t *testing.T) {
 			nc.Close()
 			t.Fatal("a client without credentials connected")
 		}
+		// b's public key, with the nonce signed by another key.
+		nc, err = nats.Connect(d.c.NATSURL(), nats.MaxReconnects(0), nats.Nkey(publicKey(t, bSeed), kp.Sign))
+		if !errors.Is(err, nats.ErrAuthorization) {
+			if err == nil {
+				nc.Close()
+			}
+			t.Fatalf("b's key with another's signature: got %v, want an authorization violation", err)
+		}
 	})
 
 	// The coordinator's own users: the HTTP API's publisher (in-process

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -38,9 +37,6 @@ type Config struct {
 // Server is a nats-server running inside this process.
 type Server struct {
 	*server.Server
-
-	mu   sync.Mutex
-	opts *server.Options // what the server started with, for reloads
 }
 
 // Start starts an embedded nats-server and waits until it accepts
@@ -73,7 +69,6 @@ func Start(cfg Config) (*Server, error) {
 		opts.JetStream = true
 		opts.StoreDir = cfg.StoreDir
 	}
-	started := opts.Clone()
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: NATS server: %w", err)
@@ -87,7 +82,7 @@ func Start(cfg Config) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: NATS server on %q not ready after %v", cfg.Listen, timeout)
 	}
-	return &Server{Server: ns, opts: started}, nil
+	return &Server{Server: ns}, nil
 }
 
 // portFree checks that the server can listen on host:port, so that a port
@@ -108,21 +103,6 @@ func portFree(host string, port int) error {
 		by = " by " + by
 	}
 	return fmt.Errorf("embedded: cannot listen for NATS on %s: the port is in use%s", addr, by)
-}
-
-// SetNkeys replaces the server's nkey users and their permissions without a
-// restart (a configuration reload): clients whose key is gone are
-// disconnected at once, and the others get their new permissions.
-func (s *Server) SetNkeys(users []*server.NkeyUser) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	opts := s.opts.Clone()
-	opts.Nkeys = users
-	if err := s.ReloadOptions(opts.Clone()); err != nil {
-		return fmt.Errorf("embedded: reload the NATS server's users: %w", err)
-	}
-	s.opts = opts
-	return nil
 }
 
 // Close shuts the server down and waits until it has stopped.

@@ -121,7 +121,7 @@ func (s *Store) Held(agent string) []string {
 // publicKey (the agent made it and keeps its seed) and the permissions of
 // declaration d. It replaces one another agent held, but not that of a
 // plugin the coordinator runs or of one added for a plugin run elsewhere.
-// changed says whether the server's users must be reloaded.
+// changed says whether the server must be told of the change.
 func (s *Store) Grant(agent, plugin, publicKey string, d Declaration) (id Identity, changed bool, err error) {
 	if err := Validate(plugin, d); err != nil {
 		return Identity{}, false, err

@@ -121,15 +121,12 @@ func (r Rules) Permissions() *server.Permissions {
 // CoordinatorRules are the coordinator's own privileges: everything under
 // the prefix (it publishes its own and the HTTP API's events, invokes,
 // replays dead letters), the JetStream API (it creates the streams and the
-// plugins' consumers), micro discovery, its inboxes, and the inboxes of
-// the agents it answers; nothing of $SYS. (A reply allowed only as a
-// response would be refused when the server's users were reloaded
-// between the request and the reply, and answering an agent's request for
-// an identity reloads them.)
+// plugins' consumers), micro discovery, its inboxes, and one reply to
+// each request it gets (the agents' among them); nothing of $SYS.
 func CoordinatorRules(scope Scope) Rules {
 	p := scope.withDefaults().Prefix
 	return Rules{
-		Publish:   []string{p + ".>", "$JS.>", "$KV.>", "$SRV.>", bus.InboxPrefix(agent.Producer) + ".>"},
+		Publish:   []string{p + ".>", "$JS.>", "$KV.>", "$SRV.>"},
 		Subscribe: []string{p + ".>", "_INBOX.>", "$SRV.>"},
 		Responses: true,
 	}
