@@ -85,6 +85,13 @@ var invokers = []invoker{
 		startStatic(b, nc, s)
 		return plugbusCall(nc, payload), nil
 	}},
+	{"plugbus-static-coordinator", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
+		// plugins/hello as a static plugin of the coordinator binary,
+		// asked over TCP as the stdio and wasm rows ask theirs: the same
+		// path as theirs but for the bridge and the program.
+		coord, call, _ := coordinatorWith(b, payload, "  - name: hello\n    static: true\n")
+		return call, []int{coord.cmd.Process.Pid}
+	}},
 	{"plugbus-http", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
 		// Through the coordinator's HTTP API: POST /v1/invoke/{type} to the
 		// coordinator binary (its own embedded server), which asks
@@ -134,6 +141,26 @@ var invokers = []invoker{
 			b.Skip("compiling hello.wasm is too slow for -short")
 		}
 		coord, call, _ := coordinatorWith(b, payload, fmt.Sprintf("  - name: hello\n    wasm: %q\n    uninterruptible: true\n", bin.helloWasm))
+		return call, []int{coord.cmd.Process.Pid}
+	}},
+	{"plugbus-wasm-c", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
+		// examples/wasm-c, the greeting plugin in C (wasi-libc, no Go
+		// runtime in the module), inside the coordinator over the same
+		// bridge: what the bridge and wazero cost without Go's.
+		if bin.greetC == "" {
+			b.Skip(bin.greetCMissing)
+		}
+		coord, call, _ := coordinatorWith(b, payload, fmt.Sprintf("  - name: greet-c\n    wasm: %q\n", bin.greetC))
+		return call, []int{coord.cmd.Process.Pid}
+	}},
+	{"plugbus-wasm-c-uninterruptible", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
+		// The same module compiled without termination checks: wazero's
+		// check is a call out of the module at every loop header, and C
+		// code loops over bytes.
+		if bin.greetC == "" {
+			b.Skip(bin.greetCMissing)
+		}
+		coord, call, _ := coordinatorWith(b, payload, fmt.Sprintf("  - name: greet-c\n    wasm: %q\n    uninterruptible: true\n", bin.greetC))
 		return call, []int{coord.cmd.Process.Pid}
 	}},
 	{"plugbus-so", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {

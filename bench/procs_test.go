@@ -28,6 +28,8 @@ var bin struct {
 	hello, coordinator, natspeer, stdiopeer, gopluginpeer string
 	pluginpeer, scalepeer, ingestpeer                     string
 	helloWasm, wasmCache                                  string // hello built for wasip1; its compiled code, kept across rounds
+	greetC                                                string // examples/wasm-c built with clang, or "" when it cannot be built here
+	greetCMissing                                         string // why greetC is "", for the rows that skip
 	helloSO                                               string // hello built with -buildmode=plugin, by the first benchmark that needs it
 }
 
@@ -82,11 +84,27 @@ func build() error {
 		return fmt.Errorf("%v: %v\n%s", cmd.Args, err, out)
 	}
 	p := func(name string) string { return filepath.Join(bin.dir, name) }
+	bin.greetC, bin.greetCMissing = buildGreetC(p("greet-c.wasm"))
 	bin.hello, bin.coordinator = p("hello"), p("coordinator")
 	bin.natspeer, bin.stdiopeer, bin.gopluginpeer, bin.pluginpeer = p("natspeer"), p("stdiopeer"), p("gopluginpeer"), p("pluginpeer")
 	bin.scalepeer, bin.ingestpeer = p("scalepeer"), p("ingestpeer")
 	bin.helloWasm, bin.wasmCache = p("hello.wasm"), p("wasm-cache")
 	return nil
+}
+
+// buildGreetC builds the C plugin of examples/wasm-c into out with Debian's
+// clang and wasi-libc, as make wasm-c does. It returns out, or "" and why
+// it could not be built.
+func buildGreetC(out string) (path, missing string) {
+	clang, err := exec.LookPath("clang")
+	if err != nil {
+		return "", "no clang: run make wasm-tools to install clang, lld and wasi-libc (Debian packages)"
+	}
+	cmd := exec.Command(clang, "--target=wasm32-wasi", "--sysroot=/usr", "-O2", "-o", out, "../examples/wasm-c/greet.c")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Sprintf("clang cannot build for wasm32-wasi (run make wasm-tools for wasi-libc and the wasm32 builtins): %v\n%s", err, b)
+	}
+	return out, ""
 }
 
 // proc is a child process of a benchmark.
