@@ -36,10 +36,77 @@ const (
 // it through reflection-like type switches, which costs more than the rest of
 // the publish for small events.
 func Encode(e *event.Event, msg *nats.Msg) error {
+	ctx, err := contextV1(e)
+	if err != nil {
+		return err
+	}
+	n := headerCount(ctx)
+	// One backing array for all header values: one allocation instead of n.
+	h := make(nats.Header, n)
+	if _, err := writeHeaders(h, make([]string, 0, n), ctx, escape(ctx.Source.String())); err != nil {
+		return err
+	}
+	msg.Header = h
+	msg.Data = e.DataEncoded
+	return nil
+}
+
+// An Encoder encodes events as [Encode] does into a message of its own,
+// which it reuses from one event to the next with its header map, keeping
+// the header value of the last source it wrote: for a sender of many
+// events, such as a plugin publishing its results. The zero value is ready
+// to use. An Encoder is not safe for concurrent use.
+type Encoder struct {
+	msg         nats.Msg
+	vals        []string // backing array of the header values
+	source      url.URL  // the source whose header value is sourceValue
+	sourceValue string
+}
+
+// Encode encodes e for subject into the Encoder's message and returns it.
+// The message and its header map are valid until the next call to Encode:
+// publish it before then, as nats.go's PublishMsg copies what it sends.
+func (enc *Encoder) Encode(subject string, e *event.Event) (*nats.Msg, error) {
+	ctx, err := contextV1(e)
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Source.URL != enc.source || enc.sourceValue == "" {
+		enc.source, enc.sourceValue = ctx.Source.URL, escape(ctx.Source.String())
+	}
+	if enc.msg.Header == nil {
+		enc.msg.Header = make(nats.Header, headerCount(ctx)+2)
+	} else {
+		clear(enc.msg.Header)
+	}
+	enc.vals, err = writeHeaders(enc.msg.Header, enc.vals[:0], ctx, enc.sourceValue)
+	if err != nil {
+		return nil, err
+	}
+	enc.msg.Subject, enc.msg.Data = subject, e.DataEncoded
+	return &enc.msg, nil
+}
+
+// SetExtension sets extension name to value in the message last encoded,
+// replacing the event's own: for an extension a sender adds to each event,
+// such as [ExtCauseID], without setting it on the event first. The name
+// must be valid as [Validate] says, and the value a valid string.
+func (enc *Encoder) SetExtension(name, value string) {
+	enc.vals = append(enc.vals, escape(value))
+	enc.msg.Header[extensionHeader(name)] = enc.vals[len(enc.vals)-1 : len(enc.vals) : len(enc.vals)]
+}
+
+// contextV1 returns the context of e, which must be CloudEvents 1.0.
+func contextV1(e *event.Event) (*event.EventContextV1, error) {
 	ctx, ok := e.Context.(*event.EventContextV1)
 	if !ok {
-		return fmt.Errorf("%w: specversion %s: Plugbus sends CloudEvents 1.0 only; convert with event.Context.AsV1()", ErrInvalidEvent, Quote(e.SpecVersion()))
+		return nil, fmt.Errorf("%w: specversion %s: Plugbus sends CloudEvents 1.0 only; convert with event.Context.AsV1()", ErrInvalidEvent, Quote(e.SpecVersion()))
 	}
+	return ctx, nil
+}
+
+// headerCount returns how many headers encoding ctx writes.
+func headerCount(ctx *event.EventContextV1) int {
 	n := 4 + len(ctx.Extensions)
 	if ctx.Time != nil {
 		n++
@@ -53,16 +120,20 @@ func Encode(e *event.Event, msg *nats.Msg) error {
 	if ctx.Subject != nil {
 		n++
 	}
-	// One backing array for all header values: one allocation instead of n.
-	vals := make([]string, 0, n)
-	h := make(nats.Header, n)
+	return n
+}
+
+// writeHeaders sets the ce- headers of ctx in h, with source the header
+// value of its source, appending the values to vals, whose backing array
+// the headers share, and returns vals.
+func writeHeaders(h nats.Header, vals []string, ctx *event.EventContextV1, source string) ([]string, error) {
 	set := func(k, v string) {
 		vals = append(vals, v)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	set(HeaderSpecVersion, event.CloudEventsVersionV1)
 	set("ce-id", escape(ctx.ID))
-	set("ce-source", escape(ctx.Source.String()))
+	set("ce-source", source)
 	set("ce-type", escape(ctx.Type))
 	if ctx.Time != nil {
 		set("ce-time", ctx.Time.Time.UTC().Format(time.RFC3339Nano))
@@ -79,13 +150,25 @@ func Encode(e *event.Event, msg *nats.Msg) error {
 	for name, v := range ctx.Extensions {
 		s, err := types.Format(v)
 		if err != nil {
-			return fmt.Errorf("%w: extension %q: %v", ErrInvalidEvent, name, err)
+			return vals, fmt.Errorf("%w: extension %q: %v", ErrInvalidEvent, name, err)
 		}
-		set(HeaderPrefix+name, escape(s))
+		set(extensionHeader(name), escape(s))
 	}
-	msg.Header = h
-	msg.Data = e.DataEncoded
-	return nil
+	return vals, nil
+}
+
+// extensionHeader returns the header name of extension name, without
+// building the string for the extensions Plugbus itself uses.
+func extensionHeader(name string) string {
+	switch name {
+	case ExtCauseID:
+		return HeaderPrefix + ExtCauseID
+	case ExtTraceParent:
+		return HeaderPrefix + ExtTraceParent
+	case ExtDeadline:
+		return HeaderPrefix + ExtDeadline
+	}
+	return HeaderPrefix + name
 }
 
 // Decode reads the CloudEvent carried by msg and checks it with [Validate].

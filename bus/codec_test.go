@@ -393,6 +393,43 @@ func TestEncodeReplacesHeaderAndData(t *testing.T) {
 	}
 }
 
+func TestEncoderWritesWhatEncodeWrites(t *testing.T) {
+	var enc bus.Encoder
+	first := newEvent("1", "com.example.a")
+	first.SetExtension("note", "Euro €")
+	first.SetExtension(bus.ExtCauseID, "from the event")
+	first.SetData("text/plain", []byte("hello"))
+	second := newEvent("2", "com.example.b")
+	second.SetSource("urn:plugbus:other")
+	for i, e := range []*event.Event{first, second, first} {
+		var want nats.Msg
+		if err := bus.Encode(e, &want); err != nil {
+			t.Fatalf("Encode: %v", err)
+		}
+		got, err := enc.Encode("plugbus.events.x."+e.Type(), e)
+		if err != nil {
+			t.Fatalf("Encoder.Encode: %v", err)
+		}
+		if got.Subject != "plugbus.events.x."+e.Type() || sortedHeader(got.Header) != sortedHeader(want.Header) || !bytes.Equal(got.Data, want.Data) {
+			t.Errorf("event %d: Encoder wrote %s\nheaders:\n%s\nEncode wrote\nheaders:\n%s", i, got.Subject, sortedHeader(got.Header), sortedHeader(want.Header))
+		}
+	}
+	// An extension set on the message replaces the event's own.
+	msg, err := enc.Encode("s", first)
+	if err != nil {
+		t.Fatalf("Encoder.Encode: %v", err)
+	}
+	enc.SetExtension(bus.ExtCauseID, "from the sender")
+	enc.SetExtension(bus.ExtTraceParent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	got, err := bus.Decode(msg)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if ext := got.Extensions(); ext[bus.ExtCauseID] != "from the sender" || ext[bus.ExtTraceParent] == nil || ext["note"] != "Euro €" {
+		t.Errorf("got extensions %v, want causeid from the sender, traceparent and note", ext)
+	}
+}
+
 func TestMaxPayload(t *testing.T) {
 	// The default max_payload is 1 MiB, headers included.
 	s := bustest.NewServer(t)

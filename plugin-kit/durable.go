@@ -368,7 +368,7 @@ func (p *Plugin) consumeMsg(m jetstream.Msg, settled func()) {
 	st.mu.Lock()
 	st.held[m] = true
 	st.mu.Unlock()
-	p.dispatch(r, p.durableWork(r, m, msg, settled))
+	p.dispatch(r, work{run: p.durableWork(r, m, msg, settled)})
 }
 
 // durableWork returns a worker's work on m: handle it and settle it, or,
@@ -417,7 +417,7 @@ func (p *Plugin) waitForOther(r *route, m jetstream.Msg, msg *nats.Msg) {
 		}
 		p.inflight.Add(1)
 		p.mu.RUnlock()
-		r.work <- p.durableWork(r, m, msg, func() {})
+		r.work <- work{run: p.durableWork(r, m, msg, func() {})}
 	})
 }
 
@@ -569,13 +569,15 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) (busy b
 		p.deadLetter(m, msg, err)
 		return
 	}
-	ctx = context.WithValue(ctx, deliveryKey{}, &delivery{plugin: p, trigger: e, producer: producer})
+	ctx = &delivery{Context: ctx, plugin: p, trigger: e, producer: producer}
 	res, err := p.call(ctx, r, e)
 	if err == nil && res != nil {
+		enc := p.encoder()
 		var out *nats.Msg
-		if out, err = p.encodeResult(res, e); err == nil {
+		if out, err = p.encodeResult(enc, res, e); err == nil {
 			err = p.send(ctx, out)
 		}
+		p.encoders.Put(enc)
 	}
 	if err != nil {
 		r.stats.Failed.Add(1)

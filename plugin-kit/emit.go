@@ -97,7 +97,9 @@ func (p *Plugin) publish(e, trigger *Event) error {
 	if !p.started.Load() || p.nc == nil {
 		return ErrNotRunning
 	}
-	msg, err := p.encodeResult(e, trigger)
+	enc := p.encoder()
+	defer p.encoders.Put(enc)
+	msg, err := p.encodeResult(enc, e, trigger)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nuid"
 )
 
@@ -18,24 +19,39 @@ type Event = event.Event
 // event is returned from a handler or emitted. NewEvent panics when data
 // cannot be encoded as JSON (inside a handler the panic becomes an error).
 func NewEvent(typ string, data any) *Event {
-	e := event.New()
-	e.SetID(NewID())
-	e.SetType(typ)
-	e.SetTime(time.Now())
+	n := &newEvent{}
+	n.ctx.ID = NewID()
+	n.ctx.Type = typ
+	n.time.Time = time.Now()
+	n.ctx.Time = &n.time
+	e := &n.event
+	e.Context = &n.ctx
 	switch d := data.(type) {
 	case nil:
 	case []byte:
 		e.DataEncoded = d
-		e.SetDataContentType("application/octet-stream")
+		n.contentType = "application/octet-stream"
+		n.ctx.DataContentType = &n.contentType
 	default:
 		b, err := json.Marshal(d)
 		if err != nil {
 			panic(fmt.Sprintf("pluginkit: NewEvent(%q): data is not JSON-encodable: %v", typ, err))
 		}
 		e.DataEncoded = b
-		e.SetDataContentType(event.ApplicationJSON)
+		n.contentType = event.ApplicationJSON
+		n.ctx.DataContentType = &n.contentType
 	}
-	return &e
+	return e
+}
+
+// newEvent is what [NewEvent] makes: the event, its context and the
+// attributes the context points to, allocated together instead of one by
+// one as event.New and the setters do.
+type newEvent struct {
+	event       Event
+	ctx         event.EventContextV1
+	time        types.Timestamp
+	contentType string
 }
 
 // NewID returns a fresh event id, unique across processes.

@@ -67,6 +67,8 @@ type Plugin struct {
 
 	invalid invalidWarnings // rate limit of the warnings about invalid messages
 
+	encoders sync.Pool // of *bus.Encoder, to encode results; see encoder
+
 	subjectsMu sync.RWMutex
 	subjects   map[string]string // result type -> its event subject, see resultSubject
 
@@ -87,7 +89,7 @@ type route struct {
 	observeOnly   bool // set by the ObserveOnly option
 	answers       bool // decided in Handle from the pattern and the options
 	schema        string
-	work          chan func() // to the route's workers
+	work          chan work // to the route's workers
 	stats         routeStats
 }
 
@@ -377,7 +379,7 @@ func (p *Plugin) prepareRoute(r *route) error {
 		slots := p.durableSlots()
 		queue = slots + p.maxAhead(slots)
 	}
-	r.work = make(chan func(), queue)
+	r.work = make(chan work, queue)
 	for i := 0; i < r.concurrency; i++ {
 		go p.worker(r)
 	}
@@ -461,12 +463,17 @@ func (p *Plugin) receive(r *route, req micro.Request) {
 	if p.durable != nil && !r.broadcast {
 		return // a durable plugin takes its events from the stream
 	}
-	msg := &nats.Msg{Subject: req.Subject(), Header: nats.Header(req.Headers()), Data: req.Data()}
 	if r.concurrency == 1 {
-		p.handleTracked(r, msg, nil)
+		msg := requestMsg(req)
+		p.handleTracked(r, &msg, nil)
 		return
 	}
-	p.dispatch(r, func() { p.handle(r, msg, nil) })
+	p.dispatch(r, work{req: req})
+}
+
+// requestMsg returns the message a micro request carries.
+func requestMsg(req micro.Request) nats.Msg {
+	return nats.Msg{Subject: req.Subject(), Header: nats.Header(req.Headers()), Data: req.Data()}
 }
 
 // answer takes a request from the answering endpoint's subscription and
@@ -477,8 +484,8 @@ func (p *Plugin) answer(r *route, req micro.Request) {
 	if to := req.Headers().Get(bus.HeaderPlugin); to != "" && to != p.name {
 		return
 	}
-	msg := &nats.Msg{Subject: req.Subject(), Header: nats.Header(req.Headers()), Data: req.Data()}
-	p.handleTracked(r, msg, req)
+	msg := requestMsg(req)
+	p.handleTracked(r, &msg, req)
 }
 
 // handleTracked handles msg on the calling goroutine, counted in inflight
@@ -496,28 +503,47 @@ func (p *Plugin) handleTracked(r *route, msg *nats.Msg, req micro.Request) {
 	p.handle(r, msg, req)
 }
 
-// dispatch hands work to one of the route's workers, waiting while all of
+// work is an event for a route's workers: one received on the route's
+// observing endpoint, or, for a durable plugin, a function handling one
+// pulled from the stream. A received event travels as its micro request,
+// not in a closure, so that handing it over allocates nothing.
+type work struct {
+	req micro.Request // the event received, when run is nil
+	run func()
+}
+
+// do handles the event of w.
+func (p *Plugin) do(r *route, w work) {
+	if w.run != nil {
+		w.run()
+		return
+	}
+	msg := requestMsg(w.req)
+	p.handle(r, &msg, nil)
+}
+
+// dispatch hands w to one of the route's workers, waiting while all of
 // them are busy, which is the handler's concurrency limit. While draining
-// it runs the work right here instead. A fixed set of workers costs less
-// per event than a goroutine for each.
-func (p *Plugin) dispatch(r *route, work func()) {
+// it handles w right here instead. A fixed set of workers costs less per
+// event than a goroutine for each.
+func (p *Plugin) dispatch(r *route, w work) {
 	p.mu.RLock()
 	if p.stopping {
 		p.mu.RUnlock()
-		work()
+		p.do(r, w)
 		return
 	}
 	p.inflight.Add(1)
 	p.mu.RUnlock()
-	r.work <- work
+	r.work <- w
 }
 
 // worker runs a route's work until the plugin has stopped.
 func (p *Plugin) worker(r *route) {
 	for {
 		select {
-		case work := <-r.work:
-			work()
+		case w := <-r.work:
+			p.do(r, w)
 			p.inflight.Done()
 		case <-p.quit:
 			return
@@ -526,7 +552,11 @@ func (p *Plugin) worker(r *route) {
 }
 
 // delivery is what a handler's context knows about the event being handled.
+// It is the handler's context itself, the one it extends answering
+// ctx.Value(deliveryKey{}): one allocation per event where
+// context.WithValue and a delivery were two.
 type delivery struct {
+	context.Context
 	plugin   *Plugin
 	trigger  *Event
 	producer string
@@ -534,6 +564,14 @@ type delivery struct {
 }
 
 type deliveryKey struct{}
+
+// Value returns d for deliveryKey{}, and what d's parent holds otherwise.
+func (d *delivery) Value(key any) any {
+	if key == (deliveryKey{}) {
+		return d
+	}
+	return d.Context.Value(key)
+}
 
 // handle runs the handler on an event, or on a request when req is not nil,
 // publishes its result and, for a request, answers it.
@@ -556,7 +594,7 @@ func (p *Plugin) handle(r *route, msg *nats.Msg, req micro.Request) {
 		ctx, cancel = context.WithDeadline(ctx, dl)
 		defer cancel()
 	}
-	ctx = context.WithValue(ctx, deliveryKey{}, &delivery{plugin: p, trigger: e, producer: producer})
+	ctx = &delivery{Context: ctx, plugin: p, trigger: e, producer: producer}
 	res, err := p.call(ctx, r, e)
 	if err != nil {
 		r.stats.Failed.Add(1)
@@ -580,7 +618,9 @@ func (p *Plugin) handle(r *route, msg *nats.Msg, req micro.Request) {
 		}
 		return
 	}
-	out, err := p.encodeResult(res, e)
+	enc := p.encoder()
+	defer p.encoders.Put(enc) // once the result has been sent
+	out, err := p.encodeResult(enc, res, e)
 	if err != nil {
 		p.log.Error("could not encode the handler's result", "type", e.Type(), "result_type", res.Type(), "err", err)
 		p.respondError(req, bus.CodeFailed, "result not sent: "+err.Error())
@@ -664,10 +704,25 @@ func (p *Plugin) call(ctx context.Context, r *route, e *Event) (res *Event, err 
 	return r.handler.HandleEvent(ctx, *e)
 }
 
-// encodeResult fills in what a result event needs (source, id, time, the
-// link to its trigger), validates it and encodes it for its event subject.
-func (p *Plugin) encodeResult(res, trigger *Event) (*nats.Msg, error) {
-	p.stamp(res, trigger)
+// encoder returns an encoder for a result from the plugin's pool; put it
+// back once the result has been sent. Reusing an encoder's message and
+// header map saves about a third of the allocations of sending a result.
+func (p *Plugin) encoder() *bus.Encoder {
+	if enc, ok := p.encoders.Get().(*bus.Encoder); ok {
+		return enc
+	}
+	return new(bus.Encoder)
+}
+
+// encodeResult fills in what a result event needs (source, id, time),
+// validates it and encodes it with enc for its event subject, linked to
+// its trigger when there is one: the trigger's id as causeid, and its
+// traceparent when the result has none. The links go into the headers
+// only, not into res's extensions: the trigger's attributes were checked
+// when it was decoded, and setting them on res allocated an extension map
+// for every result.
+func (p *Plugin) encodeResult(enc *bus.Encoder, res, trigger *Event) (*nats.Msg, error) {
+	p.stamp(res, nil)
 	if err := bus.Validate(res); err != nil {
 		return nil, err
 	}
@@ -675,8 +730,21 @@ func (p *Plugin) encodeResult(res, trigger *Event) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	msg := &nats.Msg{Subject: subject}
-	return msg, bus.Encode(res, msg)
+	msg, err := enc.Encode(subject, res)
+	if err != nil || trigger == nil {
+		return msg, err
+	}
+	enc.SetExtension(bus.ExtCauseID, trigger.ID())
+	if tp, ok := trigger.Extensions()[bus.ExtTraceParent]; ok {
+		if _, set := res.Extensions()[bus.ExtTraceParent]; !set {
+			s, err := types.Format(tp)
+			if err != nil {
+				return nil, fmt.Errorf("%w: the trigger's %s: %v", bus.ErrInvalidEvent, bus.ExtTraceParent, err)
+			}
+			enc.SetExtension(bus.ExtTraceParent, s)
+		}
+	}
+	return msg, nil
 }
 
 // resultSubject returns the subject of this plugin's events of type typ.

@@ -155,7 +155,7 @@ func (p *Plugin) handleLine(line []byte, w *stdioWriter) {
 			ctx, cancel = context.WithDeadline(ctx, dl)
 			defer cancel()
 		}
-		ctx = context.WithValue(ctx, deliveryKey{}, &delivery{plugin: p, trigger: e, producer: in.Producer, checked: in.Checked})
+		ctx = &delivery{Context: ctx, plugin: p, trigger: e, producer: in.Producer, checked: in.Checked}
 		if res, err = p.call(ctx, r, e); err != nil {
 			p.log.Warn("handler failed", "type", e.Type(), "id", e.ID(), "producer", in.Producer, "err", err)
 		} else if res != nil {
