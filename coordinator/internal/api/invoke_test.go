@@ -19,12 +19,12 @@ import (
 // com.example.greet.requested. It answers {"text":"hello, <name>"} as a
 // com.example.greet.sent event, a 422 for a missing name, a 500 for the name
 // "crash", and no event for the name "nobody".
-func greeter(t *testing.T, nc *nats.Conn) { greeterNamed(t, nc, "greeter") }
+func greeter(t testing.TB, nc *nats.Conn) { greeterNamed(t, nc, "greeter") }
 
 // greeterNamed is greeter as plugin name: it leaves a request that names
 // another plugin in bus.HeaderPlugin unanswered, as plugin-kit does, and
 // says who it is in the answer's "by".
-func greeterNamed(t *testing.T, nc *nats.Conn, name string) {
+func greeterNamed(t testing.TB, nc *nats.Conn, name string) {
 	t.Helper()
 	subject, err := bus.AnswerSubject(bus.DefaultPrefix, "com.example.greet.requested")
 	if err != nil {
