@@ -9,7 +9,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/textproto"
 	"os"
 	"sort"
 	"strings"
@@ -112,15 +111,20 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiE
 	return body, nil
 }
 
-// decodeBinary reads a binary-mode event: sdk-go's HTTP binding does the
-// mapping of headers to attributes, after the header values are decoded as
-// the binding's spec says (RFC 7230 quotes removed, one round of
-// percent-decoding), which sdk-go leaves undone, and duplicates rejected.
-func decodeBinary(ctx context.Context, h http.Header, body []byte) (*event.Event, *apiError) {
+// decodeBinary reads a binary-mode event as the HTTP binding says: the
+// header values decoded (RFC 7230 quotes removed, one round of
+// percent-decoding), a ce- header given twice rejected, Content-Type as the
+// datacontenttype and the body as the data. The attributes are set with
+// sdk-go's own setters for CloudEvents 1.0, as its HTTP binding would set
+// them, but straight from the headers: going through the binding built a
+// second header map, a message and a copy of the body for every request.
+func decodeBinary(h http.Header, body []byte) (*event.Event, *apiError) {
 	bad := func(field, value, rule string) *apiError {
 		return invalidEvent(&bus.FieldError{Field: field, Value: value, Rule: rule}, "invalid binary-mode event")
 	}
-	clean := make(http.Header, len(h))
+	type attribute struct{ name, value string }
+	attrs := make([]attribute, 0, 8)
+	specVersion, sawSpecVersion := "", false
 	for k, vs := range h {
 		if !hasPrefixFold(k, "ce-") {
 			continue
@@ -143,52 +147,45 @@ func decodeBinary(ctx context.Context, h http.Header, body []byte) (*event.Event
 		if err != nil {
 			return nil, bad(name, vs[0], err.Error())
 		}
-		clean[textproto.CanonicalMIMEHeaderKey("ce-"+name)] = []string{v}
-	}
-	sv, ok := clean["Ce-Specversion"]
-	switch {
-	case !ok:
-		return nil, bad("specversion", "", "binary mode needs the header ce-specversion: 1.0 next to the other ce- headers")
-	case sv[0] != event.CloudEventsVersionV1:
-		return nil, bad("specversion", sv[0], "Plugbus accepts CloudEvents 1.0 only; send ce-specversion: 1.0")
-	}
-	if ct := h.Values("Content-Type"); len(ct) > 0 {
-		clean["Content-Type"] = ct[:1]
-	}
-	msg := cehttp.NewMessage(clean, io.NopCloser(bytes.NewReader(body)))
-	defer msg.Finish(nil)
-	e, err := binding.ToEvent(ctx, msg)
-	if err != nil {
-		if fe := locateBinaryError(clean); fe != nil {
-			err = fe
-		}
-		return nil, invalidEvent(err, "invalid binary-mode event")
-	}
-	return e, nil
-}
-
-// locateBinaryError finds the attribute sdk-go failed to set, as its error
-// does not name it.
-func locateBinaryError(h http.Header) *bus.FieldError {
-	for k, vs := range h {
-		if !strings.HasPrefix(k, "Ce-") {
-			continue // Content-Type: any string sets datacontenttype
-		}
-		attr := spec.V1.Attribute(strings.ToLower(k[len("Ce-"):]))
-		if attr == nil || attr.Kind() == spec.SpecVersion {
+		if name == "specversion" {
+			specVersion, sawSpecVersion = v, true
 			continue
 		}
-		name := attr.Name()
-		ec := event.EventContextV1{}
-		if err := attr.Set(&ec, vs[0]); err != nil {
+		attrs = append(attrs, attribute{name, v})
+	}
+	switch {
+	case !sawSpecVersion:
+		return nil, bad("specversion", "", "binary mode needs the header ce-specversion: 1.0 next to the other ce- headers")
+	case specVersion != event.CloudEventsVersionV1:
+		return nil, bad("specversion", specVersion, "Plugbus accepts CloudEvents 1.0 only; send ce-specversion: 1.0")
+	}
+	e := event.New(event.CloudEventsVersionV1)
+	ec := e.Context.(*event.EventContextV1)
+	for _, a := range attrs {
+		attr := spec.V1.Attribute(a.name)
+		if attr == nil {
+			if err := ec.SetExtension(a.name, a.value); err != nil {
+				return nil, invalidEvent(err, "invalid binary-mode event")
+			}
+			continue
+		}
+		if err := attr.Set(ec, a.value); err != nil {
 			rule := err.Error()
 			if attr.Kind() == spec.Time {
 				rule += "; send an RFC 3339 timestamp like 2026-01-02T15:04:05Z"
 			}
-			return &bus.FieldError{Field: name, Value: vs[0], Rule: rule}
+			return nil, invalidEvent(&bus.FieldError{Field: attr.Name(), Value: a.value, Rule: rule}, "invalid binary-mode event")
 		}
 	}
-	return nil
+	if ct := h.Values("Content-Type"); len(ct) > 0 {
+		if err := ec.SetDataContentType(ct[0]); err != nil {
+			return nil, invalidEvent(err, "invalid binary-mode event")
+		}
+	}
+	if len(body) > 0 {
+		e.DataEncoded = body
+	}
+	return &e, nil
 }
 
 // knownAttributes are the CloudEvents 1.0 context attributes that travel in
@@ -458,7 +455,7 @@ func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	var events []*event.Event
 	switch m {
 	case modeBinary:
-		e, aerr := decodeBinary(r.Context(), r.Header, body)
+		e, aerr := decodeBinary(r.Header, body)
 		if aerr == nil {
 			aerr = s.validate(e, "invalid event", nil)
 		}

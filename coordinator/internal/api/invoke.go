@@ -187,7 +187,7 @@ func (s *server) invokeEvent(w http.ResponseWriter, r *http.Request, typ string)
 	var e *event.Event
 	switch m {
 	case modeBinary:
-		e, aerr = decodeBinary(r.Context(), r.Header, body)
+		e, aerr = decodeBinary(r.Header, body)
 	case modeStructured:
 		e, aerr = decodeStructured(r.Context(), body)
 	default:
