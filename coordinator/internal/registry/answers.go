@@ -19,24 +19,23 @@ type Ambiguity struct {
 }
 
 // Answerers returns, sorted, the plugins with a running instance that
-// answers requests for type typ.
+// answers requests for type typ. It looks typ up in the answer index,
+// which is rebuilt only when what running instances answer changes: the
+// HTTP API asks on every invoke, and scanning every instance's patterns
+// under the registry's lock for each was proportional to the instances.
 func (r *Registry) Answerers(typ string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var names []string
-	for _, in := range r.instances {
-		if in.State != Running || slices.Contains(names, in.Plugin) {
-			continue
-		}
-		for _, pattern := range in.Answers {
-			if matchType(pattern, typ) {
-				names = append(names, in.Plugin)
-				break
-			}
-		}
+	return r.answerIndex().answerers(typ)
+}
+
+// answerIndex returns the index of what running instances answer,
+// rebuilt if it is stale. r.mu is held.
+func (r *Registry) answerIndex() answerIndex {
+	if r.answersStale {
+		r.answers, r.answersStale = answersOf(r.instances), false
 	}
-	slices.Sort(names)
-	return names
+	return r.answers
 }
 
 // answerIndex says who answers what: the patterns each plugin's running
@@ -113,6 +112,22 @@ func (idx answerIndex) of(plugin string) ([]string, []Ambiguity) {
 		}
 	}
 	return answers, ambiguous
+}
+
+// answerers returns, sorted, the plugins answering requests for type typ:
+// those answering it exactly and those with a pattern matching it.
+func (idx answerIndex) answerers(typ string) []string {
+	if isWild(typ) {
+		return nil // no type to request
+	}
+	names := slices.Clone(idx.exact[typ])
+	for _, w := range idx.wild {
+		if matchType(w.pattern, typ) && !slices.Contains(names, w.plugin) {
+			names = append(names, w.plugin)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // isWild reports whether a pattern has a NATS wildcard.

@@ -79,6 +79,59 @@ func TestAnswerIndexMatchesPairwise(t *testing.T) {
 	}
 }
 
+// The index answers Answerers as a scan of every running instance's
+// patterns did.
+func TestAnswerersMatchesScan(t *testing.T) {
+	vocabulary := []string{
+		"a.b.c", "a.b.d", "a.x.c", "b.b.c", "a.b", "a.*.c", "a.b.*", "a.>", "*.b.c", ">", "b.>", "a.*",
+	}
+	instances := map[string]*Instance{}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 60 {
+		in := &Instance{ID: fmt.Sprint(i), Plugin: fmt.Sprintf("p%d", rng.IntN(12)), State: Running}
+		if rng.IntN(8) == 0 {
+			in.State = Gone
+		}
+		for range rng.IntN(4) {
+			in.Answers = append(in.Answers, vocabulary[rng.IntN(len(vocabulary))])
+		}
+		instances[in.ID] = in
+	}
+	idx := answersOf(instances)
+	for _, typ := range append(vocabulary, "a.b.c.d", "b.x", "c", "a") {
+		var want []string
+		for _, in := range instances {
+			if in.State != Running || slices.Contains(want, in.Plugin) {
+				continue
+			}
+			if slices.ContainsFunc(in.Answers, func(p string) bool { return matchType(p, typ) }) {
+				want = append(want, in.Plugin)
+			}
+		}
+		slices.Sort(want)
+		if got := idx.answerers(typ); !slices.Equal(got, want) {
+			t.Errorf("answerers(%s) = %v, want %v", typ, got, want)
+		}
+	}
+}
+
+// BenchmarkAnswerers asks who answers a type among 1,000 instances of 100
+// plugins answering 10 types each, as every invoke through the HTTP API
+// does.
+func BenchmarkAnswerers(b *testing.B) {
+	r := New(Config{})
+	for i := range 1000 {
+		in := &Instance{ID: fmt.Sprint(i), Plugin: fmt.Sprintf("scale-%d", i%100), State: Running}
+		for j := range 10 {
+			in.Answers = append(in.Answers, fmt.Sprintf("com.example.scale.i%d.t%d", i, j))
+		}
+		r.instances[in.ID] = in
+	}
+	for b.Loop() {
+		r.Answerers("com.example.scale.i500.t5")
+	}
+}
+
 // BenchmarkPlugins lists 1,000 instances of 100 plugins answering 10
 // types each, every type its own: the listing the scale benchmark asks
 // for every 200 ms.

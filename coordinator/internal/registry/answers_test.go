@@ -22,15 +22,15 @@ func TestAnswers(t *testing.T) {
 	r := startRegistry(t, bustest.Connect(t, s), &changes{})
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nop := func(context.Context, pluginkit.Event) (*pluginkit.Event, error) { return nil, nil }
-	run := func(name, pattern string, opts ...pluginkit.HandleOption) {
+	run := func(name, pattern string, opts ...pluginkit.HandleOption) (stop func()) {
 		p := pluginkit.New(name, "1.0.0", pluginkit.WithLogger(quiet))
 		p.HandleFunc(pattern, nop, opts...)
-		servePlugin(t, bustest.Connect(t, s), p)
+		return servePlugin(t, bustest.Connect(t, s), p)
 	}
 	const greet = "com.example.greet.requested"
 	run("hello", greet)
 	run("hello", greet) // a second instance
-	run("hello2", greet)
+	stopHello2 := run("hello2", greet)
 	run("archive", "com.example.>")
 	run("audit", greet, pluginkit.ObserveOnly())
 	run("gateway", "org.example.>", pluginkit.Answering())
@@ -80,4 +80,13 @@ func TestAnswers(t *testing.T) {
 			t.Errorf("Answerers(%s) = %v, want %v", typ, got, want)
 		}
 	}
+
+	// Asked again once a plugin has stopped, the answer follows.
+	stopHello2()
+	waitFor(t, "hello alone answering once hello2 stopped", func() error {
+		if got := r.Answerers(greet); !slices.Equal(got, []string{"hello"}) {
+			return fmt.Errorf("Answerers(%s) = %v", greet, got)
+		}
+		return nil
+	})
 }

@@ -156,6 +156,12 @@ type Registry struct {
 	pending   map[string]*announced // instance id -> what a started event said, awaiting INFO; at most maxPending
 	changes   []Change              // for OnChange, once r.mu is released
 	version   uint64                // counts changes to instances (see Version)
+	// answers says who answers what, for Plugins and for Answerers (asked
+	// on every invoke through the HTTP API); rebuilt when answersStale, which
+	// a change to what a running instance answers, or to whether it runs,
+	// sets.
+	answers      answerIndex
+	answersStale bool
 
 	wake     chan struct{} // tells confirm that pending has ids
 	ignored  throttle      // log lines about lifecycle events not believed
@@ -194,7 +200,7 @@ func New(cfg Config) *Registry {
 		cfg.OnChange = func(Change) {}
 	}
 	return &Registry{
-		cfg: cfg, instances: map[string]*Instance{}, pending: map[string]*announced{},
+		cfg: cfg, instances: map[string]*Instance{}, pending: map[string]*announced{}, answersStale: true,
 		wake: make(chan struct{}, 1), ignored: throttle{every: ignoredLogEvery},
 	}
 }
@@ -298,7 +304,7 @@ func (r *Registry) Plugins() []Plugin {
 			s.emits[t] = true
 		}
 	}
-	answers := answersOf(r.instances)
+	answers := r.answerIndex()
 	out := make([]Plugin, 0, len(byName))
 	for name, p := range byName {
 		p.Answers, p.Ambiguous = answers.of(name)
@@ -558,6 +564,9 @@ func (r *Registry) setState(in *Instance, state State, reason string) {
 	r.version++
 	prev := in.State
 	in.State, in.Reason = state, reason
+	if (prev == Running) != (state == Running) {
+		r.answersStale = true
+	}
 	switch {
 	case prev == Running && state == Gone:
 		r.changes = append(r.changes, Change{Type: bus.TypePluginUnhealthy, Instance: clone(in)})
@@ -633,6 +642,7 @@ func (r *Registry) poll(ctx context.Context, answering int, most, goneAfter time
 		case (in.State == Gone || in.State == Stopped) && silent > r.cfg.ForgetAfter:
 			delete(r.instances, id)
 			r.version++
+			r.answersStale = true
 		}
 	}
 	r.mu.Unlock()
@@ -655,11 +665,18 @@ func (r *Registry) update(in *Instance, st micro.Stats, asked, now time.Time) {
 		in.Mode = bus.ModeProcess // a manifest without a mode: a program of its own
 	}
 	in.Emits = splitList(st.Metadata[bus.MetaEmits])
+	// The answers are compared with the last ones as they are written
+	// over them (an element is compared before the append that replaces
+	// it), so that the answer index is rebuilt only when they change.
+	answered := in.Answers
 	in.Handles, in.Answers, in.Stats = in.Handles[:0], in.Answers[:0], Counters{}
 	clear(in.byType)
 	for _, ep := range st.Endpoints {
-		if _, answered, ok := strings.Cut(ep.Subject, ".invoke.*."); ok {
-			in.Answers = append(in.Answers, answered)
+		if _, typ, ok := strings.Cut(ep.Subject, ".invoke.*."); ok {
+			if n := len(in.Answers); n >= len(answered) || answered[n] != typ {
+				r.answersStale = true
+			}
+			in.Answers = append(in.Answers, typ)
 		}
 		_, typ, ok := strings.Cut(ep.Subject, ".events.*.")
 		if ok {
@@ -677,6 +694,9 @@ func (r *Registry) update(in *Instance, st micro.Stats, asked, now time.Time) {
 				in.byType[typ] = t
 			}
 		}
+	}
+	if len(in.Answers) != len(answered) {
+		r.answersStale = true
 	}
 	if in.State == Stopped && !asked.After(in.stoppedAt) {
 		return // the answer may predate the stopped event
