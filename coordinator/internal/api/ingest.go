@@ -318,12 +318,14 @@ func decodeBatch(body []byte) ([]*event.Event, []json.RawMessage, *apiError) {
 // validate checks an event for publishing: bus.Validate, and a type that can
 // route, and a size the NATS server accepts.
 // Errors found earlier, in pre, are reported after those of bus.Validate.
-func (s *server) validate(e *event.Event, what string, pre error) *apiError {
+// jsonChecked says that the data was found to be valid JSON already, if its
+// media type says JSON, so it is not scanned again.
+func (s *server) validate(e *event.Event, what string, pre error, jsonChecked bool) *apiError {
 	if e.Context == nil {
 		return &apiError{status: http.StatusBadRequest, reason: reasonBadRequest, msg: what + ": the body holds no CloudEvent"}
 	}
 	err := bus.Validate(e)
-	if e.Type() != "" && !hasField(err, "type") {
+	if e.Type() != "" && (err == nil || !hasField(err, "type")) {
 		if terr := bus.ValidateType(e.Type()); terr != nil {
 			rule := typeDetail(terr) + "; " + typeRule
 			err = errors.Join(err, &bus.FieldError{Field: "type", Rule: rule})
@@ -332,7 +334,7 @@ func (s *server) validate(e *event.Event, what string, pre error) *apiError {
 	if err = errors.Join(err, pre); err != nil {
 		return invalidEvent(err, what)
 	}
-	if aerr := s.checkData(e, what); aerr != nil {
+	if aerr := s.checkData(e, what, jsonChecked); aerr != nil {
 		return aerr
 	}
 	if max := s.cfg.Conn.MaxPayload(); max > 0 && encodedSize(e) > max {
@@ -345,15 +347,16 @@ func (s *server) validate(e *event.Event, what string, pre error) *apiError {
 }
 
 // checkData checks an event's data at the door: data that claims to be
-// JSON must be JSON, and data of a type whose plugins declare a JSON Schema
-// must match it (see [Config.CheckData]).
-func (s *server) checkData(e *event.Event, what string) *apiError {
+// JSON must be JSON (unless jsonChecked: found so already), and data of a
+// type whose plugins declare a JSON Schema must match it (see
+// [Config.CheckData]).
+func (s *server) checkData(e *event.Event, what string, jsonChecked bool) *apiError {
 	data := e.Data()
 	ct := e.DataContentType()
 	if len(data) == 0 || (ct != "" && !isJSON(ct)) {
 		return nil
 	}
-	if !json.Valid(data) {
+	if !jsonChecked && !json.Valid(data) {
 		if ct == "" {
 			return nil // no claim: the data may be anything
 		}
@@ -457,7 +460,7 @@ func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	case modeBinary:
 		e, aerr := decodeBinary(r.Header, body)
 		if aerr == nil {
-			aerr = s.validate(e, "invalid event", nil)
+			aerr = s.validate(e, "invalid event", nil, false)
 		}
 		if aerr != nil {
 			s.fail(w, r, aerr)
@@ -467,7 +470,7 @@ func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	case modeStructured:
 		e, aerr := decodeStructured(r.Context(), body)
 		if aerr == nil {
-			aerr = s.validate(e, "invalid event", extensionNameErrors(body))
+			aerr = s.validate(e, "invalid event", extensionNameErrors(body), false)
 		}
 		if aerr != nil {
 			s.fail(w, r, aerr)
@@ -483,7 +486,7 @@ func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		// All or nothing: every event is checked before any is published.
 		for i, e := range events {
-			if aerr := s.validate(e, fmt.Sprintf("batch mode: invalid event at index %d (nothing was published)", i), extensionNameErrors(raws[i])); aerr != nil {
+			if aerr := s.validate(e, fmt.Sprintf("batch mode: invalid event at index %d (nothing was published)", i), extensionNameErrors(raws[i]), false); aerr != nil {
 				aerr.index = &i
 				s.fail(w, r, aerr)
 				return
@@ -550,6 +553,9 @@ func hasPrefixFold(s, prefix string) bool {
 // isJSON reports whether a media type is JSON (application/json or a +json
 // suffix).
 func isJSON(contentType string) bool {
+	if contentType == "application/json" {
+		return true // the usual one, without parsing
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		mt = mediaType(contentType)

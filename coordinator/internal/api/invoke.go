@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,12 +34,16 @@ func (s *server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	timeout, aerr := s.invokeTimeout(r)
+	var q url.Values // nil, and not parsed, without a query
+	if r.URL.RawQuery != "" {
+		q = r.URL.Query()
+	}
+	timeout, aerr := s.invokeTimeout(q)
 	if aerr != nil {
 		s.fail(w, r, aerr)
 		return
 	}
-	plugin, aerr := s.invokePlugin(r, typ)
+	plugin, aerr := s.invokePlugin(q, typ)
 	if aerr != nil {
 		s.fail(w, r, aerr)
 		return
@@ -113,12 +118,11 @@ func writtenAsJSON(mediaType string) bool {
 // registry that it answers typ, or "" when the request names none; it
 // refuses, naming them, when two different plugins answer typ and the
 // request names none.
-func (s *server) invokePlugin(r *http.Request, typ string) (string, *apiError) {
+func (s *server) invokePlugin(q url.Values, typ string) (string, *apiError) {
 	var answerers []string
 	if s.cfg.Answerers != nil {
 		answerers = s.cfg.Answerers(typ)
 	}
-	q := r.URL.Query()
 	if !q.Has("plugin") {
 		if len(answerers) > 1 {
 			return "", &apiError{
@@ -150,8 +154,7 @@ func (s *server) invokePlugin(r *http.Request, typ string) (string, *apiError) {
 }
 
 // invokeTimeout returns the request's ?timeout= or the configured default.
-func (s *server) invokeTimeout(r *http.Request) (time.Duration, *apiError) {
-	q := r.URL.Query()
+func (s *server) invokeTimeout(q url.Values) (time.Duration, *apiError) {
 	if !q.Has("timeout") {
 		return s.cfg.InvokeTimeout, nil
 	}
@@ -206,7 +209,8 @@ func (s *server) invokeEvent(w http.ResponseWriter, r *http.Request, typ string)
 	if m == modeStructured {
 		pre = extensionNameErrors(body)
 	}
-	if aerr := s.validate(e, "invalid event", pre); aerr != nil {
+	// Plain data was checked as JSON by plainEvent.
+	if aerr := s.validate(e, "invalid event", pre, m == modeNone); aerr != nil {
 		return nil, aerr
 	}
 	return e, nil
@@ -238,10 +242,11 @@ func plainEvent(typ, producer, contentType string, body []byte) (*event.Event, *
 
 // invokeError maps the error of bus.Request to an answer and an outcome.
 func (s *server) invokeError(r *http.Request, typ string, timeout time.Duration, err error) (string, *apiError) {
+	if err == nil {
+		return outcomeOK, nil
+	}
 	var se *bus.ServiceError
 	switch {
-	case err == nil:
-		return outcomeOK, nil
 	case errors.Is(err, bus.ErrNoResponders):
 		return outcomeNoResponders, &apiError{
 			status: http.StatusNotFound, field: "type",
