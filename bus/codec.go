@@ -180,12 +180,27 @@ func extensionHeader(name string) string {
 // Data that is neither JSON nor valid UTF-8 text is marked DataBase64, so
 // that encoding the event as JSON (structured mode) keeps it intact.
 func Decode(msg *nats.Msg) (*event.Event, error) {
+	if _, ok := msg.Header[HeaderSpecVersion]; ok {
+		// What Plugbus sends: binary mode, unless a Content-Type header
+		// makes it structured, which reading the headers finds on the way.
+		// One pass over them instead of three.
+		m := Message{header: msg.Header, data: msg.Data, encoding: binding.EncodingBinary}
+		e, structured, err := m.decodeBinary()
+		if err == nil && !structured {
+			if err := Validate(e); err != nil {
+				return nil, err
+			}
+			return e, nil
+		}
+		// Structured after all, or an error that the headers not read yet
+		// might have made another: read it the long way.
+	}
 	m := newMessage(msg)
 	var e *event.Event
 	var err error
 	switch m.encoding {
 	case binding.EncodingBinary:
-		e, err = m.decodeBinary()
+		e, _, err = m.decodeBinary()
 	case binding.EncodingStructured:
 		sm := m // only a structured message goes to sdk-go and so to the heap
 		e, err = sm.decodeStructured()
@@ -215,10 +230,11 @@ type binaryEvent struct {
 // decodeBinary builds the event straight from the headers. It does what
 // binding.ToEvent does with ReadBinary, without boxing every value in an
 // interface and parsing it again: that halves the cost of a small event.
-func (m *Message) decodeBinary() (*event.Event, error) {
+// It also reports whether a Content-Type header says structured mode.
+func (m *Message) decodeBinary() (*event.Event, bool, error) {
 	b := &binaryEvent{}
 	ec := &b.ctx
-	err := m.walkBinary(func(name, v string) error {
+	structured, err := m.walkBinary(func(name, v string) error {
 		switch name {
 		case "id":
 			ec.ID = v
@@ -258,7 +274,7 @@ func (m *Message) decodeBinary() (*event.Event, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, structured, err
 	}
 	e := &b.event
 	e.Context = ec
@@ -266,7 +282,7 @@ func (m *Message) decodeBinary() (*event.Event, error) {
 		e.DataEncoded = m.data
 		e.DataBase64 = needsBase64(ec.DataContentType, m.data)
 	}
-	return e, nil
+	return e, structured, nil
 }
 
 // parseURI parses a source or dataschema as url.Parse does. The common
@@ -400,7 +416,7 @@ func (m *Message) ReadBinary(ctx context.Context, w binding.BinaryWriter) error 
 	if m.encoding != binding.EncodingBinary {
 		return binding.ErrNotBinary
 	}
-	err := m.walkBinary(func(name, v string) error {
+	_, err := m.walkBinary(func(name, v string) error {
 		if attr := specV1.Attribute(HeaderPrefix + name); attr != nil {
 			return w.SetAttribute(attr, v)
 		}
@@ -418,22 +434,27 @@ func (m *Message) ReadBinary(ctx context.Context, w binding.BinaryWriter) error 
 // walkBinary checks ce-specversion and calls set with the lower-case name
 // (without "ce-") and decoded value of every other ce- header, then of an
 // unprefixed content-type when there was no ce-datacontenttype. An error
-// from set or from decoding comes back as a [*FieldError].
-func (m *Message) walkBinary(set func(name, value string) error) error {
+// from set or from decoding comes back as a [*FieldError]. It reports
+// whether a Content-Type header, in any case, says structured mode, among
+// the headers read before an error.
+func (m *Message) walkBinary(set func(name, value string) error) (structured bool, err error) {
 	sv, _ := lookup(m.header, HeaderSpecVersion)
 	if u, err := UnescapeHeader(sv); err == nil {
 		sv = u // the binding allows quoting and unnecessary percent-encoding
 	}
 	if sv != event.CloudEventsVersionV1 {
-		return &FieldError{Field: "specversion", Value: sv, Rule: "Plugbus reads CloudEvents 1.0 only; send ce-specversion: 1.0"}
+		return false, &FieldError{Field: "specversion", Value: sv, Rule: "Plugbus reads CloudEvents 1.0 only; send ce-specversion: 1.0"}
 	}
 	var seenBuf [16]string
 	seen := seenBuf[:0] // lower-case names already set: duplicates are errors
 	contentType, hasCT := "", false
 	for k, vs := range m.header {
 		if len(k) <= len(HeaderPrefix) || !strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) {
-			if len(vs) > 0 && strings.EqualFold(k, HeaderContentType) && (!hasCT || k == "content-type") {
-				contentType, hasCT = vs[0], true // sdk-go's exact lower-case key wins over other spellings
+			if len(vs) > 0 && strings.EqualFold(k, HeaderContentType) {
+				structured = structured || hasPrefixFold(vs[0], "application/cloudevents")
+				if !hasCT || k == "content-type" {
+					contentType, hasCT = vs[0], true // sdk-go's exact lower-case key wins over other spellings
+				}
 			}
 			continue
 		}
@@ -442,7 +463,7 @@ func (m *Message) walkBinary(set func(name, value string) error) error {
 			name = strings.ToLower(name)
 		}
 		if len(vs) != 1 || contains(seen, name) {
-			return &FieldError{Field: name, Rule: "header " + HeaderPrefix + name + " is given more than once; send it once"}
+			return structured, &FieldError{Field: name, Rule: "header " + HeaderPrefix + name + " is given more than once; send it once"}
 		}
 		seen = append(seen, name)
 		if name == "specversion" {
@@ -450,18 +471,18 @@ func (m *Message) walkBinary(set func(name, value string) error) error {
 		}
 		v, err := UnescapeHeader(vs[0])
 		if err != nil {
-			return &FieldError{Field: name, Value: vs[0], Rule: err.Error()}
+			return structured, &FieldError{Field: name, Value: vs[0], Rule: err.Error()}
 		}
 		if err := set(name, v); err != nil {
-			return &FieldError{Field: name, Value: v, Rule: err.Error()}
+			return structured, &FieldError{Field: name, Value: v, Rule: err.Error()}
 		}
 	}
 	if hasCT && !contains(seen, "datacontenttype") {
 		if err := set("datacontenttype", contentType); err != nil {
-			return &FieldError{Field: "datacontenttype", Value: contentType, Rule: err.Error()}
+			return structured, &FieldError{Field: "datacontenttype", Value: contentType, Rule: err.Error()}
 		}
 	}
-	return nil
+	return structured, nil
 }
 
 // GetAttribute returns the attribute of kind k and its raw header value, or

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 
 	"github.com/plugbus/plugbus/bus"
@@ -105,6 +106,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, headers string, body []byte) {
 		msg := fuzzMsg(headers, body)
 		e, err := bus.Decode(msg)
+		checkLongWay(t, msg, e, err)
 		if err != nil {
 			if e != nil {
 				t.Fatalf("Decode returned an event along with error %v", err)
@@ -130,4 +132,33 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoded event differs: %s\nheaders:\n%s", d, sortedHeader(out.Header))
 		}
 	})
+}
+
+// checkLongWay decodes msg again with its ce-specversion header spelled in
+// upper case, which Decode reads the long way (content mode first, then the
+// attributes), and checks that the result is the same as the one of its
+// single pass over the headers, e and err.
+func checkLongWay(t *testing.T, msg *nats.Msg, e *event.Event, err error) {
+	t.Helper()
+	if _, ok := msg.Header[bus.HeaderSpecVersion]; !ok {
+		return
+	}
+	upper := nats.Header{}
+	for k, vs := range msg.Header {
+		if k != bus.HeaderSpecVersion && strings.EqualFold(k, bus.HeaderSpecVersion) {
+			return // spelled twice: the new spelling would merge them
+		}
+		upper[k] = vs
+	}
+	upper["CE-SPECVERSION"] = upper[bus.HeaderSpecVersion]
+	delete(upper, bus.HeaderSpecVersion)
+	e2, err2 := bus.Decode(&nats.Msg{Subject: msg.Subject, Header: upper, Data: msg.Data})
+	if (err == nil) != (err2 == nil) {
+		t.Fatalf("Decode in one pass: %v; the long way: %v", err, err2)
+	}
+	if err == nil {
+		if d := eventDiff(e2, e); d != "" {
+			t.Fatalf("Decode in one pass and the long way differ: %s", d)
+		}
+	}
 }

@@ -111,17 +111,18 @@ func Request(ctx context.Context, nc *nats.Conn, prefix, caller string, e *event
 		defer cancel()
 	}
 	deadline, _ := ctx.Deadline()
-	msg := nats.Msg{Subject: subject}
-	if err := Encode(e, &msg); err != nil {
+	var enc Encoder
+	msg, err := enc.Encode(subject, e)
+	if err != nil {
 		return nil, err
 	}
 	// The deadline goes into the headers as the extension would, without
 	// copying e to set it: the copy cost as much as encoding the event.
-	msg.Header[HeaderPrefix+ExtDeadline] = []string{deadline.UTC().Format(time.RFC3339Nano)}
+	enc.SetExtension(ExtDeadline, deadline.UTC().Format(time.RFC3339Nano))
 	for _, opt := range opts {
-		opt(&msg)
+		opt(msg)
 	}
-	reply, err := nc.RequestMsgWithContext(ctx, &msg)
+	reply, err := nc.RequestMsgWithContext(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return nil, fmt.Errorf("%w: type %q (subject %s)", ErrNoResponders, e.Type(), subject)
