@@ -257,6 +257,8 @@ func TestSecureModeAgent(t *testing.T) {
 			"$KV." + agent.SpecsBucket + ".hello",                    // an order
 			"$KV." + agent.AgentsBucket + ".host2",                   // another agent's entry
 			p + ".logs.other",                                        // logs of a plugin it does not run
+			p + ".events.agent-host2." + bus.TypePluginCrashlooping,  // a crash loop as another agent
+			p + ".events.agent." + bus.TypePluginCrashlooping,        // as every agent once did
 		} {
 			if err := ag.nc.Publish(subject, []byte("forged")); err != nil {
 				t.Fatal(err)
@@ -268,6 +270,32 @@ func TestSecureModeAgent(t *testing.T) {
 			if got := nextSeen(sentinel); len(got) != 1 {
 				t.Fatalf("the forbidden publish on %s arrived: observer got %v", subject, got)
 			}
+		}
+	})
+	t.Run("agent announces a crash loop as itself", func(t *testing.T) {
+		if _, err := orders.Run(ctx, agent.Spec{Agent: "host1", Spec: supervise.Spec{Name: "quitter", Exec: "false"}}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := orders.Stop(ctx, "quitter"); err != nil {
+				t.Error(err)
+			}
+		}()
+		want := p + ".events." + agent.Producer("host1") + "." + bus.TypePluginCrashlooping
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			m, err := seen.NextMsg(time.Until(deadline))
+			if err != nil {
+				t.Fatalf("no crash loop announced on %s: %v", want, err)
+			}
+			if m.Subject != want {
+				continue
+			}
+			var data struct{ Plugin, Agent string }
+			if err := json.Unmarshal(m.Data, &data); err != nil || data.Plugin != "quitter" || data.Agent != "host1" {
+				t.Fatalf("crash loop %s: want quitter on host1", m.Data)
+			}
+			return
 		}
 	})
 	t.Run("agent subscribes", func(t *testing.T) {

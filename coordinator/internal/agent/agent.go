@@ -24,8 +24,15 @@ import (
 	"github.com/plugbus/plugbus/coordinator/internal/supervise"
 )
 
-// Producer is the producer name of the events agents publish.
-const Producer = "agent"
+// ProducerPrefix begins the producer name of every agent's events (see
+// [Producer]); no plugin may have a name that begins so in the
+// coordinator's secure mode.
+const ProducerPrefix = "agent-"
+
+// Producer is the producer name of the events the agent called name
+// publishes. In the coordinator's secure mode only that agent's identity
+// may publish as it, so the producer says which agent speaks.
+func Producer(name string) string { return ProducerPrefix + name }
 
 // Config configures an [Agent].
 type Config struct {
@@ -265,7 +272,8 @@ func (a *Agent) apply(ctx context.Context, store *Store, spec Spec) {
 }
 
 // onEvent announces a crash-looping plugin on the bus, as the
-// coordinator does for the plugins it supervises, with this agent's name.
+// coordinator does for the plugins it supervises, as this agent's
+// producer.
 func (a *Agent) onEvent(ev supervise.Event) {
 	if ev.Kind != supervise.EventCrashLooping {
 		return
@@ -282,7 +290,7 @@ func (a *Agent) onEvent(ev supervise.Event) {
 		"plugin": ev.Plugin, "instance": ev.Instance, "agent": a.cfg.Name, "restarts": ev.Restarts,
 		"exit_code": ev.ExitCode, "reason": reason, "next_restart_in": ev.NextRestartIn.String(),
 	})
-	if err := bus.Publish(a.cfg.Conn, a.cfg.Prefix, Producer, &e); err != nil {
+	if err := bus.Publish(a.cfg.Conn, a.cfg.Prefix, Producer(a.cfg.Name), &e); err != nil {
 		a.cfg.Logger.Warn("agent: could not announce a crash-looping plugin", "plugin", ev.Plugin, "err", err)
 	}
 }

@@ -248,7 +248,7 @@ func TestAgentAnnouncesACrashLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := nc.SubscribeSync("plugbus.events.agent.io.plugbus.plugin.crashlooping")
+	sub, err := nc.SubscribeSync("plugbus.events.agent-a.io.plugbus.plugin.crashlooping")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,11 @@ const (
 // InboxPrefix is the prefix of the agent called name's reply subjects: its
 // connection must use it (nats.go's CustomInboxPrefix), as it may read no
 // other.
-func InboxPrefix(name string) string { return bus.InboxPrefix(Producer) + "." + name }
+func InboxPrefix(name string) string { return bus.InboxPrefix(InboxToken) + "." + name }
+
+// InboxToken is the token below _INBOX of every agent's inboxes; no plugin
+// may be called so in the coordinator's secure mode.
+const InboxToken = "agent"
 
 // RequestSubject is where the agent called name sends requests of kind.
 func RequestSubject(prefix, name, kind string) string {

@@ -17,11 +17,13 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nkeys"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/coordinator/internal/agent"
 )
 
 // Identity is one plugin's identity on the bus.
@@ -57,10 +59,11 @@ type Declaration struct {
 	Handles, Answers, Emits []string
 }
 
-// Reserved are the producer names of the coordinator's own users and of
-// agents (whose inboxes are below _INBOX.agent); no plugin identity may
-// take them.
-var reserved = []string{"coordinator", "http", "cli", "admin", "agent"}
+// Reserved are the producer names of the coordinator's own users, and the
+// token of the agents' inboxes (_INBOX.agent); no plugin identity may take
+// them, nor a name beginning as an agent's producer does
+// (agent.ProducerPrefix).
+var reserved = []string{"coordinator", "http", "cli", "admin", agent.InboxToken}
 
 // Errors of the store.
 var (
@@ -76,6 +79,8 @@ func Validate(name string, d Declaration) error {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
 	} else if slices.Contains(reserved, name) {
 		errs = append(errs, fmt.Errorf("%w: name %q is the coordinator's own; pick another plugin name", ErrInvalid, name))
+	} else if strings.HasPrefix(name, agent.ProducerPrefix) {
+		errs = append(errs, fmt.Errorf("%w: name %q begins as the agents' producer names (%s<agent>) do; pick another plugin name", ErrInvalid, name, agent.ProducerPrefix))
 	}
 	check := func(what string, types []string) {
 		for _, t := range types {

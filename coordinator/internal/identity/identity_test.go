@@ -71,6 +71,9 @@ func TestStore(t *testing.T) {
 	if _, _, err := s.Add("coordinator", identity.Declaration{}); err == nil {
 		t.Error("a plugin took the coordinator's name")
 	}
+	if _, _, err := s.Add("agent-host1", identity.Declaration{}); err == nil {
+		t.Error("a plugin took agent host1's producer name")
+	}
 	if _, _, err := s.Add("a", identity.Declaration{Handles: []string{"bad..type"}}); err == nil {
 		t.Error("an invalid type was accepted")
 	}
@@ -137,8 +140,10 @@ func TestStoreAgents(t *testing.T) {
 	if _, _, err := s.Grant("host1", "p", "not-a-key", decl); err == nil {
 		t.Error("an identity was granted with a key that is not a user nkey")
 	}
-	if _, _, err := s.Grant("host1", "agent", pub, decl); err == nil {
-		t.Error("the reserved name agent was granted")
+	for _, name := range []string{"agent", "agent-host2"} {
+		if _, _, err := s.Grant("host1", name, pub, decl); err == nil {
+			t.Errorf("the reserved name %s was granted", name)
+		}
 	}
 	id, changed, err := s.Grant("host1", "p", pub, decl)
 	if err != nil || !changed || id.Agent != "host1" {

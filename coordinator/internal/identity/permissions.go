@@ -174,8 +174,9 @@ func CLIRules(scope Scope) Rules {
 // orders, and an identity for each plugin it starts); its own entry in
 // the agents' bucket ($KV.PLUGBUS_AGENTS.NAME); the log lines of the
 // plugins it holds identities of (P.logs.<plugin>); crash-loop events as
-// producer "agent"; and of JetStream only the info of the buckets and the
-// log stream it opens.
+// its own producer, agent-NAME (agent.Producer), which no plugin may be
+// called; and of JetStream only the info of the buckets and the log
+// stream it opens.
 //
 // Subscribe: its own inboxes (_INBOX.agent.NAME.>), nothing else.
 //
@@ -188,7 +189,7 @@ func AgentRules(scope Scope, name string, plugins []string) Rules {
 	r := Rules{
 		Publish: []string{
 			agent.RequestSubjects(p, name),
-			p + ".events." + agent.Producer + "." + bus.TypePluginCrashlooping,
+			p + ".events." + agent.Producer(name) + "." + bus.TypePluginCrashlooping,
 			"$KV." + agent.AgentsBucket + "." + name,
 			"$JS.API.STREAM.INFO.KV_" + agent.AgentsBucket,
 			"$JS.API.STREAM.INFO.KV_" + agent.SpecsBucket,
