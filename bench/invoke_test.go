@@ -92,6 +92,18 @@ var invokers = []invoker{
 		coord, call, _ := coordinatorWith(b, payload, "  - name: hello\n    static: true\n")
 		return call, []int{coord.cmd.Process.Pid}
 	}},
+	{"nethttp-nats", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
+		// The floor of plugbus-http: bench/cmd/ingestpeer, a minimal
+		// net/http handler in a process of its own that embeds a server,
+		// sends the body to plugins/hello with nats.go's request/reply over
+		// an in-process connection (fixed ce- headers) and answers with the
+		// reply's data; the same client and plugin as plugbus-http.
+		natsAddr, httpAddr := freePort(b), freePort(b)
+		peer := startProc(b, nil, "ready", bin.ingestpeer, "-http-listen", httpAddr, "-nats-listen", natsAddr)
+		nc := connect(b, "nats://"+natsAddr)
+		p := startHello(b, nc, "nats://"+natsAddr)
+		return httpInvokeCall("http://"+httpAddr+"/invoke/"+greet.GreetType, payload), []int{peer.cmd.Process.Pid, p.cmd.Process.Pid}
+	}},
 	{"plugbus-http", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
 		// Through the coordinator's HTTP API: POST /v1/invoke/{type} to the
 		// coordinator binary (its own embedded server), which asks
@@ -99,20 +111,7 @@ var invokers = []invoker{
 		coord, natsAddr, httpAddr := startCoordinator(b)
 		nc := connect(b, "nats://"+natsAddr)
 		p := startHello(b, nc, "nats://"+natsAddr)
-		url := "http://" + httpAddr + "/v1/invoke/" + greet.GreetType
-		client := &http.Client{Timeout: 5 * time.Second}
-		return func() error {
-			resp, err := client.Post(url, "application/json", bytes.NewReader(payload))
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err == nil && resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("POST %s: %s: %s", url, resp.Status, body)
-			}
-			return err
-		}, []int{coord.cmd.Process.Pid, p.cmd.Process.Pid}
+		return httpInvokeCall("http://"+httpAddr+"/v1/invoke/"+greet.GreetType, payload), []int{coord.cmd.Process.Pid, p.cmd.Process.Pid}
 	}},
 	{"plugbus-stdio", func(b *testing.B, _ *embedded.Server, payload []byte) (func() error, []int) {
 		// plugins/hello as a stdio plugin: the coordinator binary runs it
@@ -243,6 +242,24 @@ func natsRawCall(b *testing.B, s *embedded.Server, nc *nats.Conn, payload []byte
 		_, err := nc.Request(invokeSubject, payload, 5*time.Second)
 		return err
 	}, []int{p.cmd.Process.Pid}
+}
+
+// httpInvokeCall POSTs payload to url, as JSON, and reads the answer,
+// which must be 200.
+func httpInvokeCall(url string, payload []byte) func() error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	return func() error {
+		resp, err := client.Post(url, "application/json", bytes.NewReader(payload))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("POST %s: %s: %s", url, resp.Status, body)
+		}
+		return err
+	}
 }
 
 func plugbusCall(nc *nats.Conn, payload []byte) func() error {
