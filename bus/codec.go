@@ -75,7 +75,8 @@ func (enc *Encoder) Encode(subject string, e *event.Event) (*nats.Msg, error) {
 		enc.source, enc.sourceValue = ctx.Source.URL, escape(ctx.Source.String())
 	}
 	if enc.msg.Header == nil {
-		enc.msg.Header = make(nats.Header, headerCount(ctx)+2)
+		n := headerCount(ctx) + 2 // room for extensions the sender sets
+		enc.msg.Header, enc.vals = make(nats.Header, n), make([]string, 0, n)
 	} else {
 		clear(enc.msg.Header)
 	}
