@@ -170,6 +170,23 @@ func (c *Coordinator) ensureConsumer(ctx context.Context, stream string, id iden
 	return nil
 }
 
+// deleteConsumers deletes the consumers of the plugins whose identities
+// are gone (the plugins, not the events they did not read yet: a plugin of
+// that name given an identity again gets a new consumer, from the events
+// stored then on). c.sec.mu is held, so no identity of those names came
+// back meanwhile.
+func (c *Coordinator) deleteConsumers(ctx context.Context, plugins ...string) {
+	streams := c.cfg.Stream.busConfig(c.cfg.Prefix)
+	streams.SetDefaults()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, name := range plugins {
+		if err := c.js.DeleteConsumer(ctx, streams.Name, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			c.log.Warn("identity removed, but not its consumer", "plugin", name, "err", err)
+		}
+	}
+}
+
 // applyIdentities makes the embedded server enforce the store's
 // identities now: the connections of identities removed, rotated or
 // whose permissions changed are closed or given their new permissions,
@@ -217,11 +234,7 @@ func (a identityAdmin) Remove(ctx context.Context, name string) error {
 	if err := a.c.applyIdentities(); err != nil {
 		return err
 	}
-	streams := a.c.cfg.Stream.busConfig(a.c.cfg.Prefix)
-	streams.SetDefaults()
-	if err := a.c.js.DeleteConsumer(ctx, streams.Name, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		a.c.log.Warn("identity removed, but not its consumer", "plugin", name, "err", err)
-	}
+	a.c.deleteConsumers(ctx, name)
 	a.c.log.Info("identity removed", "plugin", name)
 	return nil
 }

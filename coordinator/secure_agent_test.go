@@ -449,7 +449,8 @@ func TestSecureModeAgent(t *testing.T) {
 		}
 	})
 
-	t.Run("stopping the order releases the plugin's identity", func(t *testing.T) {
+	t.Run("stopping the order releases the plugin's identity and consumer", func(t *testing.T) {
+		hasConsumer(t, adminJS, "hello")
 		if err := orders.Stop(ctx, "hello"); err != nil {
 			t.Fatal(err)
 		}
@@ -462,6 +463,7 @@ func TestSecureModeAgent(t *testing.T) {
 			}
 			return nil
 		})
+		noConsumer(t, adminJS, "hello")
 		// The store changes before the server's users do: the agent may
 		// no longer send hello's log lines once they have.
 		waitFor(t, "the agent's permission to send hello's log lines withdrawn", 30*time.Second, func() error {
@@ -482,7 +484,7 @@ func TestSecureModeAgent(t *testing.T) {
 		})
 	})
 
-	t.Run("removing the agent closes its and its plugins' connections", func(t *testing.T) {
+	t.Run("removing the agent closes its and its plugins' connections, and removes their consumers", func(t *testing.T) {
 		if _, err := orders.Run(ctx, agent.Spec{Agent: "host1", Spec: supervise.Spec{
 			Name: "hello", Exec: filepath.Join(binDir, "hello"),
 			Handles: []string{"com.example.greet.requested"}, Answers: []string{"com.example.greet.requested"},
@@ -490,6 +492,7 @@ func TestSecureModeAgent(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.waitInvoke()
+		hasConsumer(t, adminJS, "hello")
 		closed := make(chan struct{})
 		ag.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 		if out := d.cli("agents", "rm", "host1"); !strings.Contains(out, "removed agent host1") {
@@ -510,11 +513,32 @@ func TestSecureModeAgent(t *testing.T) {
 		if s := identities(); strings.Contains(s, `"hello"`) {
 			t.Fatalf("hello's identity outlived its agent's: %s", s)
 		}
+		noConsumer(t, adminJS, "hello")
 		if _, err := d.dial("host1", agentSeed); err == nil {
 			t.Fatal("the removed agent's key still connects")
 		}
 		if status, _ := d.call(http.MethodGet, "/v1/agent-identities", testHTTPToken, nil); status != http.StatusOK {
 			t.Fatalf("GET /v1/agent-identities: %d", status)
 		}
+	})
+}
+
+// hasConsumer fails unless the events stream has the consumer of plugin.
+func hasConsumer(t *testing.T, js jetstream.JetStream, plugin string) {
+	t.Helper()
+	if _, err := js.Consumer(context.Background(), bus.DefaultEventsStream, plugin); err != nil {
+		t.Fatalf("%s's consumer: %v", plugin, err)
+	}
+}
+
+// noConsumer waits until the events stream has no consumer of plugin: the
+// coordinator deletes it right after the plugin's identity.
+func noConsumer(t *testing.T, js jetstream.JetStream, plugin string) {
+	t.Helper()
+	waitFor(t, plugin+"'s consumer deleted", 30*time.Second, func() error {
+		if _, err := js.Consumer(context.Background(), bus.DefaultEventsStream, plugin); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("the consumer: %v, want none", err)
+		}
+		return nil
 	})
 }

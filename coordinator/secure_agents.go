@@ -59,7 +59,8 @@ func (c *Coordinator) answerAgent(fleet *agent.Store, m *nats.Msg) {
 }
 
 // agentOrders answers the orders naming the agent, and releases the
-// identities it holds of plugins it neither runs nor is ordered to.
+// identities it holds of plugins it neither runs nor is ordered to, and
+// the consumers of those no longer ordered at all.
 func (c *Coordinator) agentOrders(ctx context.Context, fleet *agent.Store, name string, data []byte) agent.OrdersReply {
 	var req agent.OrdersRequest
 	if err := json.Unmarshal(data, &req); err != nil {
@@ -71,7 +72,9 @@ func (c *Coordinator) agentOrders(ctx context.Context, fleet *agent.Store, name 
 	}
 	mine := []agent.Spec{}
 	keep := slices.Clone(req.Running)
+	ordered := map[string]bool{}
 	for _, spec := range all {
+		ordered[spec.Name] = true
 		if spec.Agent == name {
 			mine = append(mine, spec)
 			keep = append(keep, spec.Name)
@@ -83,7 +86,16 @@ func (c *Coordinator) agentOrders(ctx context.Context, fleet *agent.Store, name 
 	gone, err := sec.store.Release(name, keep)
 	if err == nil && len(gone) > 0 {
 		err = c.applyIdentities()
-		c.log.Info("identities of plugins no longer run by their agent released", "agent", name, "plugins", gone)
+		// The consumer of a plugin whose order moved to another agent
+		// keeps what that agent's instances are still to handle.
+		var unordered []string
+		for _, plugin := range gone {
+			if !ordered[plugin] {
+				unordered = append(unordered, plugin)
+			}
+		}
+		c.deleteConsumers(ctx, unordered...)
+		c.log.Info("identities of plugins no longer run by their agent released", "agent", name, "plugins", gone, "consumers_deleted", unordered)
 	}
 	if err != nil {
 		c.log.Warn("could not release the identities of an agent's stopped plugins", "agent", name, "err", err)
@@ -173,7 +185,8 @@ func (a identityAdmin) AgentRemove(ctx context.Context, name string) error {
 	if err := a.c.applyIdentities(); err != nil {
 		return err
 	}
-	a.c.log.Info("agent identity removed, with the identities of its plugins", "agent", name, "plugins", plugins)
+	a.c.deleteConsumers(ctx, plugins...)
+	a.c.log.Info("agent identity removed, with the identities of its plugins and their consumers", "agent", name, "plugins", plugins)
 	return nil
 }
 
