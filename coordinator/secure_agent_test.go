@@ -83,8 +83,7 @@ func publicKey(t *testing.T, seedFile string) string {
 func TestSecureModeAgent(t *testing.T) {
 	d := startSecure(t)
 	const p = "plugbus"
-	idDir := filepath.Join(d.dataDir, "identities")
-	admin := d.mustDial("admin", filepath.Join(idDir, "admin.nk"))
+	admin := d.mustDial("admin", d.seed("admin"))
 	ctx := context.Background()
 	adminJS, _ := jetstream.New(admin.nc)
 	orders, err := agent.OpenStore(ctx, adminJS, p, 0)
@@ -190,53 +189,23 @@ func TestSecureModeAgent(t *testing.T) {
 		})
 	})
 
-	seen, err := admin.nc.SubscribeSync(">")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	// nextSeen returns the subjects the observer got up to sentinel, but
-	// for the agent's own heartbeats and requests, hello's log lines, the
-	// JetStream and discovery traffic, and the lifecycle events of a
-	// loaded machine (a late poll marks hello gone, then back).
-	nextSeen := func(sentinel string) []string {
-		t.Helper()
-		var got []string
-		for {
-			m, err := seen.NextMsg(10 * time.Second)
-			if err != nil {
-				t.Fatalf("observer: waiting for %s: %v (got %v)", sentinel, err, got)
-			}
-			if m.Subject == "$KV."+agent.AgentsBucket+".host1" || m.Subject == p+".logs.hello" ||
-				strings.HasPrefix(m.Subject, "$JS.") || strings.HasPrefix(m.Subject, "_INBOX.") || strings.HasPrefix(m.Subject, "$SRV.") ||
-				strings.HasPrefix(m.Subject, p+".agent.host1.orders") ||
-				strings.HasPrefix(m.Subject, p+".events.coordinator.io.plugbus.plugin.") || strings.HasPrefix(m.Subject, p+".events.hello.io.plugbus.plugin.") {
-				continue
-			}
-			got = append(got, m.Subject)
-			if m.Subject == sentinel {
-				return got
-			}
-		}
-	}
+	// The observer sees everything but the agent's own heartbeats and
+	// requests, hello's log lines, the JetStream and discovery traffic,
+	// and the lifecycle events of a loaded machine (a late poll marks hello
+	// gone, then back).
+	seen := d.observe(admin, ">", func(subject string) bool {
+		return subject == "$KV."+agent.AgentsBucket+".host1" || subject == p+".logs.hello" ||
+			strings.HasPrefix(subject, "$JS.") || strings.HasPrefix(subject, "_INBOX.") || strings.HasPrefix(subject, "$SRV.") ||
+			strings.HasPrefix(subject, p+".agent.host1.orders") ||
+			strings.HasPrefix(subject, p+".events.coordinator.io.plugbus.plugin.") || strings.HasPrefix(subject, p+".events.hello.io.plugbus.plugin.")
+	})
 
 	// The plugin's key allows what its order declares, and no more.
 	t.Run("the plugin's permissions are its declaration's", func(t *testing.T) {
 		hello := d.mustDial("hello-test", helloSeed)
 		declared := p + ".events.hello.com.example.greet.sent"
 		for _, forbidden := range []string{p + ".events.hello.x.undeclared", p + ".events.b.com.example.greet.sent"} {
-			if err := hello.nc.Publish(forbidden, []byte("forged")); err != nil {
-				t.Fatal(err)
-			}
-			hello.violation(t, forbidden)
-			if err := hello.nc.Publish(declared, []byte("ok")); err != nil {
-				t.Fatal(err)
-			}
-			if got := nextSeen(declared); len(got) != 1 {
-				t.Fatalf("the forbidden publish arrived: observer got %v", got)
-			}
+			seen.refused(t, hello, forbidden, hello, declared)
 		}
 		hello.nc.Close()
 	})
@@ -247,7 +216,7 @@ func TestSecureModeAgent(t *testing.T) {
 	ag := d.mustDial("host1", agentSeed)
 	d.natsOpt = nil
 	sentinel := p + ".events.cli.x.sentinel"
-	cliUser := d.mustDial("cli", filepath.Join(idDir, "cli.nk"))
+	cliUser := d.mustDial("cli", d.seed("cli"))
 	t.Run("agent publishes", func(t *testing.T) {
 		for _, subject := range []string{
 			p + ".events.hello.com.example.greet.sent",               // as its plugin
@@ -260,16 +229,7 @@ func TestSecureModeAgent(t *testing.T) {
 			p + ".events.agent-host2." + bus.TypePluginCrashlooping,  // a crash loop as another agent
 			p + ".events.agent." + bus.TypePluginCrashlooping,        // as every agent once did
 		} {
-			if err := ag.nc.Publish(subject, []byte("forged")); err != nil {
-				t.Fatal(err)
-			}
-			ag.violation(t, subject)
-			if err := cliUser.nc.Publish(sentinel, []byte("ok")); err != nil {
-				t.Fatal(err)
-			}
-			if got := nextSeen(sentinel); len(got) != 1 {
-				t.Fatalf("the forbidden publish on %s arrived: observer got %v", subject, got)
-			}
+			seen.refused(t, ag, subject, cliUser, sentinel)
 		}
 	})
 	t.Run("agent announces a crash loop as itself", func(t *testing.T) {
@@ -284,7 +244,7 @@ func TestSecureModeAgent(t *testing.T) {
 		want := p + ".events." + agent.Producer("host1") + "." + bus.TypePluginCrashlooping
 		deadline := time.Now().Add(90 * time.Second)
 		for {
-			m, err := seen.NextMsg(time.Until(deadline))
+			m, err := seen.sub.NextMsg(time.Until(deadline))
 			if err != nil {
 				t.Fatalf("no crash loop announced on %s: %v", want, err)
 			}
@@ -421,7 +381,7 @@ func TestSecureModeAgent(t *testing.T) {
 		if err := cliUser.nc.Publish(sentinel, []byte("ok")); err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range nextSeen(sentinel) {
+		for _, s := range seen.next(t, sentinel) {
 			if s == forged {
 				t.Fatalf("the coordinator answered on %s", forged)
 			}
@@ -439,7 +399,7 @@ func TestSecureModeAgent(t *testing.T) {
 		// Even the admin, asking for an agent that has no identity, gets
 		// none: the coordinator answers only agents it knows.
 		d.natsOpt = []nats.Option{nats.CustomInboxPrefix(agent.InboxPrefix("ghost"))}
-		ghost := d.mustDial("ghost", filepath.Join(idDir, "admin.nk"))
+		ghost := d.mustDial("ghost", d.seed("admin"))
 		d.natsOpt = nil
 		if reply, err := ask(ghost, agent.RequestSubject(p, "ghost", agent.RequestIdentity), agent.IdentityRequest{Plugin: "hello", PublicKey: strangerKey}); err != nil || !strings.Contains(reply.Error, "no agent identity") {
 			t.Fatalf("an unknown agent's request: %+v, %v; want a refusal", reply, err)
@@ -493,16 +453,11 @@ func TestSecureModeAgent(t *testing.T) {
 		}
 		d.waitInvoke()
 		hasConsumer(t, adminJS, "hello")
-		closed := make(chan struct{})
-		ag.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		closed := ag.closes()
 		if out := d.cli("agents", "rm", "host1"); !strings.Contains(out, "removed agent host1") {
 			t.Fatalf("agents rm: %s", out)
 		}
-		select {
-		case <-closed:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the removed agent's connection is still open")
-		}
+		waitClosed(t, closed, "the removed agent's connection")
 		waitFor(t, "no connection of the agent or its plugin", 30*time.Second, func() error {
 			keys := connKeys(t, d.c)
 			if got := append(keys["hello"], keys["plugbus-agent-host1"]...); len(got) != 0 {

@@ -18,8 +18,7 @@ func TestSecureModeIdentityChangesKeepRequestsInFlight(t *testing.T) {
 	slow := d.mustDial("slow", d.add("slow", nil, []string{"x.slow"}, nil))
 	caller := d.mustDial("caller", d.add("caller", nil, nil, nil))
 	gone := d.mustDial("gone", d.add("gone", []string{"x.gone"}, nil, nil))
-	goneClosed := make(chan struct{})
-	gone.nc.SetClosedHandler(func(*nats.Conn) { close(goneClosed) })
+	goneClosed := gone.closes()
 
 	received := make(chan *nats.Msg, 1)
 	if _, err := slow.nc.QueueSubscribe(p+".invoke.*.x.slow", "slow", func(m *nats.Msg) { received <- m }); err != nil {
@@ -52,11 +51,7 @@ func TestSecureModeIdentityChangesKeepRequestsInFlight(t *testing.T) {
 	if status, body := d.call("DELETE", "/v1/identities/gone", testHTTPToken, nil); status != http.StatusNoContent {
 		t.Fatalf("rm: %d %s", status, body)
 	}
-	select {
-	case <-goneClosed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the removed identity's connection is still open")
-	}
+	waitClosed(t, goneClosed, "the removed identity's connection")
 
 	if err := req.Respond([]byte("answer")); err != nil {
 		t.Fatal(err)

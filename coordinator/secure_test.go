@@ -161,6 +161,87 @@ func (cl *client) violation(t *testing.T, subject string) {
 	}
 }
 
+// seed is the file of a seed the coordinator keeps: its own users'
+// (admin, cli, http) and the plugins' it runs.
+func (d *secureDeployment) seed(name string) string {
+	return filepath.Join(d.dataDir, "identities", name+".nk")
+}
+
+// closes returns a channel closed when cl's connection closes.
+func (cl *client) closes() <-chan struct{} {
+	closed := make(chan struct{})
+	cl.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	return closed
+}
+
+// waitClosed fails unless closed (from closes) is closed within 10 s.
+func waitClosed(t *testing.T, closed <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s is still open", what)
+	}
+}
+
+// observer sees, through the admin's connection, every message on the
+// subjects it watches.
+type observer struct {
+	sub  *nats.Subscription
+	skip func(subject string) bool
+}
+
+// observe watches subject as the admin; skip, when not nil, says which
+// subjects to leave out of what next returns.
+func (d *secureDeployment) observe(admin *client, subject string, skip func(string) bool) *observer {
+	d.t.Helper()
+	sub, err := admin.nc.SubscribeSync(subject)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if err := admin.nc.Flush(); err != nil {
+		d.t.Fatal(err)
+	}
+	return &observer{sub: sub, skip: skip}
+}
+
+// next returns the subjects the observer got up to and including
+// sentinel.
+func (o *observer) next(t *testing.T, sentinel string) []string {
+	t.Helper()
+	var got []string
+	for {
+		m, err := o.sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("observer: waiting for %s: %v (got %v)", sentinel, err, got)
+		}
+		if o.skip != nil && o.skip(m.Subject) {
+			continue
+		}
+		got = append(got, m.Subject)
+		if m.Subject == sentinel {
+			return got
+		}
+	}
+}
+
+// refused publishes on subject as cl, waits for the server's refusal,
+// then has by publish sentinel, and fails unless the sentinel is the only
+// thing the observer saw: the refused publish reached no one.
+func (o *observer) refused(t *testing.T, cl *client, subject string, by *client, sentinel string) {
+	t.Helper()
+	if err := cl.nc.Publish(subject, []byte("forged")); err != nil {
+		t.Fatal(err)
+	}
+	cl.violation(t, subject)
+	if err := by.nc.Publish(sentinel, []byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.next(t, sentinel); len(got) != 1 {
+		t.Fatalf("the forbidden publish on %s arrived: observer got %v", subject, got)
+	}
+}
+
 // TestSecureModePermissionMatrix runs every forbidden action of plugin A
 // against a coordinator in secure mode and shows it had no effect: what A
 // publishes reaches no one, what A subscribes to brings it nothing, the
@@ -171,41 +252,19 @@ func TestSecureModePermissionMatrix(t *testing.T) {
 	const p = "plugbus"
 	aSeed := d.add("a", []string{"a.in"}, []string{"a.req"}, []string{"a.out"})
 	bSeed := d.add("b", []string{"b.in"}, []string{"b.req"}, []string{"b.out"})
-	admin := d.mustDial("admin", filepath.Join(d.dataDir, "identities", "admin.nk"))
+	admin := d.mustDial("admin", d.seed("admin"))
 	a := d.mustDial("a", aSeed)
 	b := d.mustDial("b", bSeed)
 
 	// The observer sees every event and request on the bus.
-	seen, err := admin.nc.SubscribeSync(p + ".>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	// nextSeen returns the subjects the observer got up to and including
-	// sentinel.
-	nextSeen := func(sentinel string) []string {
-		t.Helper()
-		var got []string
-		for {
-			m, err := seen.NextMsg(10 * time.Second)
-			if err != nil {
-				t.Fatalf("observer: waiting for %s: %v (got %v)", sentinel, err, got)
-			}
-			got = append(got, m.Subject)
-			if m.Subject == sentinel {
-				return got
-			}
-		}
-	}
+	seen := d.observe(admin, p+".>", nil)
 	sentinel := p + ".events.a.a.out"
 
 	t.Run("allowed", func(t *testing.T) {
 		if err := a.nc.Publish(sentinel, []byte("ok")); err != nil {
 			t.Fatal(err)
 		}
-		if got := nextSeen(sentinel); len(got) != 1 {
+		if got := seen.next(t, sentinel); len(got) != 1 {
 			t.Fatalf("observer got %v, want only %s", got, sentinel)
 		}
 		// A answers its own type's requests in its own queue group.
@@ -221,7 +280,7 @@ func TestSecureModePermissionMatrix(t *testing.T) {
 		if err != nil || string(reply.Data) != "answer" {
 			t.Fatalf("b invoking a: %v %v", reply, err)
 		}
-		nextSeen(p + ".invoke.b.a.req")
+		seen.next(t, p+".invoke.b.a.req")
 	})
 
 	publishRows := []struct{ name, subject string }{
@@ -234,18 +293,7 @@ func TestSecureModePermissionMatrix(t *testing.T) {
 		{"a replay to another plugin", p + ".replay.b.x.b.in"},
 	}
 	for _, row := range publishRows {
-		t.Run("publish "+row.name, func(t *testing.T) {
-			if err := a.nc.Publish(row.subject, []byte("forged")); err != nil {
-				t.Fatal(err)
-			}
-			a.violation(t, row.subject)
-			if err := a.nc.Publish(sentinel, []byte("ok")); err != nil {
-				t.Fatal(err)
-			}
-			if got := nextSeen(sentinel); len(got) != 1 {
-				t.Fatalf("the forbidden publish arrived: observer got %v", got)
-			}
-		})
+		t.Run("publish "+row.name, func(t *testing.T) { seen.refused(t, a, row.subject, a, sentinel) })
 	}
 
 	subscribeRows := []struct{ name, subject, queue, probe string }{
@@ -399,14 +447,13 @@ func TestSecureModePermissionMatrix(t *testing.T) {
 	// only, its key made at every start) and the command line's cli.nk.
 	// Neither may do what a plugin may not, nor answer invokes or read
 	// events beyond what it needs.
-	idDir := filepath.Join(d.dataDir, "identities")
-	if _, err := d.dial("http", filepath.Join(idDir, "http.nk")); err == nil {
+	if _, err := d.dial("http", d.seed("http")); err == nil {
 		t.Fatal("the HTTP API's key connected over a socket; it is for in-process connections only")
 	}
 	d.natsOpt = []nats.Option{coordinator.InProcessOption(d.c)}
-	httpUser := d.mustDial("http", filepath.Join(idDir, "http.nk"))
+	httpUser := d.mustDial("http", d.seed("http"))
 	d.natsOpt = nil
-	cliUser := d.mustDial("cli", filepath.Join(idDir, "cli.nk"))
+	cliUser := d.mustDial("cli", d.seed("cli"))
 	users := []struct {
 		user     string
 		cl       *client
@@ -455,7 +502,7 @@ func TestSecureModePermissionMatrix(t *testing.T) {
 			if err := u.cl.nc.Publish(u.allowed, []byte("ok")); err != nil {
 				t.Fatal(err)
 			}
-			nextSeen(u.allowed) // after the probes of the rows before
+			seen.next(t, u.allowed) // after the probes of the rows before
 		})
 		for _, subject := range u.publish {
 			t.Run(u.user+" publish "+subject, func(t *testing.T) {
@@ -466,7 +513,7 @@ func TestSecureModePermissionMatrix(t *testing.T) {
 				if err := u.cl.nc.Publish(u.allowed, []byte("ok")); err != nil {
 					t.Fatal(err)
 				}
-				if got := nextSeen(u.allowed); len(got) != 1 {
+				if got := seen.next(t, u.allowed); len(got) != 1 {
 					t.Fatalf("the forbidden publish arrived: observer got %v", got)
 				}
 			})
@@ -511,26 +558,21 @@ func TestSecureModePermissionMatrix(t *testing.T) {
 	}
 	t.Run("cli publishes with the command line", func(t *testing.T) {
 		cmd := exec.Command(filepath.Join(binDir, "coordinator"), "publish", "x.from.cli", "--data", `{"n":1}`,
-			"--nats-url", d.c.NATSURL(), "--nkey", filepath.Join(idDir, "cli.nk"))
+			"--nats-url", d.c.NATSURL(), "--nkey", d.seed("cli"))
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "published and stored") {
 			t.Fatalf("coordinator publish with cli.nk: %v\n%s", err, out)
 		}
-		nextSeen(p + ".events.cli.x.from.cli")
+		seen.next(t, p+".events.cli.x.from.cli")
 	})
 
 	t.Run("rotated credentials", func(t *testing.T) {
-		closed := make(chan struct{})
-		b.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		closed := b.closes()
 		status, body := d.call("POST", "/v1/identities/b/rotate", testHTTPToken, nil)
 		if status != http.StatusOK {
 			t.Fatalf("rotate: %d %s", status, body)
 		}
-		select {
-		case <-closed:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the connection with the old key is still open")
-		}
+		waitClosed(t, closed, "the connection with the old key")
 		if _, err := d.dial("b", bSeed); err == nil {
 			t.Fatal("the old key still connects")
 		}
@@ -538,16 +580,11 @@ func TestSecureModePermissionMatrix(t *testing.T) {
 	})
 
 	t.Run("removed credentials", func(t *testing.T) {
-		closed := make(chan struct{})
-		a.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		closed := a.closes()
 		if status, body := d.call("DELETE", "/v1/identities/a", testHTTPToken, nil); status != http.StatusNoContent {
 			t.Fatalf("rm: %d %s", status, body)
 		}
-		select {
-		case <-closed:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the removed identity's connection is still open")
-		}
+		waitClosed(t, closed, "the removed identity's connection")
 		if _, err := d.dial("a", aSeed); err == nil {
 			t.Fatal("the removed key still connects")
 		}
@@ -583,7 +620,7 @@ func TestSecureModePermissionMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		for _, s := range nextSeen(p + ".events.http.x.real") {
+		for _, s := range seen.next(t, p+".events.http.x.real") {
 			if strings.Contains(s, "x.forged") {
 				t.Fatalf("an event sent without the token was published: %s", s)
 			}
@@ -628,7 +665,7 @@ func TestSecureModeSupervisedPlugin(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling for the plugin to come up
 	}
-	info, err := os.Stat(filepath.Join(d.dataDir, "identities", "hello.nk"))
+	info, err := os.Stat(d.seed("hello"))
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("hello's seed file: %v, %v; want mode 0600", info, err)
 	}
@@ -637,7 +674,7 @@ func TestSecureModeSupervisedPlugin(t *testing.T) {
 	}
 	// A durable event reaches hello through the consumer the coordinator
 	// made: the consumer's delivered count moves.
-	admin := d.mustDial("admin", filepath.Join(d.dataDir, "identities", "admin.nk"))
+	admin := d.mustDial("admin", d.seed("admin"))
 	js, _ := jetstream.New(admin.nc)
 	req, _ := http.NewRequest("POST", d.api+"/v1/events", strings.NewReader(`{"specversion":"1.0","id":"d1","source":"t","type":"com.example.greet.requested","datacontenttype":"application/json","data":{"name":"Lin"}}`))
 	req.Header.Set("Content-Type", "application/cloudevents+json")
@@ -728,7 +765,7 @@ func TestSecureModeTLS(t *testing.T) {
 	}
 	d.waitInvoke()
 
-	adminSeed := filepath.Join(d.dataDir, "identities", "admin.nk")
+	adminSeed := d.seed("admin")
 	t.Run("plaintext NATS client", func(t *testing.T) {
 		conn, err := net.Dial("tcp", strings.TrimPrefix(d.c.NATSURL(), "nats://"))
 		if err != nil {

@@ -202,7 +202,7 @@ func TestSecureModeStaticPlugins(t *testing.T) {
 		return nil
 	})
 
-	admin := d.mustDial("admin", filepath.Join(d.dataDir, "identities", "admin.nk"))
+	admin := d.mustDial("admin", d.seed("admin"))
 	seen, err := admin.nc.SubscribeSync("plugbus.events.>")
 	if err != nil {
 		t.Fatal(err)
