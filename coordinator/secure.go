@@ -92,6 +92,11 @@ func (c *Coordinator) setupSecurity(opts *server.Options) error {
 			c.log.Warn("in secure mode a plugin may subscribe only to the types it declares, and this one declares none; list them under handles and answers in its spec", "plugin", p.Name)
 		}
 	}
+	for _, id := range store.List() {
+		if err := identity.Validate(id.Name, id.Declaration()); err != nil {
+			c.log.Warn("an identity stored before its name was reserved does not connect; remove it (plugins rm) and add it under another name", "plugin", id.Name, "err", err)
+		}
+	}
 	sec.users.RequireClientCert = c.cfg.NATSTLS.On() && c.cfg.NATSTLS.Verify
 	if err := sec.users.Set(nil, sec.nkeyUsers()); err != nil {
 		return err
@@ -121,6 +126,9 @@ func (s *security) nkeyUsers() []*server.NkeyUser {
 		{Nkey: s.cliKey, Permissions: identity.CLIRules(s.scope).Permissions()},
 	}
 	for _, id := range s.store.List() {
+		if identity.Validate(id.Name, id.Declaration()) != nil {
+			continue // stored before its name was reserved; see setupSecurity
+		}
 		users = append(users, &server.NkeyUser{Nkey: id.PublicKey, Permissions: identity.PluginRules(s.scope, id).Permissions()})
 	}
 	for _, a := range s.store.Agents() {

@@ -1,11 +1,18 @@
 package coordinator_test
 
 import (
+	"encoding/json"
+	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/plugbus/plugbus/coordinator"
 )
 
 // TestSecureModeIdentityChangesKeepRequestsInFlight changes identities
@@ -70,5 +77,31 @@ func TestSecureModeIdentityChangesKeepRequestsInFlight(t *testing.T) {
 		if !cl.nc.IsConnected() || cl.nc.Stats().Reconnects != 0 {
 			t.Errorf("%s's connection was closed or renewed: %v", cl.nc.Opts.Name, cl.nc.LastError())
 		}
+	}
+}
+
+// TestSecureModeReservedNameStoredBefore starts a coordinator on a store
+// holding an identity called agent-host1, made before names beginning with
+// agent- were reserved for the agents' producers: it does not connect, so
+// it cannot announce crash loops as agent host1.
+func TestSecureModeReservedNameStoredBefore(t *testing.T) {
+	dir := t.TempDir()
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	ids, _ := json.Marshal([]map[string]string{{"name": "agent-host1", "public_key": pub}})
+	if err := os.MkdirAll(filepath.Join(dir, "identities"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "identities", "identities.json"), ids, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startSecureWith(t, func(c *coordinator.Config) { c.DataDir = dir })
+	file := filepath.Join(t.TempDir(), "agent-host1.nk")
+	if err := os.WriteFile(file, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.dial("agent-host1", file); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("the identity called agent-host1 connected: %v", err)
 	}
 }

@@ -46,6 +46,11 @@ type Identity struct {
 	Agent string `json:"agent,omitempty"`
 }
 
+// Declaration returns what id declares.
+func (id Identity) Declaration() Declaration {
+	return Declaration{Handles: id.Handles, Answers: id.Answers, Emits: id.Emits}
+}
+
 // AgentIdentity is an agent's identity on the bus (see [AgentRules]).
 type AgentIdentity struct {
 	// Name is the agent's name, as orders name it.
