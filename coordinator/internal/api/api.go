@@ -216,8 +216,9 @@ type server struct {
 	token  [sha256.Size]byte // hash of cfg.Token, compared in constant time
 	tracer trace.Tracer      // nil: tracing off
 
-	hasToken bool     // the API requires a bearer token
-	limiter  *limiter // nil without a rate limit
+	hasToken bool        // the API requires a bearer token
+	limiter  *limiter    // nil without a rate limit
+	flushes  *flushGroup // the confirmations of ingests without durability
 
 	// rejectLog bounds the log lines about refused client requests (each
 	// is counted in the metrics all the same): a client sending junk or
@@ -259,6 +260,7 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.RateLimit > 0 {
 		s.limiter = newLimiter(cfg.RateLimit, cfg.RateBurst)
 	}
+	s.flushes = newFlushGroup(cfg.Conn.FlushTimeout)
 
 	mux := http.NewServeMux()
 	s.route(mux, "POST", "/v1/events", s.v1(s.traced("POST /v1/events", s.handleEvents)))

@@ -38,7 +38,8 @@
 // lower-case letters and digits: sdk-go lower-cases the names it reads from
 // JSON, and the API rejects "myExt" instead of publishing it as "myext".
 // The answer, 202 {"accepted": n, "ids": [...]}, is sent after the
-// NATS server has confirmed the publishes (a flush), so an accepted event
+// NATS server has confirmed the publishes (a flush started after them,
+// shared by the requests waiting at that moment), so an accepted event
 // has reached the bus; as core NATS is at-most-once, whether a plugin gets
 // it depends on it being subscribed at that moment. An event larger than the
 // NATS server's max_payload is refused with 413, and a publish the bus cannot

@@ -538,12 +538,13 @@ func (s *server) publish(ctx context.Context, e *event.Event) (err error) {
 }
 
 // flush waits for the server to confirm n publishes; none need no round
-// trip, and stored events are confirmed already.
+// trip, and stored events are confirmed already. Requests in flight share
+// the round trips (see flushGroup).
 func (s *server) flush(n int) error {
 	if n == 0 || s.cfg.JetStream != nil {
 		return nil
 	}
-	return s.cfg.Conn.FlushTimeout(flushTimeout)
+	return s.flushes.flush(flushTimeout)
 }
 
 func hasPrefixFold(s, prefix string) bool {
