@@ -238,6 +238,36 @@ const (
 // fails on a config that can never work and when its metrics clash with
 // others already registered on cfg.Registerer.
 func New(cfg Config) (http.Handler, error) {
+	s, err := newServer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	s.route(mux, "POST", "/v1/events", s.v1(s.traced("POST /v1/events", s.handleEvents)))
+	s.route(mux, "POST", "/v1/invoke/{type}", s.v1(s.traced("POST /v1/invoke/{type}", s.handleInvoke)))
+	s.route(mux, "GET", "/v1/plugins", s.read(s.snapshot("plugin list", s.cfg.Plugins)))
+	s.route(mux, "GET", "/v1/types", s.read(s.snapshot("type catalogue", s.cfg.Types)))
+	s.route(mux, "GET", "/v1/supervised", s.read(s.snapshot("supervised processes", s.cfg.Supervised)))
+	s.route(mux, "POST", "/v1/supervised/{name}/restart", s.v1(s.handleRestartSupervised))
+	s.routeDeadLetters(mux)
+	s.routeIdentities(mux)
+	s.routeFleet(mux)
+	s.route(mux, "GET", "/healthz", http.HandlerFunc(s.handleHealth))
+	s.route(mux, "GET", "/readyz", http.HandlerFunc(s.handleReady))
+	s.route(mux, "GET", "/metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+	s.route(mux, "GET", "/v1/stream", s.v1(s.handleStream))
+	s.route(mux, "GET", "/v1/overview", s.read(s.needActivity(s.handleOverview)))
+	s.route(mux, "GET", "/v1/plugins/{name}/instances", s.read(s.needActivity(s.handleInstances)))
+	s.routeDashboard(mux)
+	mux.HandleFunc("/", s.handleNotFound)
+	return s.recover(mux), nil
+}
+
+// newServer checks and completes cfg and builds what the handlers share.
+func newServer(cfg Config) (*server, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -261,29 +291,7 @@ func New(cfg Config) (http.Handler, error) {
 		s.limiter = newLimiter(cfg.RateLimit, cfg.RateBurst)
 	}
 	s.flushes = newFlushGroup(cfg.Conn.FlushTimeout)
-
-	mux := http.NewServeMux()
-	s.route(mux, "POST", "/v1/events", s.v1(s.traced("POST /v1/events", s.handleEvents)))
-	s.route(mux, "POST", "/v1/invoke/{type}", s.v1(s.traced("POST /v1/invoke/{type}", s.handleInvoke)))
-	s.route(mux, "GET", "/v1/plugins", s.read(s.snapshot("plugin list", s.cfg.Plugins)))
-	s.route(mux, "GET", "/v1/types", s.read(s.snapshot("type catalogue", s.cfg.Types)))
-	s.route(mux, "GET", "/v1/supervised", s.read(s.snapshot("supervised processes", s.cfg.Supervised)))
-	s.route(mux, "POST", "/v1/supervised/{name}/restart", s.v1(s.handleRestartSupervised))
-	s.routeDeadLetters(mux)
-	s.routeIdentities(mux)
-	s.routeFleet(mux)
-	s.route(mux, "GET", "/healthz", http.HandlerFunc(s.handleHealth))
-	s.route(mux, "GET", "/readyz", http.HandlerFunc(s.handleReady))
-	s.route(mux, "GET", "/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
-		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-		ErrorHandling: promhttp.ContinueOnError,
-	}))
-	s.route(mux, "GET", "/v1/stream", s.v1(s.handleStream))
-	s.route(mux, "GET", "/v1/overview", s.read(s.needActivity(s.handleOverview)))
-	s.route(mux, "GET", "/v1/plugins/{name}/instances", s.read(s.needActivity(s.handleInstances)))
-	s.routeDashboard(mux)
-	mux.HandleFunc("/", s.handleNotFound)
-	return s.recover(mux), nil
+	return s, nil
 }
 
 // route registers h for method and pattern, and a JSON 405 for the same
