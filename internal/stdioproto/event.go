@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -63,7 +64,7 @@ func DecodeIn(line []byte) (In, *event.Event, error) {
 	if in.ID == "" {
 		return In{}, nil, fmt.Errorf("%w: an event line needs an \"id\"", ErrBadLine)
 	}
-	e, err := decodeEvent(raw)
+	e, err := decodeEvent(raw, false)
 	if errors.Is(err, errSlow) {
 		e = new(event.Event)
 		*e = event.New()
@@ -75,16 +76,77 @@ func DecodeIn(line []byte) (In, *event.Event, error) {
 	return in, e, nil
 }
 
+// decodeOut decodes an answer or an emit line as encoding/json decodes it
+// into an [Out], the short way: members "id" (a string without escapes),
+// "event" and "emit" (any value but null), each at most once. It returns
+// errSlow for anything else (a manifest, an error, other members), and
+// for any line that is not JSON, which encoding/json then reads. The
+// values are copied out of line.
+func decodeOut(line []byte) (*Out, error) {
+	var o Out
+	var seen [3]bool
+	s := scanner{b: line}
+	err := s.object(func(key []byte) error {
+		var k int
+		switch string(key) {
+		case "id":
+			k = 0
+		case "event":
+			k = 1
+		case "emit":
+			k = 2
+		default:
+			return errSlow
+		}
+		if seen[k] {
+			return errSlow
+		}
+		seen[k] = true
+		if k == 0 {
+			v, err := s.plain()
+			o.ID = string(v)
+			return err
+		}
+		v, err := s.value()
+		if err != nil {
+			return err
+		}
+		if string(v) == "null" {
+			return errSlow
+		}
+		if k == 1 {
+			o.Event = bytes.Clone(v)
+		} else {
+			o.Emit = bytes.Clone(v)
+		}
+		return nil
+	})
+	if err == nil {
+		err = s.end()
+	}
+	if err != nil {
+		return nil, errSlow
+	}
+	return &o, nil
+}
+
 // decodeEvent decodes a structured-mode CloudEvent 1.0 whose attributes and
-// extensions are strings and whose data is JSON, or returns errSlow.
-func decodeEvent(raw []byte) (*event.Event, error) {
+// extensions are strings and whose data is JSON, or returns errSlow. With
+// implicitSpec the event has no specversion member, and is read as if
+// "specversion":"1.0" came first. Its data is a slice of raw.
+func decodeEvent(raw []byte, implicitSpec bool) (*event.Event, error) {
 	s := scanner{b: raw}
 	ec := &event.EventContextV1{}
 	var (
 		spec, source, tm string
+		hasSource        bool
+		seenSpec         bool
 		data             []byte
 		dct, schema      *string
 	)
+	if implicitSpec {
+		spec = event.CloudEventsVersionV1
+	}
 	err := s.object(func(key []byte) error {
 		if string(key) == "data" {
 			v, err := s.value()
@@ -97,11 +159,14 @@ func decodeEvent(raw []byte) (*event.Event, error) {
 		}
 		switch string(key) {
 		case "specversion":
-			spec = v
+			if implicitSpec || seenSpec {
+				return errSlow // the SDK refuses a second one
+			}
+			spec, seenSpec = v, true
 		case "id":
 			ec.ID = v
 		case "source":
-			source = v
+			source, hasSource = v, true
 		case "type":
 			ec.Type = v
 		case "time":
@@ -136,11 +201,13 @@ func decodeEvent(raw []byte) (*event.Event, error) {
 	if err != nil || spec != event.CloudEventsVersionV1 {
 		return nil, errSlow
 	}
-	src := types.ParseURIRef(source)
-	if src == nil {
-		return nil, errSlow
+	if hasSource {
+		src := types.ParseURIRef(source)
+		if src == nil {
+			return nil, errSlow
+		}
+		ec.Source = *src
 	}
-	ec.Source = *src
 	if tm != "" {
 		t, err := types.ParseTimestamp(tm)
 		if err != nil {
@@ -370,7 +437,12 @@ func (s *scanner) raw() ([]byte, error) {
 		switch c := s.b[j]; {
 		case c == '\\':
 			escaped = true
-			j++
+			n := escapeLen(s.b[j+1:])
+			if n == 0 {
+				s.i = j
+				return nil, s.errAt("bad escape in a string")
+			}
+			j += n
 		case c == '"':
 			s.i = j + 1
 			if !escaped {
@@ -387,6 +459,43 @@ func (s *scanner) raw() ([]byte, error) {
 		}
 	}
 	return nil, s.errAt("unterminated string")
+}
+
+// escapeLen returns the length of the valid JSON escape that b starts
+// with, after its backslash, or 0.
+func escapeLen(b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	switch b[0] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return 1
+	case 'u':
+		if len(b) < 5 {
+			return 0
+		}
+		for _, c := range b[1:5] {
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') && (c < 'A' || c > 'F') {
+				return 0
+			}
+		}
+		return 5
+	}
+	return 0
+}
+
+// plain reads a string that has no escapes and is valid UTF-8, and
+// returns its bytes as they are in the input; any other string is errSlow.
+func (s *scanner) plain() ([]byte, error) {
+	start := s.i
+	b, err := s.raw()
+	if err != nil {
+		return nil, err
+	}
+	if bytes.IndexByte(s.b[start:s.i], '\\') >= 0 || !utf8.Valid(b) {
+		return nil, errSlow
+	}
+	return b, nil
 }
 
 // value reads any JSON value and returns its bytes.

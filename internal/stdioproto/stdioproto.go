@@ -99,12 +99,34 @@ type Error struct {
 var ErrBadLine = errors.New("stdio: malformed line")
 
 // ParseOut reads one line from a plugin and checks its shape: one of
-// manifest, id or emit, and an error only with an id.
+// manifest, id or emit, and an error only with an id. The result does not
+// share memory with line.
 func ParseOut(line []byte) (*Out, error) {
+	o, err := decodeOut(line)
+	if errors.Is(err, errSlow) {
+		o, err = parseOutJSON(line)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return o, checkOut(o)
+}
+
+// parseOutJSON is ParseOut with encoding/json, for the lines decodeOut
+// leaves to it; it is what ParseOut returns.
+func parseOutJSON(line []byte) (*Out, error) {
 	var o Out
 	if err := json.Unmarshal(line, &o); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadLine, err)
 	}
+	if string(o.Event) == "null" {
+		o.Event = nil
+	}
+	return &o, nil
+}
+
+// checkOut checks the shape of a line from a plugin.
+func checkOut(o *Out) error {
 	n := 0
 	if o.Manifest != nil {
 		n++
@@ -117,30 +139,45 @@ func ParseOut(line []byte) (*Out, error) {
 	}
 	switch {
 	case n == 0:
-		return nil, fmt.Errorf("%w: none of \"manifest\", \"id\" or \"emit\" is set", ErrBadLine)
+		return fmt.Errorf("%w: none of \"manifest\", \"id\" or \"emit\" is set", ErrBadLine)
 	case n > 1:
-		return nil, fmt.Errorf("%w: only one of \"manifest\", \"id\" and \"emit\" may be set", ErrBadLine)
+		return fmt.Errorf("%w: only one of \"manifest\", \"id\" and \"emit\" may be set", ErrBadLine)
 	case o.ID == "" && (o.Error != nil || len(o.Event) > 0):
-		return nil, fmt.Errorf("%w: \"event\" and \"error\" answer a line and need its \"id\"", ErrBadLine)
+		return fmt.Errorf("%w: \"event\" and \"error\" answer a line and need its \"id\"", ErrBadLine)
 	case o.Error != nil && len(o.Event) > 0:
-		return nil, fmt.Errorf("%w: an answer has \"event\" or \"error\", not both", ErrBadLine)
+		return fmt.Errorf("%w: an answer has \"event\" or \"error\", not both", ErrBadLine)
 	case o.Error != nil && o.Error.Message == "":
-		return nil, fmt.Errorf("%w: \"error\" needs a \"message\"", ErrBadLine)
+		return fmt.Errorf("%w: \"error\" needs a \"message\"", ErrBadLine)
 	}
-	if string(o.Event) == "null" {
-		o.Event = nil
-	}
-	return &o, nil
+	return nil
 }
 
 // ParseEvent reads a structured-mode CloudEvent from a plugin. A missing
 // specversion is taken as "1.0", and JSON data without a datacontenttype as
 // application/json; id, source and time are left for the sender to fill.
+// The event does not share memory with raw.
 func ParseEvent(raw json.RawMessage) (*event.Event, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, fmt.Errorf("%w: an event must be a JSON object", ErrBadLine)
 	}
+	e, err := decodeEvent(raw, !bytes.Contains(raw, []byte(`"specversion"`)))
+	if err == nil {
+		if e.DataEncoded != nil {
+			e.DataEncoded = bytes.Clone(e.DataEncoded)
+		}
+	} else if e, err = parseEventSDK(raw); err != nil {
+		return nil, err
+	}
+	if e.DataContentType() == "" && len(e.Data()) > 0 && !e.DataBase64 {
+		e.SetDataContentType(event.ApplicationJSON)
+	}
+	return e, nil
+}
+
+// parseEventSDK is ParseEvent's reading with the CloudEvents SDK, for the
+// events decodeEvent leaves to it; it is what ParseEvent returns.
+func parseEventSDK(raw []byte) (*event.Event, error) {
 	if !bytes.Contains(raw, []byte(`"specversion"`)) {
 		raw = append([]byte(`{"specversion":"1.0",`), raw[1:]...)
 		if bytes.Equal(bytes.TrimSpace(raw[len(`{"specversion":"1.0",`):]), []byte("}")) {
@@ -150,9 +187,6 @@ func ParseEvent(raw json.RawMessage) (*event.Event, error) {
 	e := event.New()
 	if err := e.UnmarshalJSON(raw); err != nil {
 		return nil, fmt.Errorf("%w: event: %v", ErrBadLine, err)
-	}
-	if e.DataContentType() == "" && len(e.Data()) > 0 && !e.DataBase64 {
-		e.SetDataContentType(event.ApplicationJSON)
 	}
 	return &e, nil
 }

@@ -22,7 +22,6 @@
 package bridge
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -114,7 +113,6 @@ type bridge struct {
 	why     error // why dead was closed; set before
 
 	writeMu sync.Mutex
-	w       *bufio.Writer
 	line    []byte // write's, reused
 
 	mu      sync.Mutex
@@ -159,7 +157,6 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		dead:    make(chan struct{}),
-		w:       bufio.NewWriter(cfg.Stdin),
 		pending: map[string]*pending{},
 	}
 	lines := newLineReader(cfg.Stdout, cfg.MaxLine)
@@ -433,14 +430,9 @@ func (b *bridge) write(in stdioproto.In, e *pluginkit.Event) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errEncode, err)
 	}
-	b.line = line
-	if _, err := b.w.Write(line); err != nil {
-		return err
-	}
-	if err := b.w.WriteByte('\n'); err != nil {
-		return err
-	}
-	return b.w.Flush()
+	b.line = append(line, '\n')
+	_, err = b.cfg.Stdin.Write(b.line) // one write: one system call to a process
+	return err
 }
 
 // forget drops a pending line and frees its slot.
