@@ -196,7 +196,8 @@ type Instance struct {
 	// does.
 	Stdout io.ReadCloser
 
-	stdout *io.PipeReader
+	stdin  *pipe
+	stdout *pipe
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error // why the run ended; set before done is closed
@@ -206,13 +207,12 @@ type Instance struct {
 // The instance runs until its _start returns, it traps, or [Instance.Stop]
 // is called.
 func (m *Module) Start(stderr io.Writer) (*Instance, error) {
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
+	stdin, stdout := newPipe(), newPipe()
 	cfg := wazero.NewModuleConfig().
 		WithName(""). // instances of one module run side by side
 		WithArgs(m.name).
-		WithStdin(inR).
-		WithStdout(outW).
+		WithStdin(pipeReader{stdin}).
+		WithStdout(pipeWriter{stdout}).
 		WithStderr(stderr).
 		WithSysWalltime().
 		WithSysNanotime().
@@ -238,7 +238,7 @@ func (m *Module) Start(stderr io.Writer) (*Instance, error) {
 		cfg = cfg.WithFSConfig(fs)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &Instance{Stdin: inW, Stdout: outR, stdout: outR, cancel: cancel, done: make(chan struct{})}
+	in := &Instance{Stdin: pipeWriter{stdin}, Stdout: pipeReader{stdout}, stdin: stdin, stdout: stdout, cancel: cancel, done: make(chan struct{})}
 	var mem reservation
 	go func() {
 		mod, err := m.rt.InstantiateModule(mem.with(ctx), m.code, cfg)
@@ -247,8 +247,8 @@ func (m *Module) Start(stderr io.Writer) (*Instance, error) {
 		}
 		mem.release()
 		in.err = runError(ctx, err)
-		outW.CloseWithError(io.EOF) // the bridge sees the end of the output
-		inR.CloseWithError(io.ErrClosedPipe)
+		stdout.closeWrite(io.EOF) // the bridge sees the end of the output
+		stdin.closeRead(io.ErrClosedPipe)
 		close(in.done)
 	}()
 	return in, nil
@@ -291,8 +291,8 @@ func (in *Instance) Kill() {
 	in.cancel() // interrupts guest code
 	// A module blocked in a read or a write (host calls, which the
 	// context does not interrupt) gets an error from it instead.
-	in.Stdin.Close()
-	in.stdout.CloseWithError(ErrInterrupted)
+	in.stdin.closeWrite(io.EOF)
+	in.stdout.closeRead(ErrInterrupted)
 }
 
 // Stop interrupts the module, wherever it is, and waits until it has
