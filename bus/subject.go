@@ -165,7 +165,7 @@ func validateType(typ string, wildcards bool) error {
 	if !utf8.ValidString(typ) {
 		return typeError("%s %s is not valid UTF-8", what, Quote(typ))
 	}
-	start := 0
+	start, wild := 0, false // wild: the part so far holds '*' or '>'
 	for i := 0; i <= len(typ); i++ {
 		if i < len(typ) && typ[i] != '.' {
 			c := typ[i]
@@ -177,8 +177,11 @@ func validateType(typ string, wildcards bool) error {
 					return typeError("%s %s contains whitespace or a control character at byte %d", what, Quote(typ), i)
 				}
 			}
-			if (c == '*' || c == '>') && !wildcards {
-				return typeError("%s %s contains %q; wildcards are only allowed when subscribing", what, Quote(typ), c)
+			if c == '*' || c == '>' {
+				if !wildcards {
+					return typeError("%s %s contains %q; wildcards are only allowed when subscribing", what, Quote(typ), c)
+				}
+				wild = true
 			}
 			continue
 		}
@@ -188,10 +191,10 @@ func validateType(typ string, wildcards bool) error {
 			return typeError("%s %s has an empty dot-separated part", what, Quote(typ))
 		case tok == ">" && i != len(typ):
 			return typeError("%s %s: '>' may only be the last part", what, Quote(typ))
-		case len(tok) > 1 && strings.ContainsAny(tok, "*>"):
+		case len(tok) > 1 && wild:
 			return typeError("%s %s: a wildcard must be a whole dot-separated part", what, Quote(typ))
 		}
-		start = i + 1
+		start, wild = i+1, false
 	}
 	return nil
 }
