@@ -34,10 +34,11 @@ func For[T any](id string) (*Validator, error) {
 }
 
 // ForType is [For] for a reflect.Type. It checks data against the schema
-// it generated, without decoding its document again as [Compile] would
-// (encoding/json's first use of the large schema type, at every plugin's
-// start: about 1.4 ms of CPU for plugins/hello's two typed handlers on the
-// loaded machine, docs/benchmarks-notes.md).
+// it generated, without decoding its document again as [Compile] would,
+// and writes the document itself (appendDoc) rather than with
+// encoding/json, whose first use of the large schema type costs every
+// plugin's start about 2 ms of CPU on the loaded machine
+// (docs/benchmarks-notes.md, cold start).
 func ForType(t reflect.Type, id string) (*Validator, error) {
 	s, err := gen.ForType(t, &gen.ForOptions{})
 	if err != nil {
@@ -46,9 +47,11 @@ func ForType(t reflect.Type, id string) (*Validator, error) {
 	openObjects(s)
 	s.ID = id
 	s.Schema = "https://json-schema.org/draft/2020-12/schema"
-	doc, err := json.Marshal(s)
-	if err != nil {
-		return nil, fmt.Errorf("schema: %w", err)
+	doc, ok := appendDoc(nil, s)
+	if !ok {
+		if doc, err = json.Marshal(s); err != nil {
+			return nil, fmt.Errorf("schema: %w", err)
+		}
 	}
 	rs, err := s.Resolve(nil)
 	if err != nil {
@@ -267,4 +270,155 @@ func (e *Error) Error() string {
 		}
 	}
 	return "data does not match the type's schema: " + strings.Join(parts, "; ")
+}
+
+// appendDoc appends the JSON document of s, byte for byte as json.Marshal
+// writes it, when s and its subschemas use only the keywords that schemas
+// generated from Go types use; otherwise it returns false. json.Marshal's
+// first use of the large schema type builds its encoders by reflection:
+// 1-2.5 ms of a plugin's start on the loaded machine
+// (docs/benchmarks-notes.md, cold start); this writes it directly.
+func appendDoc(b []byte, s *gen.Schema) ([]byte, bool) {
+	if s == nil {
+		return append(b, "null"...), true
+	}
+	rest := *s
+	rest.Not = nil
+	if s.Not != nil && reflect.ValueOf(*s.Not).IsZero() && reflect.ValueOf(rest).IsZero() {
+		return append(b, "false"...), true // as Schema.MarshalJSON writes {"not": {}}
+	}
+	rest.Not = s.Not
+	rest.Type, rest.Types, rest.Properties, rest.PropertyOrder, rest.Items = "", nil, nil, nil, nil
+	rest.ID, rest.Schema, rest.Description, rest.Minimum, rest.Maximum = "", "", "", nil, nil
+	rest.MinItems, rest.MaxItems, rest.Required, rest.AdditionalProperties = nil, nil, nil, nil
+	if !reflect.ValueOf(rest).IsZero() || s.Type != "" && s.Types != nil || hasDuplicates(s.PropertyOrder) {
+		return b, false // json.Marshal writes it, or says what is wrong
+	}
+	start := len(b)
+	b = append(b, '{')
+	key := func(name string) {
+		if len(b) > start+1 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+	}
+	ok := true
+	sub := func(name string, s *gen.Schema) {
+		if s != nil && ok {
+			key(name)
+			b, ok = appendDoc(b, s)
+		}
+	}
+	switch {
+	case s.Type != "":
+		key("type")
+		b = appendString(b, s.Type)
+	case s.Types != nil:
+		key("type")
+		b = appendStrings(b, s.Types)
+	}
+	if s.Properties != nil {
+		key("properties")
+		b = append(b, '{')
+		names := slices.DeleteFunc(slices.Clone(s.PropertyOrder), func(n string) bool {
+			_, in := s.Properties[n]
+			return !in
+		})
+		var remaining []string
+		for n := range s.Properties {
+			if !slices.Contains(names, n) {
+				remaining = append(remaining, n)
+			}
+		}
+		slices.Sort(remaining)
+		for i, n := range append(names, remaining...) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, n)
+			b = append(b, ':')
+			if b, ok = appendDoc(b, s.Properties[n]); !ok {
+				return b, false
+			}
+		}
+		b = append(b, '}')
+	}
+	sub("items", s.Items)
+	if s.ID != "" {
+		key("$id")
+		b = appendString(b, s.ID)
+	}
+	if s.Schema != "" {
+		key("$schema")
+		b = appendString(b, s.Schema)
+	}
+	if s.Description != "" {
+		key("description")
+		b = appendString(b, s.Description)
+	}
+	for _, f := range []struct {
+		name string
+		v    *float64
+	}{{"minimum", s.Minimum}, {"maximum", s.Maximum}} {
+		if f.v != nil {
+			j, err := json.Marshal(*f.v)
+			if err != nil {
+				return b, false // NaN or an infinity: json.Marshal says why
+			}
+			key(f.name)
+			b = append(b, j...)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+	}{{"minItems", s.MinItems}, {"maxItems", s.MaxItems}} {
+		if f.v != nil {
+			key(f.name)
+			b = strconv.AppendInt(b, int64(*f.v), 10)
+		}
+	}
+	if len(s.Required) > 0 {
+		key("required")
+		b = appendStrings(b, s.Required)
+	}
+	sub("additionalProperties", s.AdditionalProperties)
+	if !ok {
+		return b, false
+	}
+	b = append(b, '}')
+	if string(b[start:]) == "{}" {
+		b = append(b[:start], "true"...) // as Schema.MarshalJSON writes an empty schema
+	}
+	return b, true
+}
+
+// hasDuplicates reports whether a name appears twice in names.
+func hasDuplicates(names []string) bool {
+	for i, n := range names {
+		if slices.Contains(names[i+1:], n) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendString appends s as a JSON string, escaped as json.Marshal does.
+func appendString(b []byte, s string) []byte {
+	j, _ := json.Marshal(s) // a string always encodes
+	return append(b, j...)
+}
+
+// appendStrings appends ss as a JSON array of strings.
+func appendStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+	}
+	return append(b, ']')
 }
