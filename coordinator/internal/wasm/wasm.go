@@ -166,14 +166,30 @@ func (h *Host) Load(ctx context.Context, name, path, want string, sb Sandbox) (*
 	if pages == 0 {
 		pages = DefaultMemoryPages
 	}
+	// An interruptible module is instrumented (see interrupt.go); one
+	// that cannot be gets wazero's slower checks.
+	instrumented := false
+	if !sb.Uninterruptible {
+		if ib, err := instrument(bin); err == nil {
+			bin, instrumented = ib, true
+		} else if !errors.Is(err, errNotInstrumented) {
+			return nil, err
+		}
+	}
 	cfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(h.cache).
-		WithCloseOnContextDone(!sb.Uninterruptible).
+		WithCloseOnContextDone(!sb.Uninterruptible && !instrumented).
 		WithMemoryLimitPages(pages)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		rt.Close(ctx)
 		return nil, fmt.Errorf("wasm: WASI: %w", err)
+	}
+	if instrumented {
+		if err := instantiateCheck(ctx, rt); err != nil {
+			rt.Close(ctx)
+			return nil, fmt.Errorf("wasm: %w", err)
+		}
 	}
 	code, err := rt.CompileModule(ctx, bin)
 	if err != nil {

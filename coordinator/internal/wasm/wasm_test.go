@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -132,7 +133,19 @@ func TestGreets(t *testing.T) {
 func TestARunawayLoopIsInterrupted(t *testing.T) {
 	s, _ := start(t, wasm.Sandbox{})
 	s.send("com.example.wasm.loop", `{}`)
-	// No answer comes; stopping interrupts the loop, which never calls out.
+	// The loop never calls out, yet leaves the compiled code for Go now
+	// and then: a garbage collection, which stops every goroutine, gets
+	// through while it runs (a goroutine in compiled code that never left
+	// it would hold the collection up, and the coordinator with it).
+	time.Sleep(100 * time.Millisecond) // the module is in the loop
+	collected := make(chan struct{})
+	go func() { runtime.GC(); close(collected) }()
+	select {
+	case <-collected:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a garbage collection did not complete within 30s while the module looped")
+	}
+	// No answer comes; stopping interrupts the loop.
 	stopped := make(chan struct{})
 	go func() { s.in.Stop(); close(stopped) }()
 	select {
@@ -163,6 +176,11 @@ func TestATrapEndsTheInstance(t *testing.T) {
 	err := s.ended(30 * time.Second)
 	if err == nil || !strings.Contains(err.Error(), "out of bounds") {
 		t.Fatalf("got %v, want an out-of-bounds trap", err)
+	}
+	// The module's stack names its functions (the name section still
+	// matches the functions after instrumenting).
+	if !strings.Contains(err.Error(), "main.main") {
+		t.Errorf("the trap's stack does not name main.main:\n%v", err)
 	}
 }
 
