@@ -82,8 +82,9 @@ type Spec struct {
 	// write), read-only unless write is set.
 	Dirs []wasm.Dir `json:"dirs,omitempty"`
 	// Uninterruptible compiles a WebAssembly module without the checks
-	// that let a runaway instance be stopped, for about 3 times the speed
-	// of Go code (see wasm.Sandbox.Uninterruptible).
+	// that let a runaway instance be stopped; they cost little, and a
+	// runaway module without them stops the coordinator (see
+	// wasm.Sandbox.Uninterruptible).
 	Uninterruptible bool `json:"uninterruptible,omitempty"`
 
 	// Handles, Answers and Emits declare the event types (or patterns) the

@@ -150,7 +150,7 @@ func instrument(bin []byte) (out []byte, err error) {
 	m.fuel = m.globals // the new global's index: after every other
 	m.check = m.funcImports
 
-	w := append([]byte(nil), bin[:8]...)
+	w := append(make([]byte, 0, len(bin)+len(bin)/4), bin[:8]...)
 	put := func(id byte, body []byte) {
 		w = append(w, id)
 		w = appendU32(w, uint32(len(body)))
@@ -362,7 +362,7 @@ func (m *rewrite) constExpr(out []byte, r *reader) []byte {
 func (m *rewrite) codeSection(body []byte) []byte {
 	r := &reader{b: body}
 	n := r.u32()
-	out := appendU32(nil, n)
+	out := appendU32(make([]byte, 0, len(body)+len(body)/4), n)
 	var fn []byte
 	for range n {
 		size := int(r.u32())

@@ -17,10 +17,12 @@
 // [Sandbox.MemoryPages] pages of 64 KiB: a module that asks for more is
 // refused the memory (a Go module then dies of "out of memory"). Cancelling
 // an instance's context interrupts the module even inside a loop that never
-// calls out (wazero's WithCloseOnContextDone), so a runaway module is
-// stopped by the bridge's timeout; [Sandbox.Uninterruptible] trades that
-// for speed. A trap (an out-of-bounds access,
-// unreachable) ends that instance only.
+// calls out: the module is rewritten as it is loaded so that it calls the
+// host every few thousand loop headers (interrupt.go; wazero's
+// WithCloseOnContextDone for a module the rewrite cannot read), so a
+// runaway module is stopped by the bridge's timeout;
+// [Sandbox.Uninterruptible] trades that away. A trap (an out-of-bounds
+// access, unreachable) ends that instance only.
 //
 // # Cache
 //
@@ -71,13 +73,14 @@ type Sandbox struct {
 	Env []string `json:"env,omitempty"`
 	// Dirs lists host directories the module may open.
 	Dirs []Dir `json:"dirs,omitempty"`
-	// Uninterruptible compiles the module without the checks that let
-	// an instance be interrupted wherever it is (wazero's
-	// WithCloseOnContextDone, which calls out of the module at every loop
-	// and function entry): Go code in the module runs about 3 times
-	// faster, and a module that never returns cannot be stopped; its
-	// instance keeps a CPU busy until the coordinator exits. For modules
-	// trusted to return.
+	// Uninterruptible compiles the module as it is, without the countdown
+	// at every loop header that lets an instance be interrupted wherever
+	// it is (interrupt.go). It saves little (a Go module answered within
+	// the noise of one with the countdown), and a module that never
+	// returns cannot be stopped: its instance keeps a CPU busy, and since
+	// compiled code cannot be preempted, the coordinator's next garbage
+	// collection waits for it forever, which stops the coordinator. For
+	// modules trusted to return.
 	Uninterruptible bool `json:"uninterruptible,omitempty"`
 }
 
