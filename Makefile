@@ -85,13 +85,15 @@ bench:
 		-notes docs/benchmarks-notes.md -o docs/benchmarks.md docs/benchmarks.txt && \
 	echo "wrote docs/benchmarks.md"
 
-## fuzz-smoke: each fuzz target for FUZZTIME (the NATS decoder and the
-## HTTP ingest) on top of its seed corpus, to catch a crash on hostile input
+## fuzz-smoke: each fuzz target for FUZZTIME (the NATS decoder, the HTTP
+## ingest and the rewrite of a WebAssembly module) on top of its seed
+## corpus, to catch a crash on hostile input
 ## (CI; about 30 s). Longer: make fuzz-smoke FUZZTIME=10m
 FUZZTIME ?= 5s
 fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bus/
 	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(FUZZTIME) ./coordinator/internal/api/
+	$(GO) test -run '^$$' -fuzz '^FuzzInstrument$$' -fuzztime $(FUZZTIME) ./coordinator/internal/wasm/
 
 ## bench-smoke: every benchmark, a few iterations each (one in bench/, whose
 ## iterations start processes), and bench/'s tests, to catch breakage (CI;

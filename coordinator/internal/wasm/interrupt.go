@@ -42,8 +42,14 @@ const (
 )
 
 // errNotInstrumented: the module uses something instrument does not
-// rewrite; wazero's own checks are used instead.
+// rewrite, or is not a module it can read; wazero's own checks are used
+// instead (and wazero says what is wrong with a module that is not one).
 var errNotInstrumented = errors.New("wasm: module not instrumented")
+
+// errRewriteBug: instrument itself went wrong on a module (it wraps
+// errNotInstrumented, so the module still runs, with wazero's checks,
+// and no module can crash the coordinator). FuzzInstrument looks for it.
+var errRewriteBug = errors.New("a bug in the rewrite")
 
 // instantiateCheck adds the host module whose function the instrumented
 // modules call: it ends the module when ctx (the instance's) is done.
@@ -79,7 +85,7 @@ func instrument(bin []byte) (out []byte, err error) {
 				out, err = nil, e
 				return
 			}
-			panic(r)
+			out, err = nil, fmt.Errorf("%w: %w: %v", errNotInstrumented, errRewriteBug, r)
 		}
 	}()
 	if len(bin) < 8 || string(bin[:4]) != "\x00asm" || bin[4] != 1 || bin[5] != 0 || bin[6] != 0 || bin[7] != 0 {
@@ -351,7 +357,7 @@ func (m *rewrite) elementSection(body []byte) []byte {
 func (m *rewrite) constExpr(out []byte, r *reader) []byte {
 	for {
 		start := len(out)
-		op := r.b[r.i]
+		op := r.peek()
 		out = m.instr(out, r)
 		if op == 0x0b && len(out) == start+1 {
 			return out
@@ -547,6 +553,14 @@ func (r *reader) byte() byte {
 	c := r.b[r.i]
 	r.i++
 	return c
+}
+
+// peek is the next byte, left to be read.
+func (r *reader) peek() byte {
+	if r.i >= len(r.b) {
+		fail("truncated")
+	}
+	return r.b[r.i]
 }
 
 func (r *reader) bytes(n int) []byte {
