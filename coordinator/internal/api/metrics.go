@@ -40,6 +40,7 @@ type metrics struct {
 	received     *prometheus.CounterVec
 	published    *prometheus.CounterVec
 	ingestErrors *prometheus.CounterVec
+	rateLimited  prometheus.Counter // ingestErrors{reason="rate_limited"}
 	invoke       *prometheus.HistogramVec
 	streams      prometheus.Gauge
 	streamDrop   prometheus.Counter
@@ -82,6 +83,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{reasonBadRequest, reasonTooLarge, reasonUnsupportedMediaType, reasonUnauthorized, reasonPublishFailed} {
 		m.ingestErrors.WithLabelValues(r)
 	}
+	m.rateLimited = m.ingestErrors.WithLabelValues(reasonRateLimited)
 	return m, nil
 }
 
