@@ -18,6 +18,12 @@ const (
 	// reason).
 	TypePluginKilled       = "io.plugbus.plugin.killed"
 	TypeCoordinatorStarted = "io.plugbus.coordinator.started"
+	// TypePluginQuarantined: in secure mode the coordinator cut off an
+	// identity whose connections the server kept refusing, for a
+	// cool-down; TypePluginReleased: the cool-down ended. Producer
+	// coordinator; the data names the identity.
+	TypePluginQuarantined = "io.plugbus.plugin.quarantined"
+	TypePluginReleased    = "io.plugbus.plugin.released"
 )
 
 // Metadata keys of a plugin instance's NATS micro service: its manifest.

@@ -81,6 +81,10 @@ type Config struct {
 	HTTPRateLimit float64 `json:"http_rate_limit,omitempty"`
 	HTTPRateBurst int     `json:"http_rate_burst,omitempty"`
 
+	// Quarantine, in secure mode, cuts off an identity whose connections
+	// the server keeps refusing (see [QuarantineSettings]).
+	Quarantine QuarantineSettings `json:"quarantine,omitzero"`
+
 	// GoneAfter is how long an instance may stay silent before it is
 	// marked gone; with more than 2,000 instances, longer (two missed
 	// discovery polls, see docs/operating.md).
@@ -146,6 +150,61 @@ func (s StreamSettings) busConfig(prefix string) bus.StreamConfig {
 // directory, which is also the plugin's default working directory.
 type PluginSpec = supervise.Spec
 
+// QuarantineSettings say when secure mode quarantines an identity: after
+// Refusals publishes or subscriptions refused by the server within Window,
+// its connections are closed and it is refused for CoolDown, doubled on
+// each repeat up to MaxCoolDown (a quarantine ending more than four
+// MaxCoolDowns before the next is forgotten). Zero fields take the
+// defaults: 100 refusals in 10s, 1m, 1h. Off turns quarantine off.
+type QuarantineSettings struct {
+	Off         bool     `json:"off,omitempty"`
+	Refusals    int      `json:"refusals,omitempty"`
+	Window      Duration `json:"window,omitempty"`
+	CoolDown    Duration `json:"cool_down,omitempty"`
+	MaxCoolDown Duration `json:"max_cool_down,omitempty"`
+}
+
+// Defaults of [QuarantineSettings].
+const (
+	DefaultQuarantineRefusals    = 100
+	DefaultQuarantineWindow      = 10 * time.Second
+	DefaultQuarantineCoolDown    = time.Minute
+	DefaultQuarantineMaxCoolDown = time.Hour
+)
+
+func (q *QuarantineSettings) setDefaults() {
+	if q.Refusals == 0 {
+		q.Refusals = DefaultQuarantineRefusals
+	}
+	if q.Window == 0 {
+		q.Window = Duration(DefaultQuarantineWindow)
+	}
+	if q.CoolDown == 0 {
+		q.CoolDown = Duration(DefaultQuarantineCoolDown)
+	}
+	if q.MaxCoolDown == 0 {
+		q.MaxCoolDown = max(Duration(DefaultQuarantineMaxCoolDown), q.CoolDown)
+	}
+}
+
+func (q *QuarantineSettings) validate(bad func(string, ...any)) {
+	if q.Off {
+		return
+	}
+	if q.Refusals < 1 {
+		bad("quarantine.refusals %d: must be at least 1 (or set quarantine.off: true)", q.Refusals)
+	}
+	if q.Window < Duration(100*time.Millisecond) || q.Window > Duration(time.Hour) {
+		bad("quarantine.window %v: must be from 100ms to 1h", time.Duration(q.Window))
+	}
+	if q.CoolDown < Duration(time.Second) {
+		bad("quarantine.cool_down %v is too short; use at least 1s", time.Duration(q.CoolDown))
+	}
+	if q.MaxCoolDown < q.CoolDown {
+		bad("quarantine.max_cool_down %v is shorter than quarantine.cool_down %v", time.Duration(q.MaxCoolDown), time.Duration(q.CoolDown))
+	}
+}
+
 // Duration is a time.Duration written as "10s" or "1m30s" in configuration.
 type Duration = supervise.Duration
 
@@ -187,6 +246,7 @@ func (c *Config) SetDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20
 	}
+	c.Quarantine.setDefaults()
 	for i := range c.Plugins {
 		if c.Plugins[i].Replicas == 0 {
 			c.Plugins[i].Replicas = 1
@@ -239,6 +299,7 @@ func (c *Config) Validate() error {
 	if c.Stream.MaxAge < 0 {
 		bad("stream.max_age %v: must be positive", time.Duration(c.Stream.MaxAge))
 	}
+	c.Quarantine.validate(bad)
 	if c.MaxBodyBytes < 1024 {
 		bad("max_body_bytes %d is too small; use at least 1024", c.MaxBodyBytes)
 	}

@@ -43,6 +43,11 @@ func TestConfigValidate(t *testing.T) {
 		{"leaf remote", coordinator.Config{Leaf: coordinator.LeafSettings{Remotes: []string{"nats-leaf://hub:7422"}}}, nil},
 		{"leaf beyond loopback without auth", coordinator.Config{Leaf: coordinator.LeafSettings{Listen: "0.0.0.0:7422"}}, []string{"leaf.listen", "PLUGBUS_LEAF_PASSWORD"}},
 		{"bad leaf remote", coordinator.Config{Leaf: coordinator.LeafSettings{Remotes: []string{"hub"}}}, []string{"leaf.remotes", "nats-leaf://"}},
+		{"quarantine off", coordinator.Config{Quarantine: coordinator.QuarantineSettings{Off: true, Refusals: -1}}, nil},
+		{"quarantine with negative refusals", coordinator.Config{Quarantine: coordinator.QuarantineSettings{Refusals: -1}}, []string{"quarantine.refusals -1", "quarantine.off"}},
+		{"quarantine window too short", coordinator.Config{Quarantine: coordinator.QuarantineSettings{Window: coordinator.Duration(time.Millisecond)}}, []string{"quarantine.window 1ms"}},
+		{"quarantine cool-down too short", coordinator.Config{Quarantine: coordinator.QuarantineSettings{CoolDown: coordinator.Duration(10 * time.Millisecond)}}, []string{"quarantine.cool_down 10ms"}},
+		{"quarantine cool-down longer than its maximum", coordinator.Config{Quarantine: coordinator.QuarantineSettings{CoolDown: coordinator.Duration(time.Hour), MaxCoolDown: coordinator.Duration(time.Minute)}}, []string{"quarantine.max_cool_down 1m0s", "shorter"}},
 		{"env without =", coordinator.Config{Plugins: []coordinator.PluginSpec{{Name: "a", Exec: "x", Env: []string{"FOO"}}}}, []string{"KEY=VALUE"}},
 	}
 	for _, tt := range tests {

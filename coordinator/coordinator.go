@@ -164,6 +164,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	c.catalog = catalog.New(c.reg.Plugins, time.Second)
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newRegistryCollector(c.reg), newLeaseCollector(c.lease))
+	if c.sec != nil {
+		metrics.MustRegister(newQuarantineCollector(c.sec))
+	}
 	// Durable plugins may run without deployment-wide durability, so the
 	// consumer and dead letter figures are always collected (nothing shows
 	// while the streams do not exist), and dead letters always reachable.
@@ -356,11 +359,18 @@ func (c *Coordinator) startBus(ctx context.Context) error {
 			}
 			conn.NKeySeedFile = c.sec.selfSeedFile
 		}
-		s, err := embedded.Start(embedded.Config{Listen: c.cfg.NATSListen, StoreDir: storeDir, Options: opts})
+		ec := embedded.Config{Listen: c.cfg.NATSListen, StoreDir: storeDir, Options: opts}
+		if c.sec != nil {
+			ec.Logger = c.sec.serverLogger()
+		}
+		s, err := embedded.Start(ec)
 		if err != nil {
 			return fmt.Errorf("coordinator: %w; pick another address with --nats-listen", err)
 		}
 		c.server = s
+		if c.sec != nil {
+			c.sec.srv.Store(s.Server)
+		}
 		conn.InProcess = s
 		c.log.Info("embedded NATS server started", "url", c.NATSURL(), "data_dir", c.cfg.DataDir, "server_name", c.cfg.ServerName, "cluster", c.cfg.Cluster.Name, "cluster_listen", c.cfg.Cluster.Listen)
 	}

@@ -31,13 +31,17 @@ import (
 // TestFloodDoesNotStarveInvoke floods a coordinator in secure mode from
 // one client while another plugin's invoke latency is measured.
 //
-// The flood goes through the protections that bound it: over HTTP, one
-// client (one token) sending events back to back on 4 connections, held
-// to 20 a second by the per-client rate limit (the rest are answered 429);
-// over NATS, one plugin identity ("mallory", which may emit
+// Three floods, each through the protections that bound it: over HTTP,
+// one client (one token) sending events back to back on 4 connections,
+// held to 20 a second by the per-client rate limit (the rest are answered
+// 429); over NATS, one plugin identity ("mallory", which may emit
 // com.example.greet.requested) publishing back to back both to subjects it
 // may not use (events and requests as hello: the server refuses them) and
-// junk on the type hello handles (hello rejects it as not an event).
+// junk on the type hello handles, which gets it quarantined (its
+// connection closed; it connects again at once, back to back, and is
+// refused during its cool-down); and "junker", publishing only junk on
+// that type, which the server may not refuse: every message is stored in
+// the events stream and rejected by hello.
 //
 // The machine is shared, so one idle p99 against one flood p99 would
 // measure the neighbours as much as the flood. Instead idle and flood
@@ -49,24 +53,21 @@ import (
 // (nice 19), standing in for a client on another host: an attacker's CPU is
 // not the coordinator's, while what the flood costs the server, the HTTP
 // API and hello (reading, parsing and refusing every request and message)
-// is paid on this machine at full priority. With the flooder a goroutine of
-// the test process, as it was, the flooder took a core of the two, and the
-// ratios measured its CPU more than the protections: HTTP 5.6x and 6.2x,
-// NATS 19x and 22x.
+// is paid on this machine at full priority.
 //
 // The issue asks for at most 2x. The test asserts it only with
-// PLUGBUS_FLOOD_BOUND=1: on a 2-core machine also running the rest of the
-// suite (-race, load average 10-20), the idle p99 itself swings by 10x
-// between rounds. Nothing in NATS limits the rate of one client's
-// publishes, so a NATS flood is bounded by how fast the server reads it (a
-// client that does not read its permission errors is closed as a slow
-// consumer); docs/operating.md gives the figures.
+// PLUGBUS_FLOOD_BOUND=1: on a 2-core machine shared with other work (load
+// average 12-20) the HTTP flood's ratio still swings between 1x and 20x
+// from run to run, and a flood of junk an identity may publish is not
+// bounded by anything but how fast the server reads it;
+// docs/operating.md (Security) gives the figures.
 //
 // What it asserts always: nothing crashed (hello was never restarted, and
-// answers), the rate limit answered 429, and every rejection is counted:
-// the 429s in plugbus_http_ingest_errors_total{reason="rate_limited"}, the
-// junk hello rejected in plugbus_plugin_invalid_messages, and the server
-// told mallory of its refused publishes.
+// answers), the rate limit answered 429, every rejection is counted (the
+// 429s in plugbus_http_ingest_errors_total{reason="rate_limited"}, the
+// junk hello rejected in plugbus_plugin_invalid_messages), mallory was
+// refused or quarantined, and junker, refused nothing, was never
+// quarantined.
 func TestFloodDoesNotStarveInvoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("floods the machine for a while")
@@ -82,6 +83,7 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 	d.waitInvoke()
 	caller := d.mustDial("caller", d.add("caller", nil, nil, nil))
 	mallorySeed := d.add("mallory", nil, nil, []string{greet})
+	junkerSeed := d.add("junker", nil, nil, []string{greet})
 
 	// invoke measures n invokes of hello by caller, one after the other.
 	invoke := func(n int) []time.Duration {
@@ -105,7 +107,7 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 	var cutOff, refused int // rounds in which the server closed mallory's connection, and told it of refusals
 	const rounds, n = 5, 200
 	medians := map[string]float64{}
-	for _, kind := range []string{"http", "nats"} {
+	for _, kind := range []string{"http", "nats", "junk"} {
 		var ratios []float64
 		var report []string
 		for r := range rounds {
@@ -113,11 +115,19 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 			// A new flooder each round: the server closes a connection
 			// that publishes what it may not faster than it reads the
 			// refusals (a slow consumer), which ends its part of the flood.
-			stop := startFlooder(t, kind, d.c.NATSURL(), mallorySeed, d.api)
+			seed := mallorySeed
+			if kind == "junk" {
+				seed = junkerSeed
+			}
+			stop := startFlooder(t, kind, d.c.NATSURL(), seed, d.api)
 			flooded := p99(invoke(n))
 			c := stop()
+			// Let hello finish what the flood queued before the next idle
+			// phase measures it: after a flood of junk it still rejects
+			// what it buffered for a second or two.
+			time.Sleep(3 * time.Second)
 			total.add(c)
-			if c.CutOff {
+			if c.CutOff && kind == "nats" {
 				cutOff++
 			}
 			if c.Refused {
@@ -131,8 +141,8 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 		medians[kind] = ratios[len(ratios)/2]
 		t.Logf("%s\n%s flood: median ratio %.2f", strings.Join(report, "\n"), kind, medians[kind])
 	}
-	t.Logf("HTTP: %d accepted, %d answered 429, %d other; NATS: %d junk, %d forbidden publishes, mallory cut off by the server in %d of %d rounds",
-		total.Accepted, total.Limited, total.Other, total.Junk, total.Forbidden, cutOff, rounds)
+	t.Logf("HTTP: %d accepted, %d answered 429, %d other; NATS: %d junk, %d forbidden publishes, mallory cut off in %d of %d rounds, %d of its connections refused",
+		total.Accepted, total.Limited, total.Other, total.Junk, total.Forbidden, cutOff, rounds, total.ConnectRefused)
 	if os.Getenv("PLUGBUS_FLOOD_BOUND") != "" {
 		for kind, m := range medians {
 			if m > 2 {
@@ -186,8 +196,12 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 		}
 		return nil
 	})
-	if refused == 0 {
-		t.Error("the server did not refuse mallory's forbidden publishes")
+	_, body = d.call("GET", "/metrics", "", nil)
+	if got := metric(string(body), `plugbus_identity_quarantines_total{identity="mallory"}`); got == 0 && refused == 0 {
+		t.Error("the server did not refuse mallory's forbidden publishes, and mallory was never quarantined")
+	}
+	if got := metric(string(body), `plugbus_identity_quarantines_total{identity="junker"}`); got != 0 {
+		t.Errorf("junker, which publishes only what it may, was quarantined %d times", got)
 	}
 }
 
@@ -213,6 +227,7 @@ func metric(text, name string) int64 {
 type floodCounts struct {
 	Accepted, Limited, Other, Canceled int64 // HTTP: answered 202, 429, anything else; cut short
 	Junk, Forbidden                    int64 // NATS: junk on a type hello handles; publishes the server refuses
+	ConnectRefused                     int64 // NATS: connections refused (a quarantine)
 	CutOff                             bool  // the server closed the connection
 	Refused                            bool  // the server reported a permission violation
 }
@@ -224,6 +239,7 @@ func (c *floodCounts) add(o floodCounts) {
 	c.Canceled += o.Canceled
 	c.Junk += o.Junk
 	c.Forbidden += o.Forbidden
+	c.ConnectRefused += o.ConnectRefused
 }
 
 // floodEnv names the flood a re-run test binary runs instead of the tests
@@ -282,35 +298,49 @@ func runFlooder(kind string) int {
 	var c floodCounts
 	var accepted, limited, other, canceled, junk, forbidden atomic.Int64
 	switch kind {
-	case "nats":
+	case "nats", "junk":
 		opt, err := nats.NkeyOptionFromSeed(os.Getenv("FLOOD_SEED"))
 		if err != nil {
 			fmt.Println(err)
 			return 1
 		}
 		var refused atomic.Bool
-		nc, err := nats.Connect(os.Getenv("FLOOD_NATS_URL"), opt, nats.Name("mallory"), nats.MaxReconnects(0),
-			nats.CustomInboxPrefix(bus.InboxPrefix("mallory")),
-			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-				if errors.Is(err, nats.ErrPermissionViolation) {
-					refused.Store(true)
-				}
-			}))
-		if err != nil {
-			fmt.Println(err)
-			return 1
+		name := "mallory"
+		if kind == "junk" {
+			name = "junker"
+		}
+		connect := func() (*nats.Conn, error) {
+			return nats.Connect(os.Getenv("FLOOD_NATS_URL"), opt, nats.Name(name), nats.MaxReconnects(0),
+				nats.CustomInboxPrefix(bus.InboxPrefix(name)),
+				nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+					if errors.Is(err, nats.ErrPermissionViolation) {
+						refused.Store(true)
+					}
+				}))
 		}
 		fmt.Println("flooding")
-		for ctx.Err() == nil && !nc.IsClosed() {
-			_ = nc.Publish("plugbus.events.mallory."+greet, []byte("junk"))
-			_ = nc.Publish("plugbus.events.hello.com.example.greet.sent", []byte("forged"))
-			_ = nc.Publish("plugbus.invoke.hello."+greet, []byte("forged"))
-			junk.Add(1)
-			forbidden.Add(2)
+		// An attacker cut off connects again at once, and floods again
+		// when it may.
+		for ctx.Err() == nil {
+			nc, err := connect()
+			if err != nil {
+				c.ConnectRefused++
+				continue
+			}
+			for ctx.Err() == nil && !nc.IsClosed() {
+				_ = nc.Publish("plugbus.events."+name+"."+greet, []byte("junk"))
+				junk.Add(1)
+				if kind == "nats" {
+					_ = nc.Publish("plugbus.events.hello.com.example.greet.sent", []byte("forged"))
+					_ = nc.Publish("plugbus.invoke.hello."+greet, []byte("forged"))
+					forbidden.Add(2)
+				}
+			}
+			if nc.IsClosed() {
+				c.CutOff = true
+			}
+			nc.Close()
 		}
-		<-ctx.Done()
-		c.CutOff = nc.IsClosed()
-		nc.Close()
 		c.Refused = refused.Load()
 	case "http":
 		api := os.Getenv("FLOOD_API")

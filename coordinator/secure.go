@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -35,6 +36,10 @@ type security struct {
 	// users are the users the embedded server accepts: the server asks
 	// them to authenticate each client.
 	users identity.Users
+	// guard quarantines identities the server keeps refusing; srv is the
+	// embedded server, once it runs, for the guard's logger.
+	guard *identity.Guard
+	srv   atomic.Pointer[server.Server]
 
 	mu sync.Mutex // serialises changes of identities and their application
 }
@@ -98,6 +103,8 @@ func (c *Coordinator) setupSecurity(opts *server.Options) error {
 		}
 	}
 	sec.users.RequireClientCert = c.cfg.NATSTLS.On() && c.cfg.NATSTLS.Verify
+	sec.guard = c.newGuard(sec)
+	sec.users.Guard = sec.guard
 	if err := sec.users.Set(nil, sec.nkeyUsers()); err != nil {
 		return err
 	}
@@ -211,9 +218,25 @@ type identityAdmin struct{ c *Coordinator }
 type IdentityView struct {
 	identity.Identity
 	Seed string `json:"seed,omitempty"`
+	// Refusals counts the publishes and subscriptions the server refused
+	// its connections since the coordinator started; Quarantine is its
+	// quarantine in force, if any.
+	Refusals    uint64               `json:"refusals,omitempty"`
+	LastRefused string               `json:"last_refused,omitempty"`
+	Quarantine  *identity.Quarantine `json:"quarantine,omitempty"`
 }
 
-func (a identityAdmin) List() any { return a.c.sec.store.List() }
+// List lists the plugin identities, each with its refusals and its
+// quarantine in force.
+func (a identityAdmin) List() any {
+	stats := a.c.sec.guard.Stats()
+	out := []IdentityView{}
+	for _, id := range a.c.sec.store.List() {
+		s := stats[id.PublicKey]
+		out = append(out, IdentityView{Identity: id, Refusals: s.Refusals, LastRefused: s.Last, Quarantine: s.Quarantine})
+	}
+	return out
+}
 
 func (a identityAdmin) Add(ctx context.Context, name string, handles, answers, emits []string) (any, error) {
 	sec := a.c.sec

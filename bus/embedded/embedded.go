@@ -29,6 +29,9 @@ type Config struct {
 	// options (authentication, TLS, cluster routes...); Listen and StoreDir
 	// are applied on top of it.
 	Options *server.Options
+	// Logger, when set, receives the server's log (server.SetLogger,
+	// without debug or trace); none, the server logs nothing.
+	Logger server.Logger
 	// ReadyTimeout bounds the wait for the server to accept clients;
 	// default 10s.
 	ReadyTimeout time.Duration
@@ -72,6 +75,9 @@ func Start(cfg Config) (*Server, error) {
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: NATS server: %w", err)
+	}
+	if cfg.Logger != nil {
+		ns.SetLogger(cfg.Logger, false, false)
 	}
 	ns.Start()
 	timeout := cfg.ReadyTimeout

@@ -204,6 +204,7 @@ func newPluginsCmd() *cobra.Command {
 			for _, typ := range types {
 				fmt.Fprintf(cmd.OutOrStdout(), "ambiguous: %s is answered by %s; invoke it with --plugin NAME\n", typ, strings.Join(ambiguous[typ], " and "))
 			}
+			printQuarantines(cmd.Context(), cmd.OutOrStdout(), &f)
 			return nil
 		},
 	}
@@ -539,4 +540,32 @@ func publish(ctx context.Context, nc *nats.Conn, prefix string, e *event.Event) 
 		return false, fmt.Errorf("publish: %w", err)
 	}
 	return false, nil
+}
+
+// printQuarantines lists the identities quarantined now, in secure mode
+// (nothing when the coordinator has no identities or the token is not
+// given: the plugins' list stands alone then).
+func printQuarantines(ctx context.Context, w io.Writer, f *clientFlags) {
+	body, err := f.get(ctx, "/v1/identities")
+	if err != nil {
+		return
+	}
+	var ids []struct {
+		Name        string `json:"name"`
+		Refusals    uint64 `json:"refusals"`
+		LastRefused string `json:"last_refused"`
+		Quarantine  *struct {
+			Until  time.Time `json:"until"`
+			Strike int       `json:"strike"`
+		} `json:"quarantine"`
+	}
+	if json.Unmarshal(body, &ids) != nil {
+		return
+	}
+	for _, id := range ids {
+		if q := id.Quarantine; q != nil {
+			fmt.Fprintf(w, "quarantined: %s until %s (strike %d; %d refusals, the last of %q); rotate its key to end it now\n",
+				id.Name, q.Until.Local().Format(time.DateTime), q.Strike, id.Refusals, id.LastRefused)
+		}
+	}
 }

@@ -30,6 +30,8 @@ type Users struct {
 	// present a verified client certificate (the listener's TLS with
 	// verify); in-process connections have none.
 	RequireClientCert bool
+	// Guard, when set, refuses the keys it has quarantined.
+	Guard *Guard
 
 	table atomic.Pointer[map[string]*server.NkeyUser]
 	mu    sync.Mutex // serialises Set
@@ -61,6 +63,11 @@ func (u *Users) Check(c server.ClientAuthentication) bool {
 	}
 	user, ok := (*table)[opts.Nkey]
 	if !ok {
+		return false
+	}
+	// Before the signature's check: a quarantined identity's attempts
+	// cost the server as little as they can.
+	if _, q := u.Guard.Quarantined(opts.Nkey); q {
 		return false
 	}
 	kind := connectionType(c)
@@ -170,6 +177,18 @@ func (u *Users) Set(srv *server.Server, users []*server.NkeyUser) error {
 			if err := srv.DisconnectClientByID(cid); err != nil && srv.GetClient(cid) != nil {
 				errs = append(errs, fmt.Errorf("identity: close connection %d of %s: %w", cid, key, err))
 			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes the connections of the user with key key (which stays a
+// user: a quarantine refuses it meanwhile).
+func (u *Users) Close(srv *server.Server, key string) error {
+	var errs []error
+	for _, cid := range connections(srv, key) {
+		if err := srv.DisconnectClientByID(cid); err != nil && srv.GetClient(cid) != nil {
+			errs = append(errs, fmt.Errorf("identity: close connection %d of %s: %w", cid, key, err))
 		}
 	}
 	return errors.Join(errs...)
