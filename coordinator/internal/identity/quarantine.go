@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -157,23 +156,6 @@ func (g *Guard) Quarantined(key string) (Quarantine, bool) {
 	return Quarantine{Key: key, Since: r.since, Until: r.until, Strike: r.strikes, Subject: r.subject}, true
 }
 
-// Release ends key's quarantine now (an operator's decision); its
-// strikes stay.
-func (g *Guard) Release(key string) bool {
-	if g == nil {
-		return false
-	}
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	r := g.keys[key]
-	if r == nil || !now.Before(r.until) {
-		return false
-	}
-	r.until = now
-	return true
-}
-
 // Stats returns the counts of every key that was refused something.
 func (g *Guard) Stats() map[string]KeyStats {
 	if g == nil {
@@ -302,10 +284,4 @@ func (l *violationLog) key(cid uint64) string {
 	l.keys[cid] = key
 	l.mu.Unlock()
 	return key
-}
-
-// String describes a quarantine for a log line or an error.
-func (q Quarantine) String() string {
-	return fmt.Sprintf("quarantined until %s (%v, strike %d) after %d refusals, the last of %q",
-		q.Until.UTC().Format(time.RFC3339), q.CoolDown().Round(time.Second), q.Strike, q.Refusals, q.Subject)
 }
