@@ -32,8 +32,12 @@ func Emit(ctx context.Context, e *Event) error {
 	if !ok {
 		return fmt.Errorf("%w: Emit needs the context passed to a handler; use Plugin.Publish elsewhere", ErrNotRunning)
 	}
+	trigger, err := d.triggerEvent()
+	if err != nil {
+		return fmt.Errorf("pluginkit: Emit: the event being handled: %w", err)
+	}
 	_, span := d.plugin.startSend(ctx, "publish", e)
-	err := d.plugin.publish(e, d.trigger)
+	err = d.plugin.publish(e, trigger)
 	tracing.End(span, err)
 	return err
 }
@@ -48,7 +52,11 @@ func Invoke(ctx context.Context, e *Event, opts ...InvokeOption) (*Event, error)
 	if !ok {
 		return nil, fmt.Errorf("%w: Invoke needs the context passed to a handler; use Plugin.Invoke elsewhere", ErrNotRunning)
 	}
-	return d.plugin.invoke(ctx, e, d.trigger, opts)
+	trigger, err := d.triggerEvent()
+	if err != nil {
+		return nil, fmt.Errorf("pluginkit: Invoke: the event being handled: %w", err)
+	}
+	return d.plugin.invoke(ctx, e, trigger, opts)
 }
 
 // An InvokeOption configures one [Invoke] or [Plugin.Invoke].
@@ -81,7 +89,11 @@ func (p *Plugin) Publish(e *Event) error {
 // handled, as with [Invoke].
 func (p *Plugin) Invoke(ctx context.Context, e *Event, opts ...InvokeOption) (*Event, error) {
 	if d, ok := ctx.Value(deliveryKey{}).(*delivery); ok && d.plugin == p {
-		return p.invoke(ctx, e, d.trigger, opts)
+		trigger, err := d.triggerEvent()
+		if err != nil {
+			return nil, fmt.Errorf("pluginkit: Invoke: the event being handled: %w", err)
+		}
+		return p.invoke(ctx, e, trigger, opts)
 	}
 	return p.invoke(ctx, e, nil, opts)
 }

@@ -22,6 +22,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plugbus/plugbus/bus"
+	"github.com/plugbus/plugbus/internal/schema"
+	"github.com/plugbus/plugbus/internal/stdioproto"
 	"github.com/plugbus/plugbus/internal/tracing"
 )
 
@@ -89,7 +91,11 @@ type route struct {
 	observeOnly   bool // set by the ObserveOnly option
 	answers       bool // decided in Handle from the pattern and the options
 	schema        string
-	work          chan work // to the route's workers
+	validator     *schema.Validator // the schema's, checking data before the handler runs
+	data          dataHandler       // the stdio short path of a typed handler, or nil
+	replyType     string            // the type of data's answer event, "" for none
+	replySchema   string            // the dataschema of data's answer event
+	work          chan work         // to the route's workers
 	stats         routeStats
 }
 
@@ -561,6 +567,23 @@ type delivery struct {
 	trigger  *Event
 	producer string
 	checked  string // the pattern whose schema the stdio bridge checked the data against
+
+	// On the stdio short path (Plugin.handleData) the event stays the
+	// bytes of its line until a handler asks for it: decoded once, by
+	// triggerEvent, into trigger.
+	raw    []byte
+	decode sync.Once
+	err    error // decoding raw
+}
+
+// triggerEvent returns the event being handled.
+func (d *delivery) triggerEvent() (*Event, error) {
+	if d.raw != nil {
+		d.decode.Do(func() {
+			d.trigger, d.err = stdioproto.DecodeEvent(d.raw)
+		})
+	}
+	return d.trigger, d.err
 }
 
 type deliveryKey struct{}

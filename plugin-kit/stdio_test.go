@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -178,5 +180,106 @@ func TestServeStdioSchemas(t *testing.T) {
 	inW.Close()
 	if err := <-done; err != nil {
 		t.Fatalf("ServeStdio: %v", err)
+	}
+}
+
+// TestServeStdioTyped: typed handlers over the stdio protocol answer as
+// any handler does (the short path of plugin-kit's stdio serving skips
+// building events, and must not show): the same answer as through a
+// middleware, which takes the full path; the request's deadline in the
+// handler's context; Emit linked to the event being handled; an observer's
+// empty answer; a panic as an error.
+func TestServeStdioTyped(t *testing.T) {
+	type request struct {
+		Name string `json:"name"`
+	}
+	type greeting struct {
+		Text string `json:"text"`
+	}
+	deadline := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
+	serve := func(t *testing.T, middleware bool) (send func(typ, data string) stdioLine) {
+		p := pluginkit.New("typed", "1.0.0", pluginkit.WithConcurrency(1))
+		if middleware {
+			p.Use(func(next pluginkit.Handler) pluginkit.Handler { return next })
+		}
+		pluginkit.Answer(p, "com.example.greet.requested", "com.example.greet.sent", func(ctx context.Context, r request) (greeting, error) {
+			if dl, ok := ctx.Deadline(); !ok || !dl.Equal(deadline) {
+				return greeting{}, fmt.Errorf("deadline %v, want %v", dl, deadline)
+			}
+			if r.Name == "panic" {
+				panic("greeter broke")
+			}
+			if err := pluginkit.Emit(ctx, pluginkit.NewEvent("com.example.greet.noted", nil)); err != nil {
+				return greeting{}, err
+			}
+			return greeting{Text: "hello, " + r.Name}, nil
+		})
+		pluginkit.On(p, "com.example.audit.>", func(ctx context.Context, r request) error { return nil })
+		inR, inW := io.Pipe()
+		outR, outW := io.Pipe()
+		done := make(chan error, 1)
+		go func() { done <- p.ServeStdio(context.Background(), inR, outW) }()
+		t.Cleanup(func() {
+			inW.Close()
+			if err := <-done; err != nil {
+				t.Errorf("ServeStdio: %v", err)
+			}
+		})
+		out := bufio.NewScanner(outR)
+		next := func() stdioLine {
+			t.Helper()
+			if !out.Scan() {
+				t.Fatalf("no line from the plugin: %v", out.Err())
+			}
+			var l stdioLine
+			if err := json.Unmarshal(out.Bytes(), &l); err != nil {
+				t.Fatalf("line %s: %v", out.Bytes(), err)
+			}
+			return l
+		}
+		next() // the manifest
+		return func(typ, data string) stdioLine {
+			t.Helper()
+			line := `{"id":"1","producer":"cli","checked":"` + typ + `","event":{"specversion":"1.0","id":"e1","source":"urn:test","type":"` + typ +
+				`","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","deadline":"` + deadline.Format(time.RFC3339Nano) + `","data":` + data + `}}` + "\n"
+			if _, err := io.WriteString(inW, line); err != nil {
+				t.Fatal(err)
+			}
+			if data == `{"name":"Ada"}` && typ == "com.example.greet.requested" {
+				emitted := next()
+				var noted map[string]any
+				if err := json.Unmarshal(emitted.Emit, &noted); err != nil || noted["type"] != "com.example.greet.noted" || noted["causeid"] != "e1" ||
+					noted["traceparent"] != "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" {
+					t.Fatalf("emitted %s (%v), want it linked to e1", emitted.Emit, err)
+				}
+			}
+			return next()
+		}
+	}
+	short, full := serve(t, false), serve(t, true)
+
+	attributes := func(l stdioLine) map[string]any {
+		t.Helper()
+		var a map[string]any
+		if err := json.Unmarshal(l.Event, &a); err != nil || a["id"] == "" || a["time"] == nil {
+			t.Fatalf("answer %+v %s (%v): want an event with an id and a time", l, l.Event, err)
+		}
+		delete(a, "id")
+		delete(a, "time")
+		return a
+	}
+	got, want := attributes(short("com.example.greet.requested", `{"name":"Ada"}`)), attributes(full("com.example.greet.requested", `{"name":"Ada"}`))
+	if !reflect.DeepEqual(got, want) || want["dataschema"] != "urn:plugbus:schema:typed:1.0.0:com.example.greet.sent" {
+		t.Fatalf("answer %v, want %v as through a middleware", got, want)
+	}
+	for _, tc := range []struct{ typ, data string }{
+		{"com.example.audit.login", `{"name":"Ada"}`},
+		{"com.example.greet.requested", `{"name":"panic"}`},
+		{"com.example.greet.requested", `[1]`},
+	} {
+		got, want := short(tc.typ, tc.data), full(tc.typ, tc.data)
+		if got.Event != nil || (got.Error == nil) != (want.Error == nil) || got.Error != nil && *got.Error != *want.Error {
+			t.Errorf("%s %s: got %+v %+v, want %+v %+v as through a middleware", tc.typ, tc.data, got, got.Error, want, want.Error)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 
+	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/internal/schema"
 )
 
@@ -35,12 +36,17 @@ func Answer[Req, Resp any](p *Plugin, typ, replyType string, f func(ctx context.
 		replySchema = types.URI{URL: *u}
 		p.declareSchema(replyType, mustSchema[Resp](p, replyType))
 	}
-	h := HandlerFunc(func(ctx context.Context, e Event) (*Event, error) {
-		req, err := decode[Req](e)
+	// answer is f on an event's data: the handler's core, and all the stdio
+	// short path (handleData) calls.
+	answer := func(ctx context.Context, data []byte) (resp Resp, err error) {
+		req, err := decode[Req](data)
 		if err != nil {
-			return nil, err
+			return resp, err
 		}
-		resp, err := f(ctx, req)
+		return f(ctx, req)
+	}
+	h := HandlerFunc(func(ctx context.Context, e Event) (*Event, error) {
+		resp, err := answer(ctx, e.Data())
 		if err != nil || replyType == "" {
 			return nil, err
 		}
@@ -49,7 +55,24 @@ func Answer[Req, Resp any](p *Plugin, typ, replyType string, f func(ctx context.
 		out.Context.(*event.EventContextV1).DataSchema = &schema
 		return out, nil
 	})
-	p.Handle(typ, h, append([]HandleOption{withSchema(in)}, opts...)...)
+	opts = append([]HandleOption{withSchema(in)}, opts...)
+	// The short path writes the answer's data as JSON, where NewEvent
+	// sends a []byte as it is (and an interface may hold one).
+	var zero Resp
+	if _, isBytes := any(zero).([]byte); replyType == "" || !isBytes && any(zero) != nil && bus.ValidateType(replyType) == nil {
+		opts = append(opts, withData(func(ctx context.Context, data []byte) ([]byte, error) {
+			resp, err := answer(ctx, data)
+			if err != nil || replyType == "" {
+				return nil, err
+			}
+			out, err := json.Marshal(resp)
+			if err != nil {
+				return nil, fmt.Errorf("pluginkit: the answer to %q is not JSON-encodable: %w", typ, err)
+			}
+			return out, nil
+		}, replyType, replySchema.String()))
+	}
+	p.Handle(typ, h, opts...)
 }
 
 // On registers f as the handler of events matching pattern with data of Go
@@ -59,14 +82,19 @@ func Answer[Req, Resp any](p *Plugin, typ, replyType string, f func(ctx context.
 // left to the plugin that answers it.
 func On[T any](p *Plugin, pattern string, f func(ctx context.Context, data T) error, opts ...HandleOption) {
 	in := mustSchema[T](p, pattern)
-	h := HandlerFunc(func(ctx context.Context, e Event) (*Event, error) {
-		data, err := decode[T](e)
+	observe := func(ctx context.Context, data []byte) error {
+		v, err := decode[T](data)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		return nil, f(ctx, data)
+		return f(ctx, v)
+	}
+	h := HandlerFunc(func(ctx context.Context, e Event) (*Event, error) {
+		return nil, observe(ctx, e.Data())
 	})
-	p.Handle(pattern, h, append([]HandleOption{withSchema(in), ObserveOnly()}, opts...)...)
+	p.Handle(pattern, h, append([]HandleOption{withSchema(in), ObserveOnly(), withData(func(ctx context.Context, data []byte) ([]byte, error) {
+		return nil, observe(ctx, data)
+	}, "", "")}, opts...)...)
 }
 
 // Call invokes typ through the running plugin p with req as JSON data and
@@ -96,13 +124,14 @@ func mustSchema[T any](p *Plugin, typ string) *schema.Validator {
 	panic(fmt.Sprintf("pluginkit: schema of %T for %q: %v", zero, typ, err))
 }
 
-// decode decodes e's data, already checked against its schema, into a T.
-func decode[T any](e Event) (T, error) {
-	var data T
-	if err := json.Unmarshal(e.Data(), &data); err != nil {
-		return data, Permanent(fmt.Errorf("data does not decode into %T: %w", data, err))
+// decode decodes an event's data, already checked against its schema,
+// into a T.
+func decode[T any](data []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		return v, Permanent(fmt.Errorf("data does not decode into %T: %w", v, err))
 	}
-	return data, nil
+	return v, nil
 }
 
 // SchemaURI is the URI Plugbus gives the JSON Schema that version version
@@ -118,6 +147,7 @@ func SchemaURI(plugin, version, typ string) string {
 func withSchema(v *schema.Validator) HandleOption {
 	return func(r *route) {
 		r.schema = string(v.Doc())
+		r.validator = v
 		next := r.handler
 		pattern := r.pattern
 		r.handler = HandlerFunc(func(ctx context.Context, e Event) (*Event, error) {
@@ -129,6 +159,17 @@ func withSchema(v *schema.Validator) HandleOption {
 			return next.HandleEvent(ctx, e)
 		})
 	}
+}
+
+// A dataHandler is a typed handler as the stdio short path calls it
+// ([Plugin.handleData]): the event's JSON data in, the answer's JSON data
+// out (nil for an answer without an event).
+type dataHandler func(ctx context.Context, data []byte) ([]byte, error)
+
+// withData gives the route its typed handler's short path, with the type
+// and schema URI of the answer's event ("" for none).
+func withData(h dataHandler, replyType, replySchema string) HandleOption {
+	return func(r *route) { r.data, r.replyType, r.replySchema = h, replyType, replySchema }
 }
 
 // declareSchema records the schema of the data of an emitted type, for the

@@ -34,7 +34,7 @@ func BenchmarkDataCheck(b *testing.B) {
 	b.Run("checked-and-decoded", func(b *testing.B) {
 		p := New("bench", "1.0.0")
 		r := &route{handler: HandlerFunc(func(ctx context.Context, e Event) (*Event, error) {
-			_, err := decode[benchOrder](e)
+			_, err := decode[benchOrder](e.Data())
 			return nil, err
 		})}
 		withSchema(mustSchema[benchOrder](p, "com.example.order.placed"))(r)

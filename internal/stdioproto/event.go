@@ -64,6 +64,16 @@ func DecodeIn(line []byte) (In, *event.Event, error) {
 	if in.ID == "" {
 		return In{}, nil, fmt.Errorf("%w: an event line needs an \"id\"", ErrBadLine)
 	}
+	e, err := DecodeEvent(raw)
+	if err != nil {
+		return in, nil, err
+	}
+	return in, e, nil
+}
+
+// DecodeEvent decodes the event of an event line (In.Event), as the
+// CloudEvents SDK's [event.Event.UnmarshalJSON] would.
+func DecodeEvent(raw []byte) (*event.Event, error) {
 	e, err := decodeEvent(raw, false)
 	if errors.Is(err, errSlow) {
 		e = new(event.Event)
@@ -71,9 +81,9 @@ func DecodeIn(line []byte) (In, *event.Event, error) {
 		err = e.UnmarshalJSON(raw)
 	}
 	if err != nil {
-		return in, nil, err
+		return nil, err
 	}
-	return in, e, nil
+	return e, nil
 }
 
 // decodeOut decodes an answer or an emit line as encoding/json decodes it
@@ -434,7 +444,11 @@ func (s *scanner) raw() ([]byte, error) {
 	start := s.i
 	escaped := false
 	for j := s.i + 1; j < len(s.b); j++ {
-		switch c := s.b[j]; {
+		c := s.b[j]
+		if !stringStops[c] {
+			continue // most bytes: one load and one test
+		}
+		switch {
 		case c == '\\':
 			escaped = true
 			n := escapeLen(s.b[j+1:])
@@ -460,6 +474,16 @@ func (s *scanner) raw() ([]byte, error) {
 	}
 	return nil, s.errAt("unterminated string")
 }
+
+// stringStops marks the bytes raw stops at in a string: the quote, the
+// backslash and the control characters.
+var stringStops = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 // escapeLen returns the length of the valid JSON escape that b starts
 // with, after its backslash, or 0.
@@ -520,7 +544,7 @@ func (s *scanner) skip(depth int) error {
 	}
 	switch c := s.b[s.i]; {
 	case c == '"':
-		_, err := s.str()
+		_, err := s.raw()
 		return err
 	case c == '{':
 		return s.object(func([]byte) error { return s.skip(depth + 1) })

@@ -3,8 +3,10 @@ package wasm_test
 import (
 	"bufio"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,8 +19,8 @@ import (
 // its answers, as the bridge does but without the bus: what a module and
 // its standard input and output cost an event. Rows: examples/wasm-c (C,
 // wasi-libc) and testdata/wasmtest (Go), each compiled with termination
-// checks and without (uninterruptible). cpu-ns/op is this process's CPU
-// per line.
+// checks and without (uninterruptible), and plugins/hello (Go,
+// plugin-kit). cpu-ns/op is this process's CPU per line.
 func BenchmarkModuleAlone(b *testing.B) {
 	const data = `{"name":"Ada Lovelace, who wrote the first program for a machine that did not exist yet"}`
 	line := func(typ string) []byte {
@@ -32,6 +34,10 @@ func BenchmarkModuleAlone(b *testing.B) {
 	}{
 		{"c", buildGreetC, line("com.example.greet.requested")},
 		{"go", func(*testing.B) string { return module }, line("com.example.wasm.greet")},
+		// plugins/hello (plugin-kit), given the line the bridge writes:
+		// its data checked against the schema, a deadline to come.
+		{"hello", buildHello, []byte(strings.NewReplacer(`"producer":"bench"`, `"producer":"bench","checked":"com.example.greet.requested"`,
+			"2026-12-07T05:48:59.123Z", time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)).Replace(string(line("com.example.greet.requested"))))},
 	} {
 		for _, un := range []bool{false, true} {
 			name := m.name
@@ -94,6 +100,17 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// buildHello builds plugins/hello for wasip1.
+func buildHello(b *testing.B) string {
+	out := filepath.Join(b.TempDir(), "hello.wasm")
+	cmd := exec.Command("go", "build", "-o", out, "../../../plugins/hello/cmd/hello")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("GOOS=wasip1 GOARCH=wasm go build ./plugins/hello/cmd/hello: %v\n%s", err, msg)
+	}
+	return out
 }
 
 // buildGreetC builds examples/wasm-c with clang and wasi-libc, or skips.
