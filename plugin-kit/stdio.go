@@ -157,13 +157,9 @@ func (p *Plugin) handleLine(line []byte, w *stdioWriter) {
 	} else if r := p.stdioRoute(e.Type()); r == nil {
 		err = Permanent(fmt.Errorf("plugin %q has no handler for type %q", p.name, e.Type()))
 	} else {
-		ctx := p.handlers
-		if dl, ok := bus.Deadline(e); ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, dl)
-			defer cancel()
-		}
-		ctx = &delivery{Context: ctx, plugin: p, trigger: e, producer: in.Producer, checked: in.Checked}
+		ctx := &delivery{Context: p.handlers, plugin: p, trigger: e, producer: in.Producer, checked: in.Checked}
+		ctx.deadline, _ = bus.Deadline(e)
+		defer ctx.release()
 		if res, err = p.call(ctx, r, e); err != nil {
 			p.log.Warn("handler failed", "type", e.Type(), "id", e.ID(), "producer", in.Producer, "err", err)
 		} else if res != nil {
@@ -193,17 +189,13 @@ func (p *Plugin) handleLine(line []byte, w *stdioWriter) {
 // WebAssembly module that is most of what a line costs. What the handler
 // sees and the line written are those of handleLine's full path.
 func (p *Plugin) handleData(r *route, l stdioproto.Line, w *stdioWriter) {
-	ctx := p.handlers
-	if l.Deadline != "" {
-		if dl, err := types.ToTime(l.Deadline); err == nil {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, dl)
-			defer cancel()
-		}
-	}
 	// The event's bytes are copied: the next line reuses the buffer, and a
 	// handler may emit after it returns.
-	d := &delivery{Context: ctx, plugin: p, producer: l.Producer, checked: l.Checked, raw: bytes.Clone(l.Event)}
+	d := &delivery{Context: p.handlers, plugin: p, producer: l.Producer, checked: l.Checked, raw: bytes.Clone(l.Event)}
+	if l.Deadline != "" {
+		d.deadline, _ = types.ToTime(l.Deadline) // as bus.Deadline reads it
+	}
+	defer d.release()
 	data, err := p.callData(d, r, l)
 	switch {
 	case err != nil:
