@@ -121,6 +121,16 @@ func (c *Coordinator) HTTPURL() string {
 // with an identity, which the registry asks for their STATS by name: they
 // may not hear the discovery requests sent to every service. It returns
 // nil otherwise.
+// onInvalidReported hands plugins' reports of invalid messages to a junk
+// watch in secure mode (see junk.go), where identities can be quarantined.
+func (c *Coordinator) onInvalidReported() func(map[string]uint64) {
+	if c.sec == nil {
+		return nil
+	}
+	w := &junkWatch{c: c}
+	return w.reported
+}
+
 func (c *Coordinator) identityNames() func() []string {
 	if c.sec == nil {
 		return nil
@@ -159,7 +169,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	c.lease = l
 	c.reg = registry.New(registry.Config{
 		Conn: c.nc, Prefix: c.cfg.Prefix, GoneAfter: time.Duration(c.cfg.GoneAfter), Logger: c.log,
-		Names: c.identityNames(), OnChange: c.onRegistryChange,
+		Names: c.identityNames(), OnChange: c.onRegistryChange, OnInvalid: c.onInvalidReported(),
 	})
 	c.catalog = catalog.New(c.reg.Plugins, time.Second)
 	metrics := prometheus.NewRegistry()

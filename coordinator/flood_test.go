@@ -41,7 +41,9 @@ import (
 // connection closed; it connects again at once, back to back, and is
 // refused during its cool-down); and "junker", publishing only junk on
 // that type, which the server may not refuse: every message is stored in
-// the events stream and rejected by hello.
+// the events stream and rejected by hello, until hello's report of it and
+// the coordinator's own watch of junker get junker quarantined too (see
+// TestJunkQuarantine); later rounds' junkers are refused at connect.
 //
 // The machine is shared, so one idle p99 against one flood p99 would
 // measure the neighbours as much as the flood. Instead idle and flood
@@ -66,8 +68,7 @@ import (
 // answers), the rate limit answered 429, every rejection is counted (the
 // 429s in plugbus_http_ingest_errors_total{reason="rate_limited"}, the
 // junk hello rejected in plugbus_plugin_invalid_messages), mallory was
-// refused or quarantined, and junker, refused nothing, was never
-// quarantined.
+// refused or quarantined, and junker was quarantined for its junk.
 func TestFloodDoesNotStarveInvoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("floods the machine for a while")
@@ -200,8 +201,8 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 	if got := metric(string(body), `plugbus_identity_quarantines_total{identity="mallory"}`); got == 0 && refused == 0 {
 		t.Error("the server did not refuse mallory's forbidden publishes, and mallory was never quarantined")
 	}
-	if got := metric(string(body), `plugbus_identity_quarantines_total{identity="junker"}`); got != 0 {
-		t.Errorf("junker, which publishes only what it may, was quarantined %d times", got)
+	if got := metric(string(body), `plugbus_identity_quarantines_total{identity="junker"}`); got == 0 {
+		t.Error("junker, publishing junk, was never quarantined")
 	}
 }
 

@@ -517,7 +517,7 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) (busy b
 	}
 	e, producer, err := p.decode(msg)
 	if err != nil {
-		r.stats.Invalid.Add(1)
+		r.stats.invalid(producer)
 		p.warnInvalid(msg.Subject, err)
 		p.deadLetter(m, msg, err)
 		return

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"runtime/debug"
@@ -105,6 +106,42 @@ type routeStats struct {
 	Handled  atomic.Uint64 `json:"handled"`
 	Failed   atomic.Uint64 `json:"failed"`
 	Invalid  atomic.Uint64 `json:"invalid"`
+
+	// invalidFrom counts the invalid messages by producer (the subject's
+	// token, which NATS permissions vouch for), for the coordinator to
+	// find who sends junk; at most maxInvalidProducers of them.
+	mu          sync.Mutex
+	invalidFrom map[string]uint64
+}
+
+// maxInvalidProducers bounds routeStats.invalidFrom.
+const maxInvalidProducers = 64
+
+// invalid counts an invalid message from producer ("" when its subject
+// does not name one).
+func (s *routeStats) invalid(producer string) {
+	s.Invalid.Add(1)
+	if producer == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.invalidFrom == nil {
+		s.invalidFrom = map[string]uint64{}
+	}
+	if _, ok := s.invalidFrom[producer]; ok || len(s.invalidFrom) < maxInvalidProducers {
+		s.invalidFrom[producer]++
+	}
+}
+
+// invalidBy returns a copy of the counts by producer, nil when there are none.
+func (s *routeStats) invalidBy() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.invalidFrom) == 0 {
+		return nil
+	}
+	return maps.Clone(s.invalidFrom)
 }
 
 // New returns a plugin named name at version version (semantic versioning,
@@ -658,7 +695,7 @@ func (p *Plugin) handle(r *route, msg *nats.Msg, req micro.Request) {
 	}
 	e, producer, err := p.decodeWith(msg, parse)
 	if err != nil {
-		r.stats.Invalid.Add(1)
+		r.stats.invalid(producer)
 		p.warnInvalid(msg.Subject, err)
 		p.respondError(req, bus.CodeBadEvent, err.Error())
 		return
@@ -735,7 +772,8 @@ func (p *Plugin) decode(msg *nats.Msg) (*Event, string, error) {
 
 // decodeWith reads the event and its producer (or caller), with parse
 // splitting the subject, and checks that the type in the subject is the
-// event's type.
+// event's type. With an error it still returns the producer when the
+// subject names one.
 func (p *Plugin) decodeWith(msg *nats.Msg, parse func(prefix, subject string) (string, string, error)) (*Event, string, error) {
 	producer, typ, err := parse(p.prefix, msg.Subject)
 	if err != nil {
@@ -743,10 +781,10 @@ func (p *Plugin) decodeWith(msg *nats.Msg, parse func(prefix, subject string) (s
 	}
 	e, err := bus.Decode(msg)
 	if err != nil {
-		return nil, "", err
+		return nil, producer, err
 	}
 	if e.Type() != typ {
-		return nil, "", &bus.FieldError{Field: "type", Value: e.Type(), Rule: "must equal the type in the subject, " + typ}
+		return nil, producer, &bus.FieldError{Field: "type", Value: e.Type(), Rule: "must equal the type in the subject, " + typ}
 	}
 	return e, producer, nil
 }
@@ -890,17 +928,27 @@ func (p *Plugin) respondError(req micro.Request, code, description string) {
 	}
 }
 
+// endpointCounts is the data of an observing endpoint's micro STATS.
+type endpointCounts struct {
+	Received    uint64            `json:"received"`
+	Handled     uint64            `json:"handled"`
+	Failed      uint64            `json:"failed"`
+	Invalid     uint64            `json:"invalid"`
+	InvalidFrom map[string]uint64 `json:"invalid_from,omitempty"` // by producer
+}
+
 // endpointStats is the data of an endpoint's micro STATS: the counters of
 // its handler, on the observing endpoint only (they count the handler's
 // requests too), so that summing the endpoints counts each event once.
 func (p *Plugin) endpointStats(ep *micro.Endpoint) any {
 	for _, r := range p.routes {
 		if r.subject == ep.Subject {
-			return map[string]uint64{
-				"received": r.stats.Received.Load(),
-				"handled":  r.stats.Handled.Load(),
-				"failed":   r.stats.Failed.Load(),
-				"invalid":  r.stats.Invalid.Load(),
+			return endpointCounts{
+				Received:    r.stats.Received.Load(),
+				Handled:     r.stats.Handled.Load(),
+				Failed:      r.stats.Failed.Load(),
+				Invalid:     r.stats.Invalid.Load(),
+				InvalidFrom: r.stats.invalidBy(),
 			}
 		}
 	}

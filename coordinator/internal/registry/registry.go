@@ -77,6 +77,9 @@ type Counters struct {
 	Handled  uint64 `json:"handled"`
 	Failed   uint64 `json:"failed"`
 	Invalid  uint64 `json:"invalid"`
+	// InvalidFrom counts the invalid messages by producer, as the
+	// handlers report them (unverified: see Config.OnInvalid).
+	InvalidFrom map[string]uint64 `json:"invalid_from,omitempty"`
 }
 
 func (c *Counters) add(o Counters) {
@@ -84,6 +87,12 @@ func (c *Counters) add(o Counters) {
 	c.Handled += o.Handled
 	c.Failed += o.Failed
 	c.Invalid += o.Invalid
+	for producer, n := range o.InvalidFrom {
+		if c.InvalidFrom == nil {
+			c.InvalidFrom = map[string]uint64{}
+		}
+		c.InvalidFrom[producer] += n
+	}
 }
 
 // Plugin groups the instances of one plugin.
@@ -143,7 +152,12 @@ type Config struct {
 	Names func() []string
 	// OnChange hears of instances turning unhealthy (gone) or recovering.
 	OnChange func(Change)
-	Logger   *slog.Logger
+	// OnInvalid hears, after each poll that found some, how many invalid
+	// messages the instances report having had from each producer since
+	// the last poll. Any plugin can say anything in its STATS: these are
+	// leads, not evidence.
+	OnInvalid func(byProducer map[string]uint64)
+	Logger    *slog.Logger
 }
 
 // Registry is the coordinator's list of plugins and instances. It is safe
@@ -155,6 +169,7 @@ type Registry struct {
 	instances map[string]*Instance  // by instance id; only instances whose INFO confirmed them
 	pending   map[string]*announced // instance id -> what a started event said, awaiting INFO; at most maxPending
 	changes   []Change              // for OnChange, once r.mu is released
+	invalid   map[string]uint64     // for OnInvalid, once the poll is done
 	version   uint64                // counts changes to instances (see Version)
 	// answers says who answers what, for Plugins and for Answerers (asked
 	// on every invoke through the HTTP API); rebuilt when answersStale, which
@@ -645,8 +660,13 @@ func (r *Registry) poll(ctx context.Context, answering int, most, goneAfter time
 			r.answersStale = true
 		}
 	}
+	invalid := r.invalid
+	r.invalid = nil
 	r.mu.Unlock()
 	r.notify()
+	if len(invalid) > 0 && r.cfg.OnInvalid != nil {
+		r.cfg.OnInvalid(invalid)
+	}
 }
 
 // update records an instance's STATS answer to a request sent at asked
@@ -668,7 +688,7 @@ func (r *Registry) update(in *Instance, st micro.Stats, asked, now time.Time) {
 	// The answers are compared with the last ones as they are written
 	// over them (an element is compared before the append that replaces
 	// it), so that the answer index is rebuilt only when they change.
-	answered := in.Answers
+	answered, invalidBefore := in.Answers, in.Stats.InvalidFrom
 	in.Handles, in.Answers, in.Stats = in.Handles[:0], in.Answers[:0], Counters{}
 	clear(in.byType)
 	for _, ep := range st.Endpoints {
@@ -697,6 +717,17 @@ func (r *Registry) update(in *Instance, st micro.Stats, asked, now time.Time) {
 	}
 	if len(in.Answers) != len(answered) {
 		r.answersStale = true
+	}
+	for producer, n := range in.Stats.InvalidFrom {
+		if before := invalidBefore[producer]; n > before {
+			n -= before
+		} else if n == before {
+			continue
+		} // else the instance counts afresh: it restarted
+		if r.invalid == nil {
+			r.invalid = map[string]uint64{}
+		}
+		r.invalid[producer] += n
 	}
 	if in.State == Stopped && !asked.After(in.stoppedAt) {
 		return // the answer may predate the stopped event

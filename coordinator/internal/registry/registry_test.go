@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -473,5 +474,63 @@ func TestRegistryWaitsForLateAnswers(t *testing.T) {
 	}
 	if got := seen.types(); len(got) != 0 {
 		t.Errorf("changes %v, want none", got)
+	}
+}
+
+// TestRegistryReportsInvalidByProducer: a plugin counts the invalid
+// messages it gets by producer; the registry hands the counts new since
+// the last poll to OnInvalid, once, and lists them in the instance's
+// stats.
+func TestRegistryReportsInvalidByProducer(t *testing.T) {
+	s := bustest.NewServer(t)
+	var mu sync.Mutex
+	reported := map[string]uint64{}
+	r := runRegistry(t, registry.Config{Conn: bustest.Connect(t, s), Prefix: bus.DefaultPrefix, PollInterval: 100 * time.Millisecond,
+		OnInvalid: func(by map[string]uint64) {
+			mu.Lock()
+			defer mu.Unlock()
+			for producer, n := range by {
+				reported[producer] += n
+			}
+		}})
+	p := pluginkit.New("reader", "1.0.0")
+	p.HandleFunc("com.example.thing.done", noop)
+	servePlugin(t, bustest.Connect(t, s), p)
+	waitFor(t, "reader listed", func() error {
+		if _, ok := find(r, "reader"); !ok {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	nc := bustest.Connect(t, s)
+	send := func(producer string, n int) {
+		for range n {
+			if err := nc.Publish("plugbus.events."+producer+".com.example.thing.done", []byte("junk")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := func() (map[string]uint64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		got := maps.Clone(reported)
+		if got["junker"] != 7 || got["sloppy"] != 2 || len(got) != 2 {
+			return got, fmt.Errorf("reported %v, want junker 7 and sloppy 2", got)
+		}
+		return got, nil
+	}
+	send("junker", 7)
+	send("sloppy", 2)
+	waitFor(t, "the reports", func() error { _, err := total(); return err })
+	time.Sleep(500 * time.Millisecond) // several more polls: nothing new to report
+	if got, err := total(); err != nil {
+		t.Fatalf("after more polls: %v (%v)", got, err)
+	}
+	got, _ := find(r, "reader")
+	if from := got.Instances[0].Stats.InvalidFrom; from["junker"] != 7 || from["sloppy"] != 2 {
+		t.Errorf("instance stats invalid_from %v, want junker 7 and sloppy 2", from)
 	}
 }
