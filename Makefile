@@ -86,7 +86,8 @@ bench:
 	echo "wrote docs/benchmarks.md"
 
 ## fuzz-smoke: each fuzz target for FUZZTIME (the NATS decoder, the HTTP
-## ingest and the rewrite of a WebAssembly module) on top of its seed
+## ingest, the rewrite of a WebAssembly module and plugin-kit's short read
+## of an event line) on top of its seed
 ## corpus, to catch a crash on hostile input
 ## (CI; about 30 s). Longer: make fuzz-smoke FUZZTIME=10m
 FUZZTIME ?= 5s
@@ -94,6 +95,7 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bus/
 	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(FUZZTIME) ./coordinator/internal/api/
 	$(GO) test -run '^$$' -fuzz '^FuzzInstrument$$' -fuzztime $(FUZZTIME) ./coordinator/internal/wasm/
+	$(GO) test -run '^$$' -fuzz '^FuzzScanIn$$' -fuzztime $(FUZZTIME) ./internal/stdioproto/
 
 ## bench-smoke: every benchmark, a few iterations each (one in bench/, whose
 ## iterations start processes), and bench/'s tests, to catch breakage (CI;
