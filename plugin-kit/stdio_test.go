@@ -36,6 +36,28 @@ type stdioLine struct {
 	} `json:"error"`
 }
 
+// serveStdio serves p over pipes: in takes the bridge's lines, next reads
+// the plugin's next line, and done gets ServeStdio's result once in is
+// closed.
+func serveStdio(t *testing.T, p *pluginkit.Plugin) (in *io.PipeWriter, next func() stdioLine, done <-chan error) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	served := make(chan error, 1)
+	go func() { served <- p.ServeStdio(context.Background(), inR, outW) }()
+	out := bufio.NewScanner(outR)
+	return inW, func() stdioLine {
+		t.Helper()
+		if !out.Scan() {
+			t.Fatalf("no line from the plugin: %v", out.Err())
+		}
+		var l stdioLine
+		if err := json.Unmarshal(out.Bytes(), &l); err != nil {
+			t.Fatalf("line %s: %v", out.Bytes(), err)
+		}
+		return l
+	}, served
+}
+
 func TestServeStdio(t *testing.T) {
 	p := pluginkit.New("greeter", "1.0.0", pluginkit.WithEmits("com.example.greet.sent"), pluginkit.WithConcurrency(1))
 	p.HandleFunc("com.example.greet.requested", func(ctx context.Context, e pluginkit.Event) (*pluginkit.Event, error) {
@@ -55,22 +77,7 @@ func TestServeStdio(t *testing.T) {
 		panic("audit broke")
 	})
 
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- p.ServeStdio(context.Background(), inR, outW) }()
-	out := bufio.NewScanner(outR)
-	next := func() stdioLine {
-		t.Helper()
-		if !out.Scan() {
-			t.Fatalf("no line from the plugin: %v", out.Err())
-		}
-		var l stdioLine
-		if err := json.Unmarshal(out.Bytes(), &l); err != nil {
-			t.Fatalf("line %s: %v", out.Bytes(), err)
-		}
-		return l
-	}
+	inW, next, done := serveStdio(t, p)
 	send := func(id, typ, data string) {
 		t.Helper()
 		line := `{"id":"` + id + `","producer":"cli","event":{"specversion":"1.0","id":"e` + id + `","source":"urn:test","type":"` + typ + `","datacontenttype":"application/json","data":` + data + `}}` + "\n"
@@ -143,22 +150,7 @@ func TestServeStdioSchemas(t *testing.T) {
 	pluginkit.Answer(p, "com.example.greet.requested", "com.example.greet.sent", func(ctx context.Context, r request) (map[string]string, error) {
 		return map[string]string{"text": "hello, " + r.Name}, nil
 	})
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- p.ServeStdio(context.Background(), inR, outW) }()
-	out := bufio.NewScanner(outR)
-	next := func() stdioLine {
-		t.Helper()
-		if !out.Scan() {
-			t.Fatalf("no line from the plugin: %v", out.Err())
-		}
-		var l stdioLine
-		if err := json.Unmarshal(out.Bytes(), &l); err != nil {
-			t.Fatalf("line %s: %v", out.Bytes(), err)
-		}
-		return l
-	}
+	inW, next, done := serveStdio(t, p)
 	m := next().Manifest
 	if m == nil || !strings.Contains(string(m.Schemas["com.example.greet.requested"]), `"name"`) {
 		t.Fatalf("manifest %+v: want the request's schema", m)
@@ -215,28 +207,13 @@ func TestServeStdioTyped(t *testing.T) {
 			return greeting{Text: "hello, " + r.Name}, nil
 		})
 		pluginkit.On(p, "com.example.audit.>", func(ctx context.Context, r request) error { return nil })
-		inR, inW := io.Pipe()
-		outR, outW := io.Pipe()
-		done := make(chan error, 1)
-		go func() { done <- p.ServeStdio(context.Background(), inR, outW) }()
+		inW, next, done := serveStdio(t, p)
 		t.Cleanup(func() {
 			inW.Close()
 			if err := <-done; err != nil {
 				t.Errorf("ServeStdio: %v", err)
 			}
 		})
-		out := bufio.NewScanner(outR)
-		next := func() stdioLine {
-			t.Helper()
-			if !out.Scan() {
-				t.Fatalf("no line from the plugin: %v", out.Err())
-			}
-			var l stdioLine
-			if err := json.Unmarshal(out.Bytes(), &l); err != nil {
-				t.Fatalf("line %s: %v", out.Bytes(), err)
-			}
-			return l
-		}
 		next() // the manifest
 		return func(typ, data string) stdioLine {
 			t.Helper()
