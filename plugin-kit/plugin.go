@@ -67,6 +67,9 @@ type Plugin struct {
 	cancel    context.CancelFunc
 
 	stdio *stdioWriter // set while served over the stdio protocol
+	// stdioShort: some handler takes the stdio short path (handleData),
+	// so lines are read for it first.
+	stdioShort bool
 
 	invalid invalidWarnings // rate limit of the warnings about invalid messages
 

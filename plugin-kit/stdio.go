@@ -81,6 +81,9 @@ func (p *Plugin) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) (e
 		} else {
 			m.Handles = append(m.Handles, r.pattern)
 		}
+		if r.data != nil && len(p.middleware) == 0 && p.tracer == nil {
+			p.stdioShort = true
+		}
 	}
 	if err := w.write(stdioproto.Out{Manifest: &m}); err != nil {
 		return fmt.Errorf("pluginkit: plugin %q: writing the manifest: %w", p.name, err)
@@ -140,10 +143,12 @@ func (p *Plugin) handleLine(line []byte, w *stdioWriter) {
 	if len(bytes.TrimSpace(line)) == 0 {
 		return
 	}
-	if l, ok := stdioproto.ScanIn(line); ok {
-		if r := p.stdioRoute(l.Type); r != nil && r.data != nil && len(p.middleware) == 0 && p.tracer == nil {
-			p.handleData(r, l, w)
-			return
+	if p.stdioShort {
+		if l, ok := stdioproto.ScanIn(line); ok {
+			if r := p.stdioRoute(l.Type); r != nil && r.data != nil {
+				p.handleData(r, l, w)
+				return
+			}
 		}
 	}
 	in, e, err := stdioproto.DecodeIn(line)
