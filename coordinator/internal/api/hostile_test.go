@@ -149,6 +149,45 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestRateLimitHoldsRefusals: a client sending back to back over its rate
+// gets its 429s held until its bucket would let a request through, so it
+// makes about its rate in requests, not as many as it can send; the
+// server answers others meanwhile.
+func TestRateLimitHoldsRefusals(t *testing.T) {
+	e := newEnv(t, func(c *api.Config) {
+		c.Token = "t"
+		c.RateLimit, c.RateBurst = 10, 1
+	})
+	good := []byte(`{"specversion":"1.0","id":"r","source":"urn:test","type":"com.example.ok"}`)
+	var accepted, limited, other int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for start := time.Now(); time.Since(start) < time.Second; {
+			switch e.do("POST", "/v1/events", merge(structured(), bearer("t")), good).status {
+			case http.StatusAccepted:
+				accepted++
+			case http.StatusTooManyRequests:
+				limited++
+			default:
+				other++
+			}
+		}
+	}()
+	for range 5 {
+		if r := e.do("GET", "/healthz", nil, nil); r.status != http.StatusOK {
+			t.Errorf("GET /healthz during the flood: %d %s", r.status, r.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	<-done
+	// 10 a second: about 10 accepted and 10 refused, each refusal held
+	// until the next token; answered at once, thousands.
+	if accepted == 0 || limited == 0 || other != 0 || accepted+limited > 40 {
+		t.Errorf("back to back for 1s: %d accepted, %d answered 429, %d other; want about 10 of each, at most 40 in all", accepted, limited, other)
+	}
+}
+
 // syncLog is a log destination safe for the handlers' goroutines.
 type syncLog struct {
 	mu sync.Mutex
