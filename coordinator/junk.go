@@ -23,6 +23,9 @@ import (
 // report of junk from it.
 const junkWatchFor = 10 * time.Second
 
+// watchPending bounds the messages a watch holds unread.
+const watchPending = 1024
+
 // junkWatch watches reported producers, one watch per producer at a time.
 type junkWatch struct {
 	c *Coordinator
@@ -91,6 +94,11 @@ func (w *junkWatch) watch(producer, key string) {
 			return
 		}
 		subs = append(subs, sub)
+		// A sample is enough: during a flood, what the watch cannot read
+		// in time is dropped instead of queued.
+		if err := sub.SetPendingLimits(watchPending, watchPending*1024); err != nil {
+			c.log.Warn("junk: could not bound the watch's queue", "producer", producer, "err", err)
+		}
 	}
 	c.log.Info("junk: plugins report invalid messages from a producer; watching what it publishes", "producer", producer, "for", junkWatchFor.String())
 	deadline := time.After(junkWatchFor)
