@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
@@ -34,8 +35,19 @@ type Users struct {
 	Guard *Guard
 
 	table atomic.Pointer[map[string]*server.NkeyUser]
-	mu    sync.Mutex // serialises Set
+	mu    sync.Mutex   // serialises Set
+	held  atomic.Int32 // quarantined connects being held (see refusalHold)
 }
+
+// A quarantined identity's connect is held for refusalHold before it is
+// refused: a client connecting again back to back, as a flooder cut off
+// does, then costs the server a few connections a second instead of
+// hundreds. At most maxHeldRefusals are held at a time (each holds only
+// its own connection's goroutine); more are refused at once.
+const (
+	refusalHold     = 250 * time.Millisecond
+	maxHeldRefusals = 256
+)
 
 // nkeyClient is what nats-server's clients offer beyond
 // server.ClientAuthentication: taking the user they authenticated as.
@@ -68,6 +80,10 @@ func (u *Users) Check(c server.ClientAuthentication) bool {
 	// Before the signature's check: a quarantined identity's attempts
 	// cost the server as little as they can.
 	if _, q := u.Guard.Quarantined(opts.Nkey); q {
+		if u.held.Add(1) <= maxHeldRefusals {
+			time.Sleep(refusalHold)
+		}
+		u.held.Add(-1)
 		return false
 	}
 	kind := connectionType(c)

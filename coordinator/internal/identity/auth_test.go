@@ -197,3 +197,36 @@ func TestUsersCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestUsersHoldQuarantinedConnects: a quarantined key's connect is refused
+// after a hold (a flooder connecting again back to back is slowed), while
+// other keys connect at once.
+func TestUsersHoldQuarantinedConnects(t *testing.T) {
+	bad, good := newTestUser(t), newTestUser(t)
+	guard := identity.NewGuard(identity.Policy{Refusals: 1, Window: time.Minute, CoolDown: time.Minute, MaxCoolDown: time.Minute}, nil)
+	users := &identity.Users{Guard: guard}
+	if err := users.Set(nil, []*server.NkeyUser{{Nkey: bad.pub}, {Nkey: good.pub}}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := embedded.Start(embedded.Config{Listen: "127.0.0.1:0", Options: &server.Options{CustomClientAuthentication: users, AlwaysEnableNonce: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	guard.Refused(bad.pub, "plugbus.events.other.x")
+	start := time.Now()
+	if nc, err := nats.Connect(srv.ClientURL(), bad.option(), nats.MaxReconnects(0)); !errors.Is(err, nats.ErrAuthorization) {
+		if err == nil {
+			nc.Close()
+		}
+		t.Fatalf("quarantined key: %v, want an authorization violation", err)
+	}
+	if held := time.Since(start); held < 200*time.Millisecond {
+		t.Errorf("quarantined key refused after %v, want it held first", held)
+	}
+	nc, err := nats.Connect(srv.ClientURL(), good.option(), nats.MaxReconnects(0))
+	if err != nil {
+		t.Fatalf("another key: %v", err)
+	}
+	nc.Close()
+}
