@@ -172,6 +172,27 @@ func extensionHeader(name string) string {
 	return HeaderPrefix + name
 }
 
+// DecodeFrom reads the event msg carries as a plugin reads what it
+// receives: parse splits msg's subject under prefix into the producer (or
+// caller) and the type ([ParseDurableSubject], [ParseInvokeSubject]),
+// [Decode] reads the event, and its type must be the subject's. With an
+// error it still returns the producer when the subject names one, so
+// that the message can be counted against its sender.
+func DecodeFrom(msg *nats.Msg, prefix string, parse func(prefix, subject string) (producer, typ string, err error)) (*event.Event, string, error) {
+	producer, typ, err := parse(prefix, msg.Subject)
+	if err != nil {
+		return nil, "", err
+	}
+	e, err := Decode(msg)
+	if err != nil {
+		return nil, producer, err
+	}
+	if e.Type() != typ {
+		return nil, producer, &FieldError{Field: "type", Value: e.Type(), Rule: "must equal the type in the subject, " + typ}
+	}
+	return e, producer, nil
+}
+
 // Decode reads the CloudEvent carried by msg and checks it with [Validate].
 // It accepts binary content mode (ce- headers, matched case-insensitively),
 // structured content mode (Content-Type application/cloudevents...), and what

@@ -779,3 +779,28 @@ func TestMessageBinding(t *testing.T) {
 		t.Errorf("ReadEncoding(no headers): got %v, want %v", got, binding.EncodingUnknown)
 	}
 }
+
+// TestDecodeFrom: the event and its producer from an events subject; an
+// event of another type than the subject's is refused; and a message that
+// is no event still names its producer, so it can be counted against it.
+func TestDecodeFrom(t *testing.T) {
+	msg := &nats.Msg{Subject: "plugbus.events.alice.a.b"}
+	if err := bus.Encode(newEvent("1", "a.b"), msg); err != nil {
+		t.Fatal(err)
+	}
+	e, producer, err := bus.DecodeFrom(msg, "plugbus", bus.ParseDurableSubject)
+	if err != nil || producer != "alice" || e.ID() != "1" {
+		t.Fatalf("got %v from %q, %v; want event 1 from alice", e, producer, err)
+	}
+	msg.Subject = "plugbus.events.alice.c.d"
+	if _, producer, err := bus.DecodeFrom(msg, "plugbus", bus.ParseDurableSubject); !errors.Is(err, bus.ErrInvalidEvent) || producer != "alice" || !strings.Contains(err.Error(), "c.d") {
+		t.Errorf("type a.b on c.d's subject: %q, %v; want an invalid event naming c.d, from alice", producer, err)
+	}
+	junk := &nats.Msg{Subject: "plugbus.events.mallory.a.b", Data: []byte("junk")}
+	if _, producer, err := bus.DecodeFrom(junk, "plugbus", bus.ParseDurableSubject); err == nil || producer != "mallory" {
+		t.Errorf("junk: %q, %v; want an error, from mallory", producer, err)
+	}
+	if _, producer, err := bus.DecodeFrom(&nats.Msg{Subject: "elsewhere"}, "plugbus", bus.ParseDurableSubject); err == nil || producer != "" {
+		t.Errorf("another subject: %q, %v; want an error and no producer", producer, err)
+	}
+}

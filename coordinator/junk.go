@@ -71,7 +71,7 @@ func (w *junkWatch) watch(producer, key string) {
 	c, sec := w.c, w.c.sec
 	prefix := c.cfg.Prefix
 	check := func(msg *nats.Msg, parse func(prefix, subject string) (string, string, error)) {
-		if err := checkEvent(prefix, msg, parse); err != nil {
+		if _, _, err := bus.DecodeFrom(msg, prefix, parse); err != nil {
 			sec.guard.Refused(key, msg.Subject+" (not a valid event: "+bus.Quote(err.Error())+")")
 		}
 	}
@@ -114,21 +114,4 @@ func (w *junkWatch) watch(producer, key string) {
 			}
 		}
 	}
-}
-
-// checkEvent checks msg as a plugin reads it: a valid event whose type is
-// the subject's.
-func checkEvent(prefix string, msg *nats.Msg, parse func(prefix, subject string) (string, string, error)) error {
-	_, typ, err := parse(prefix, msg.Subject)
-	if err != nil {
-		return err
-	}
-	e, err := bus.Decode(msg)
-	if err != nil {
-		return err
-	}
-	if e.Type() != typ {
-		return &bus.FieldError{Field: "type", Value: e.Type(), Rule: "must equal the type in the subject, " + typ}
-	}
-	return nil
 }

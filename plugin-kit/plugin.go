@@ -767,29 +767,15 @@ func (p *Plugin) reply(req micro.Request, out *nats.Msg, trigger *Event) {
 	}
 }
 
-// decode reads an event from the events stream or an events subject; see
-// [Plugin.decodeWith].
+// decode reads an event from the events stream or an events subject.
 func (p *Plugin) decode(msg *nats.Msg) (*Event, string, error) {
 	return p.decodeWith(msg, bus.ParseDurableSubject)
 }
 
-// decodeWith reads the event and its producer (or caller), with parse
-// splitting the subject, and checks that the type in the subject is the
-// event's type. With an error it still returns the producer when the
-// subject names one.
+// decodeWith reads the event and its producer (or caller) with
+// [bus.DecodeFrom], parse splitting the subject.
 func (p *Plugin) decodeWith(msg *nats.Msg, parse func(prefix, subject string) (string, string, error)) (*Event, string, error) {
-	producer, typ, err := parse(p.prefix, msg.Subject)
-	if err != nil {
-		return nil, "", err
-	}
-	e, err := bus.Decode(msg)
-	if err != nil {
-		return nil, producer, err
-	}
-	if e.Type() != typ {
-		return nil, producer, &bus.FieldError{Field: "type", Value: e.Type(), Rule: "must equal the type in the subject, " + typ}
-	}
-	return e, producer, nil
+	return bus.DecodeFrom(msg, p.prefix, parse)
 }
 
 // call runs the handler, turning a panic into an error. With tracing on,

@@ -260,6 +260,9 @@ func extensionName(key []byte) bool {
 // jsonMedia reports whether the content type ct is JSON, as the SDK reads
 // it.
 func jsonMedia(ct string) bool {
+	if ct == event.ApplicationJSON {
+		return true // the usual one, without lowering its case
+	}
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}

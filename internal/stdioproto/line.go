@@ -67,7 +67,8 @@ func scanEvent(s *scanner, l *Line) error {
 	n := 0
 	err := s.object(func(key []byte) error {
 		bit := attributeBit(key)
-		if bit == 0 {
+		switch {
+		case bit == 0: // an extension
 			if !extensionName(key) || n == len(exts) {
 				return errSlow
 			}
@@ -78,32 +79,34 @@ func scanEvent(s *scanner, l *Line) error {
 			}
 			exts[n] = key
 			n++
-		} else if seen&bit != 0 {
+		case seen&bit != 0:
 			return errSlow
-		}
-		seen |= bit
-		if bit == dataBit {
+		case bit == dataBit:
+			seen |= bit
 			v, err := s.value()
 			l.Data = v
 			return err
 		}
+		seen |= bit
 		v, err := s.raw()
 		if err != nil {
 			return err
 		}
-		switch string(key) {
-		case "specversion":
+		switch bit {
+		case specBit:
 			spec = v
-		case "id":
+		case idBit:
 			l.EventID = string(v)
-		case "source":
+		case sourceBit:
 			source = v
-		case "type":
+		case typeBit:
 			l.Type = string(v)
-		case "datacontenttype":
+		case contentTypeBit:
 			contentType = v
-		case "deadline":
-			l.Deadline = string(v)
+		case 0:
+			if string(key) == "deadline" {
+				l.Deadline = string(v)
+			}
 		}
 		return nil
 	})
@@ -111,41 +114,52 @@ func scanEvent(s *scanner, l *Line) error {
 		return err
 	}
 	if string(spec) != event.CloudEventsVersionV1 || l.EventID == "" || len(source) == 0 || l.Type == "" ||
-		contentType != nil && string(contentType) != event.ApplicationJSON && !jsonMedia(string(contentType)) ||
+		contentType != nil && !jsonMedia(string(contentType)) ||
 		l.Data != nil && l.Data[0] != '{' && l.Data[0] != '[' {
 		return errSlow
 	}
 	return nil
 }
 
+// The bits scanEvent marks the attributes it has seen with.
+const (
+	specBit = 1 << iota
+	idBit
+	sourceBit
+	typeBit
+	contentTypeBit
+	schemaBit
+	subjectBit
+	timeBit
+	dataBit
+)
+
 // attributeBit gives each CloudEvents 1.0 attribute ScanIn reads, and
-// data, a bit of its own, and anything else 0 (data_base64 is not on the
-// short path).
+// data, its bit, and anything else 0 (data_base64 is not on the short
+// path).
 func attributeBit(key []byte) uint16 {
 	switch string(key) {
 	case "specversion":
-		return 1 << 0
+		return specBit
 	case "id":
-		return 1 << 1
+		return idBit
 	case "source":
-		return 1 << 2
+		return sourceBit
 	case "type":
-		return 1 << 3
+		return typeBit
 	case "datacontenttype":
-		return 1 << 4
+		return contentTypeBit
 	case "dataschema":
-		return 1 << 5
+		return schemaBit
 	case "subject":
-		return 1 << 6
+		return subjectBit
 	case "time":
-		return 1 << 7
+		return timeBit
 	case "data":
 		return dataBit
 	}
 	return 0
 }
-
-const dataBit = 1 << 8
 
 // A DataEvent is a result event written by [AppendDataAnswer]: JSON data
 // and the attributes a plugin sets on a result.
