@@ -58,14 +58,13 @@ import (
 // API and hello (reading, parsing and refusing every request and message)
 // is paid on this machine at full priority.
 //
-// The issue asks for at most 2x. The test asserts it only with
-// PLUGBUS_FLOOD_BOUND=1: on a 2-core machine shared with other work (load
-// average 12-20) the HTTP flood's ratio still swings between 1x and 20x
-// from run to run, and a flood of junk an identity may publish is not
-// bounded by anything but how fast the server reads it;
+// The issue asks for at most 2x, and the test asserts it: when a kind's
+// median is over 2x it is measured again (another set of rounds), and the
+// test fails only when that median is over 2x too, as a burst of other
+// work on a shared machine can spoil three rounds of five.
 // docs/operating.md (Security) gives the figures.
 //
-// What it asserts always: nothing crashed (hello was never restarted, and
+// It asserts too that nothing crashed (hello was never restarted, and
 // answers), the rate limit answered 429, every rejection is counted (the
 // 429s in plugbus_http_ingest_errors_total{reason="rate_limited"}, the
 // junk hello rejected in plugbus_plugin_invalid_messages), mallory was
@@ -108,8 +107,10 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 	var total floodCounts
 	var cutOff, refused int // rounds in which the server closed mallory's connection, and told it of refusals
 	const rounds, n = 5, 200
-	medians := map[string]float64{}
-	for _, kind := range []string{"http", "nats", "junk"} {
+	// measure runs rounds of idle and flood phases of one kind of flood,
+	// logs each round, and returns the median of the rounds' ratios.
+	measure := func(kind string) float64 {
+		t.Helper()
 		var ratios []float64
 		var report []string
 		for r := range rounds {
@@ -140,18 +141,23 @@ func TestFloodDoesNotStarveInvoke(t *testing.T) {
 			report = append(report, fmt.Sprintf("%s round %d: idle p99 %v, flood p99 %v, ratio %.2f", kind, r+1, idle, flooded, ratio))
 		}
 		slices.Sort(ratios)
-		medians[kind] = ratios[len(ratios)/2]
-		t.Logf("%s\n%s flood: median ratio %.2f", strings.Join(report, "\n"), kind, medians[kind])
+		median := ratios[len(ratios)/2]
+		t.Logf("%s\n%s flood: median ratio %.2f", strings.Join(report, "\n"), kind, median)
+		return median
 	}
-	t.Logf("HTTP: %d accepted, %d answered 429, %d other; NATS: %d junk, %d forbidden publishes, mallory cut off in %d of %d rounds, %d of its connections refused",
-		total.Accepted, total.Limited, total.Other, total.Junk, total.Forbidden, cutOff, rounds, total.ConnectRefused)
-	if os.Getenv("PLUGBUS_FLOOD_BOUND") != "" {
-		for kind, m := range medians {
-			if m > 2 {
-				t.Errorf("under the %s flood hello's invoke p99 is %.2fx its idle p99 (median over %d rounds), want at most 2x", kind, m, rounds)
+	for _, kind := range []string{"http", "nats", "junk"} {
+		// A neighbour's burst of work can outlast three of five rounds, so
+		// a median over 2x is measured once more before it counts: a flood
+		// that starves hello does so in both measurements.
+		if m := measure(kind); m > 2 {
+			t.Logf("%s flood: median %.2fx over the bound, measuring again", kind, m)
+			if m := measure(kind); m > 2 {
+				t.Errorf("under the %s flood hello's invoke p99 is %.2fx its idle p99 (median over %d rounds, twice), want at most 2x", kind, m, rounds)
 			}
 		}
 	}
+	t.Logf("HTTP: %d accepted, %d answered 429, %d other; NATS: %d junk, %d forbidden publishes, mallory cut off in %d rounds, %d of its connections refused",
+		total.Accepted, total.Limited, total.Other, total.Junk, total.Forbidden, cutOff, total.ConnectRefused)
 	if total.Other != 0 {
 		t.Errorf("%d flood requests were answered neither 202 nor 429", total.Other)
 	}
