@@ -32,7 +32,7 @@ import (
 //     benchPublishers goroutines) and each event is acknowledged with a
 //     double ack by one of 16 workers, fed by Consume with 16 messages
 //     pulled at a time (plugin-kit holds as many as it has workers, and
-//     pulls as many again ahead of them while its handlers are quick).
+//     pulls up to 8 per worker ahead of them while its handlers are quick).
 //   - pluginkit: each event published with bus.PublishDurable (waiting for
 //     the stream's acknowledgement, as every Plugbus publisher does) from
 //     benchPublishers goroutines, and a durable plugin (plugin-kit's
