@@ -79,12 +79,14 @@ func mediaType(ct string) string {
 
 // readBody reads the whole body, at most cfg.MaxBodyBytes of it.
 func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
-	tooLarge := &apiError{
-		status: http.StatusRequestEntityTooLarge, reason: reasonTooLarge,
-		msg: fmt.Sprintf("request body is larger than the limit of %d bytes; send smaller events or split the batch", s.cfg.MaxBodyBytes),
+	tooLarge := func() *apiError { // made only when needed: most bodies are not
+		return &apiError{
+			status: http.StatusRequestEntityTooLarge, reason: reasonTooLarge,
+			msg: fmt.Sprintf("request body is larger than the limit of %d bytes; send smaller events or split the batch", s.cfg.MaxBodyBytes),
+		}
 	}
 	if r.ContentLength > s.cfg.MaxBodyBytes {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	// A body trickling in is cut off: a client may not hold a handler for
 	// longer than BodyTimeout by sending slowly.
@@ -101,7 +103,7 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiE
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, tooLarge
+			return nil, tooLarge()
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, &apiError{status: http.StatusRequestTimeout, reason: reasonBadRequest, msg: fmt.Sprintf("the request body did not arrive within %v; send it at once", s.cfg.BodyTimeout)}
