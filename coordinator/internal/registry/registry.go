@@ -178,9 +178,15 @@ type Registry struct {
 	answers      answerIndex
 	answersStale bool
 
-	wake     chan struct{} // tells confirm that pending has ids
-	ignored  throttle      // log lines about lifecycle events not believed
-	notifyMu sync.Mutex    // held while handing changes to OnChange, in order
+	wake chan struct{} // tells confirm that pending has ids
+	// dropped says a started event was dropped (pending was full) since
+	// the last poll began, and lastStarted is when the last started event
+	// came: once they stop coming and pending is empty, the next poll is
+	// due at once (see waitForPoll).
+	dropped     bool
+	lastStarted time.Time
+	ignored     throttle   // log lines about lifecycle events not believed
+	notifyMu    sync.Mutex // held while handing changes to OnChange, in order
 }
 
 // announced is an instance a started event named, awaiting its INFO.
@@ -191,8 +197,17 @@ type announced struct {
 
 // maxPending bounds the instance ids announced by started events that
 // wait for their INFO answer. Beyond it, started events are dropped (and
-// counted in the log): a real instance is still found by the next poll.
+// counted in the log): a real instance is still found by the next poll,
+// which comes early, catchUpQuiet after the last started event, once
+// every pending id is answered.
 const maxPending = 256
+
+// catchUpQuiet is how long no started event must come, after some were
+// dropped, before the next poll is due at once: instances starting by
+// thousands are then all up, and the poll lists those whose started
+// events were dropped instead of leaving them to a poll up to seconds
+// later (PollRate spaces polls 5 s apart at 10,000 instances).
+const catchUpQuiet = 300 * time.Millisecond
 
 // New returns a registry; call [Registry.Run] to fill it.
 func New(cfg Config) *Registry {
@@ -252,12 +267,33 @@ func (r *Registry) Run(ctx context.Context) error {
 		start := time.Now()
 		every, goneAfter, answering := r.pace()
 		r.poll(ctx, answering, max(gatherMost, every), goneAfter)
-		wait := time.NewTimer(every - time.Since(start))
+		if !r.waitForPoll(ctx, every-time.Since(start)) {
+			return nil
+		}
+	}
+}
+
+// waitForPoll waits d for the next poll, or less when started events were
+// dropped and have stopped coming (see catchUpQuiet), and reports whether
+// ctx is still live.
+func (r *Registry) waitForPoll(ctx context.Context, d time.Duration) bool {
+	wait := time.NewTimer(d)
+	defer wait.Stop()
+	check := time.NewTicker(catchUpQuiet / 3)
+	defer check.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			wait.Stop()
-			return nil
+			return false
 		case <-wait.C:
+			return true
+		case <-check.C:
+			r.mu.Lock()
+			due := r.dropped && len(r.pending) == 0 && time.Since(r.lastStarted) >= catchUpQuiet
+			r.mu.Unlock()
+			if due {
+				return true
+			}
 		}
 	}
 }
@@ -397,6 +433,7 @@ func (r *Registry) onStarted(msg *nats.Msg) {
 		return
 	}
 	r.mu.Lock()
+	r.lastStarted = time.Now()
 	cur := r.instances[in.ID]
 	switch {
 	case cur != nil && cur.Plugin != producer:
@@ -411,6 +448,7 @@ func (r *Registry) onStarted(msg *nats.Msg) {
 		r.mu.Unlock()
 		return
 	case len(r.pending) >= maxPending:
+		r.dropped = true
 		r.mu.Unlock()
 		r.ignore("too many started events awaiting confirmation by discovery; dropped one (the next poll still finds a real instance)", msg.Subject, "producer", producer, "instance", in.ID, "pending", maxPending)
 		return
@@ -612,6 +650,9 @@ func (r *Registry) notify() {
 // those silent for longer than goneAfter.
 func (r *Registry) poll(ctx context.Context, answering int, most, goneAfter time.Duration) {
 	start := time.Now()
+	r.mu.Lock()
+	r.dropped = false // this poll finds the instances whose started events were dropped until now
+	r.mu.Unlock()
 	var names []string
 	if r.cfg.Names != nil {
 		names = r.cfg.Names()

@@ -278,3 +278,84 @@ func TestRegistryRevivesAStoppedInstanceThatStillAnswers(t *testing.T) {
 		t.Errorf("changes %v, want none", got)
 	}
 }
+
+// pollsLogged signals on polled each time the registry logs the end of a
+// discovery poll.
+type pollsLogged struct{ polled chan struct{} }
+
+func (l pollsLogged) Enabled(context.Context, slog.Level) bool { return true }
+func (l pollsLogged) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l pollsLogged) WithGroup(string) slog.Handler            { return l }
+func (l pollsLogged) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Message == "discovery poll" {
+		select {
+		case l.polled <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// TestRegistryPollsAfterDroppedStartedEvents checks that instances whose
+// started events were dropped, because the ids awaiting confirmation
+// were too many, are listed soon after the started events stop coming,
+// not at the next regular poll (an hour away here): ids announced by
+// started events whose INFO requests are held unanswered fill the set,
+// the real instances' started events are then dropped, and once the held
+// requests are answered the registry polls at once and lists them.
+func TestRegistryPollsAfterDroppedStartedEvents(t *testing.T) {
+	s := bustest.NewServer(t)
+	nc := bustest.Connect(t, s)
+	logs := pollsLogged{polled: make(chan struct{}, 1)}
+	r := runRegistry(t, registry.Config{Conn: bustest.Connect(t, s), Prefix: bus.DefaultPrefix,
+		PollInterval: time.Hour, GoneAfter: time.Hour, Logger: slog.New(logs)})
+	select {
+	case <-logs.polled: // the first poll, at start, found nothing
+	case <-time.After(30 * time.Second):
+		t.Fatal("the registry did not poll at start")
+	}
+
+	// The INFO requests about the "slow" plugin's instances are held
+	// until release is closed, then answered with nothing of use.
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	answerHeld := func() { releaseOnce.Do(func() { close(release) }) }
+	var held sync.WaitGroup
+	if _, err := nc.Subscribe("$SRV.INFO.slow.>", func(m *nats.Msg) {
+		held.Go(func() {
+			<-release
+			_ = m.Respond([]byte("{}"))
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { answerHeld(); held.Wait() })
+	for i := range 256 {
+		lifecycle(t, nc, "slow", bus.TypePluginStarted, "slow", bus.Instance{Plugin: "slow", ID: fmt.Sprintf("slow%d", i), Protocol: bus.ProtocolVersion})
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The registry reads started events in order, so these come when the
+	// slow ones fill the set (their INFO requests time out after 2 s).
+	var ids []string
+	for range 5 {
+		id := addService(t, nc, "late")
+		ids = append(ids, id)
+		lifecycle(t, nc, "late", bus.TypePluginStarted, "late", bus.Instance{Plugin: "late", ID: id, Protocol: bus.ProtocolVersion})
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // time the registry would take to confirm them, had it kept their events
+	if p, _ := find(r, "late"); p.Running != 0 {
+		t.Fatalf("%d late instances listed while the set of ids awaiting confirmation was full; want their started events dropped", p.Running)
+	}
+	answerHeld()
+	waitForWithin(t, 30*time.Second, "the late instances listed by a poll after the dropped started events", func() error {
+		if p, _ := find(r, "late"); p.Running != len(ids) {
+			return fmt.Errorf("%d of %d late instances listed", p.Running, len(ids))
+		}
+		return nil
+	})
+}
