@@ -42,10 +42,27 @@ func BenchmarkColdStart(b *testing.B) {
 		s := bustest.NewServer(b)
 		url := s.ClientURL()
 		nc := connect(b, url)
+		// A plugin says it is ready with its started event, sent once it
+		// has subscribed, as go-plugin's child does with its handshake
+		// line: the request goes when that event comes, as a caller the
+		// coordinator told of the plugin would send it. (Asking every
+		// millisecond until it answered, as this did before, timed the
+		// polling too: half a millisecond on average.)
+		startedSubject, err := bus.EventSubject(bus.DefaultPrefix, "hello", bus.TypePluginStarted)
+		if err != nil {
+			b.Fatal(err)
+		}
+		started, err := nc.SubscribeSync(startedSubject)
+		if err != nil {
+			b.Fatal(err)
+		}
 		coldStart(b, func(b *testing.B) func() {
 			p := startProc(b, []string{"PLUGBUS_URL=" + url, "PLUGBUS_LOG_LEVEL=warn"}, "", bin.hello)
-			// Ask until it answers: no responders comes back at once
-			// while it is not subscribed yet.
+			if _, err := started.NextMsg(10 * time.Second); err != nil {
+				b.Fatalf("no started event from hello: %v; its standard error:\n%s", err, p.stderr)
+			}
+			// No responders comes back at once should the request still
+			// beat the subscriptions: ask again then.
 			for {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				reply, err := bus.Request(ctx, nc, bus.DefaultPrefix, "bench", pluginkit.NewEvent(greet.GreetType, json.RawMessage(payload)))

@@ -61,7 +61,7 @@ var families = []family{
 	{
 		name:      "ColdStart",
 		title:     "Cold start: process start → first reply",
-		about:     "Each iteration starts a fresh plugin process and times until its first reply; stopping it is outside the timer. `plugbus`: exec plugins/hello with the bus already up, then bus.Request until the first reply (a request answers \"no responders\" at once until the plugin has subscribed); `goplugin-grpc`: go-plugin's NewClient, Client (start and handshake), Dispense, first call; `stdio-json`: exec, first JSON line answered.",
+		about:     "Each iteration starts a fresh plugin process and times until its first reply; stopping it is outside the timer. `plugbus`: exec plugins/hello with the bus already up, wait for its started event (sent once it has subscribed, as go-plugin's child writes its handshake line), then bus.Request until the first reply (asked again should \"no responders\" come back); `goplugin-grpc`: go-plugin's NewClient, Client (start and handshake), Dispense, first call; `stdio-json`: exec, first JSON line answered.",
 		baselines: []string{"goplugin-grpc"},
 		compare:   []string{"p50-ms"},
 	},
