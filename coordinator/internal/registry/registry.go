@@ -182,9 +182,10 @@ type Registry struct {
 	// dropped says a started event was dropped (pending was full) since
 	// the last poll began, and lastStarted is when the last started event
 	// came: once they stop coming and pending is empty, the next poll is
-	// due at once (see waitForPoll).
+	// due at once (see waitForPoll, which dropping wakes).
 	dropped     bool
 	lastStarted time.Time
+	dropping    chan struct{}
 	ignored     throttle   // log lines about lifecycle events not believed
 	notifyMu    sync.Mutex // held while handing changes to OnChange, in order
 }
@@ -231,7 +232,7 @@ func New(cfg Config) *Registry {
 	}
 	return &Registry{
 		cfg: cfg, instances: map[string]*Instance{}, pending: map[string]*announced{}, answersStale: true,
-		wake: make(chan struct{}, 1), ignored: throttle{every: ignoredLogEvery},
+		wake: make(chan struct{}, 1), dropping: make(chan struct{}, 1), ignored: throttle{every: ignoredLogEvery},
 	}
 }
 
@@ -279,15 +280,20 @@ func (r *Registry) Run(ctx context.Context) error {
 func (r *Registry) waitForPoll(ctx context.Context, d time.Duration) bool {
 	wait := time.NewTimer(d)
 	defer wait.Stop()
-	check := time.NewTicker(catchUpQuiet / 3)
-	defer check.Stop()
+	var check <-chan time.Time // ticks once a started event was dropped
 	for {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-wait.C:
 			return true
-		case <-check.C:
+		case <-r.dropping:
+			if check == nil {
+				t := time.NewTicker(catchUpQuiet / 3)
+				defer t.Stop()
+				check = t.C
+			}
+		case <-check:
 			r.mu.Lock()
 			due := r.dropped && len(r.pending) == 0 && time.Since(r.lastStarted) >= catchUpQuiet
 			r.mu.Unlock()
@@ -450,6 +456,10 @@ func (r *Registry) onStarted(msg *nats.Msg) {
 	case len(r.pending) >= maxPending:
 		r.dropped = true
 		r.mu.Unlock()
+		select {
+		case r.dropping <- struct{}{}:
+		default:
+		}
 		r.ignore("too many started events awaiting confirmation by discovery; dropped one (the next poll still finds a real instance)", msg.Subject, "producer", producer, "instance", in.ID, "pending", maxPending)
 		return
 	}
