@@ -522,7 +522,7 @@ func (p *Plugin) handleDurable(r *route, m jetstream.Msg, msg *nats.Msg) (busy b
 	if meta, err := m.Metadata(); err == nil {
 		attempt = int(meta.NumDelivered)
 	}
-	e, producer, err := p.decode(msg)
+	e, producer, err := bus.DecodeFrom(msg, p.prefix, bus.ParseDurableSubject)
 	if err != nil {
 		r.stats.invalid(producer)
 		p.warnInvalid(msg.Subject, err)

@@ -696,7 +696,7 @@ func (p *Plugin) handle(r *route, msg *nats.Msg, req micro.Request) {
 	if req != nil {
 		parse = bus.ParseInvokeSubject
 	}
-	e, producer, err := p.decodeWith(msg, parse)
+	e, producer, err := bus.DecodeFrom(msg, p.prefix, parse)
 	if err != nil {
 		r.stats.invalid(producer)
 		p.warnInvalid(msg.Subject, err)
@@ -765,17 +765,6 @@ func (p *Plugin) reply(req micro.Request, out *nats.Msg, trigger *Event) {
 	if err := req.Respond(out.Data, micro.WithHeaders(micro.Headers(out.Header))); err != nil {
 		p.log.Warn("could not send the reply", "type", trigger.Type(), "err", err)
 	}
-}
-
-// decode reads an event from the events stream or an events subject.
-func (p *Plugin) decode(msg *nats.Msg) (*Event, string, error) {
-	return p.decodeWith(msg, bus.ParseDurableSubject)
-}
-
-// decodeWith reads the event and its producer (or caller) with
-// [bus.DecodeFrom], parse splitting the subject.
-func (p *Plugin) decodeWith(msg *nats.Msg, parse func(prefix, subject string) (string, string, error)) (*Event, string, error) {
-	return bus.DecodeFrom(msg, p.prefix, parse)
 }
 
 // call runs the handler, turning a panic into an error. With tracing on,
