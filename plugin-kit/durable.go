@@ -236,13 +236,13 @@ func (p *Plugin) maxAhead(slots int) int {
 // workers, plus, while handlers are quick, some pulled ahead so that the
 // workers do not idle while the next pull makes its round trip, and each
 // pull brings a batch: at most as many as the workers settled in the last
-// aheadWindow, and at most aheadPerWorker per worker. So a quick handler's next events are at
-// hand, and an instance whose handlers are slow holds no more than its
-// workers run: the rest wait in the stream, where any instance can take
-// them. Each event it receives is held at once, with in-progress signals
-// (see keepHeld), so none waits unheld, for a worker or behind long
-// handlers. It pulls when the events held drop to the workers' number,
-// for all the room there is, so that each pull brings a batch. (nats.go's
+// aheadWindow, and at most aheadPerWorker per worker. So a quick
+// handler's next events are at hand, and an instance whose handlers are
+// slow holds no more than its workers run: the rest wait in the stream,
+// where any instance can take them. Each event it receives is held at
+// once, with in-progress signals (see keepHeld), so none waits unheld, for
+// a worker or behind long handlers. It pulls when the events held drop to
+// the workers' number, for all the room there is. (nats.go's
 // Consume, used before, keeps a buffer of pulled events that get no
 // in-progress signals while they wait for a worker, and its pull requests
 // could run out under load while it believed some were open:
