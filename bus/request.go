@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -64,12 +65,22 @@ func Publish(nc *nats.Conn, prefix, producer string, e *event.Event) error {
 	if e.Source() == "" {
 		e.SetSource(Source(producer))
 	}
-	msg := nats.Msg{Subject: subject}
-	if err := Encode(e, &msg); err != nil {
+	enc := encoders.Get().(*Encoder)
+	defer encoders.Put(enc)
+	msg, err := enc.Encode(subject, e)
+	if err != nil {
 		return err
 	}
-	return nc.PublishMsg(&msg)
+	err = nc.PublishMsg(msg)
+	msg.Data = nil // the pool keeps the header map, not the event's data
+	return err
 }
+
+// encoders lends [Publish] an Encoder, so that a publish reuses a header
+// map instead of allocating one: a map and its values are a third of the
+// allocations of publishing a small event. PublishMsg has copied what it
+// sends before the Encoder goes back.
+var encoders = sync.Pool{New: func() any { return new(Encoder) }}
 
 // HeaderPlugin names the one plugin that should answer a request on an
 // invoke subject. Every plugin answering the type receives the request (each

@@ -196,11 +196,18 @@ func extensionNameRule(name string) string {
 }
 
 // stringRule returns why s is not a valid CloudEvents String, or "".
+// Printable ASCII, what attributes nearly always are, is passed over a
+// byte at a time; the rest is read as runes from the first other byte.
 func stringRule(s string) string {
-	for i, r := range s {
+	ascii := 0
+	for ascii < len(s) && ' ' <= s[ascii] && s[ascii] < 0x7f {
+		ascii++
+	}
+	rest := s[ascii:]
+	for i, r := range rest {
 		switch {
 		case r == utf8.RuneError:
-			if _, size := utf8.DecodeRuneInString(s[i:]); size <= 1 {
+			if _, size := utf8.DecodeRuneInString(rest[i:]); size <= 1 {
 				return "is not valid UTF-8"
 			}
 		case r < 0x20 || (0x7f <= r && r <= 0x9f):

@@ -65,6 +65,19 @@ func TestIngestModes(t *testing.T) {
 			want:   []want{{id: "s-2", typ: "com.example.ping", source: "urn:test"}},
 		},
 		{
+			// The 202 names the ids as JSON strings, escaped where needed.
+			name:   "batch with ids that need escaping in JSON",
+			header: batch(),
+			body: `[
+				{"specversion":"1.0","id":"say \"hi\" \\ <b>&amp; caf\u00e9 \u2028","source":"urn:test","type":"com.example.a"},
+				{"specversion":"1.0","id":"plain-2","source":"urn:test","type":"com.example.a"}
+			]`,
+			want: []want{
+				{id: "say \"hi\" \\ <b>&amp; caf\u00e9 \u2028", typ: "com.example.a", source: "urn:test"},
+				{id: "plain-2", typ: "com.example.a", source: "urn:test"},
+			},
+		},
+		{
 			name:   "empty batch",
 			header: batch(),
 			body:   `[]`,

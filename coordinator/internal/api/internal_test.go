@@ -1,11 +1,35 @@
 package api
 
 import (
-	"github.com/plugbus/plugbus/bus"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"testing"
+
+	"github.com/plugbus/plugbus/bus"
 )
+
+// TestAcceptedBody checks the hand-written 202 of POST /v1/events against
+// what encoding/json writes for the same answer.
+func TestAcceptedBody(t *testing.T) {
+	for _, ids := range [][]string{
+		{},
+		{"1"},
+		{"a-1", "b-2", "c-3"},
+		{`quote " and backslash \`, "<html> & friends", "café", "line\u2028separator", "tab\tand\x7f"},
+	} {
+		want, err := json.Marshal(struct {
+			Accepted int      `json:"accepted"`
+			IDs      []string `json:"ids"`
+		}{len(ids), ids})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := acceptedBody(ids); string(got) != string(want)+"\n" {
+			t.Errorf("acceptedBody(%q) = %s, want %s", ids, got, want)
+		}
+	}
+}
 
 func TestPluginStatus(t *testing.T) {
 	tests := []struct {

@@ -66,15 +66,24 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
 	s.log.Log(r.Context(), level, "HTTP request rejected", attrs...)
 }
 
+// writeJSON answers with status and v as JSON.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		status, body = http.StatusInternalServerError, []byte(`{"error":"cannot encode the answer as JSON"}`)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	writeJSONBody(w, status, append(body, '\n'))
+}
+
+// writeJSONBody answers with status and body, a JSON document ending in a
+// newline. The headers are set under their canonical names directly,
+// which Header().Set would work out again for every answer.
+func writeJSONBody(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
 	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(body)
 }
 
 // invalidEvent turns the error of bus.Validate (an errors.Join of
