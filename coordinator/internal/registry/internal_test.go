@@ -3,11 +3,13 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/plugbus/plugbus/bus"
 	"github.com/plugbus/plugbus/bus/bustest"
 	pluginkit "github.com/plugbus/plugbus/plugin-kit"
 )
@@ -56,5 +58,62 @@ func TestFetchInfoTakesTheOneAnswer(t *testing.T) {
 	}
 	if took >= gatherQuiet/2 {
 		t.Errorf("fetchInfo took %v; one answer should take far less than gather's quiet period (%v)", took, gatherQuiet)
+	}
+}
+
+// TestPollMarksGoneAfterTwoMissedPolls checks that an instance silent for
+// longer than GoneAfter is gone only once it missed two polls in a row: a
+// poll that comes late (after seconds of confirming a mass start) makes
+// one unanswered poll look like a long silence.
+func TestPollMarksGoneAfterTwoMissedPolls(t *testing.T) {
+	s := bustest.NewServer(t)
+	var mute atomic.Bool
+	svc, err := micro.AddService(bustest.Connect(t, s), micro.Config{
+		Name: "sometimes", Version: "1.0.0",
+		Metadata: map[string]string{bus.MetaProtocol: bus.ProtocolVersion},
+		StatsHandler: func(*micro.Endpoint) any {
+			if mute.Load() {
+				time.Sleep(time.Second) // answers after the poll stopped gathering
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	// STATS asks StatsHandler about each endpoint.
+	if err := svc.AddEndpoint("x", micro.HandlerFunc(func(micro.Request) {}), micro.WithEndpointSubject("plugbus.events.*.com.example.sometimes")); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const goneAfter, gathering = 200 * time.Millisecond, 300 * time.Millisecond
+	r := New(Config{Conn: bustest.Connect(t, s)})
+	state := func() State {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, in := range r.instances {
+			return in.State
+		}
+		return ""
+	}
+	// The service's subscriptions may reach the server after the first
+	// poll's request.
+	for deadline := time.Now().Add(10 * time.Second); state() != Running && time.Now().Before(deadline); {
+		r.poll(ctx, 0, gatherMost, goneAfter)
+	}
+	if got := state(); got != Running {
+		t.Fatalf("after polling for 10s the instance is %q, want running", got)
+	}
+
+	mute.Store(true)
+	time.Sleep(2 * goneAfter) // the next poll is late
+	r.poll(ctx, 1, gathering, goneAfter)
+	if got := state(); got != Running {
+		t.Errorf("after one missed poll, silent for longer than gone_after, the instance is %q, want running", got)
+	}
+	r.poll(ctx, 1, gathering, goneAfter)
+	if got := state(); got != Gone {
+		t.Errorf("after two missed polls the instance is %q, want gone", got)
 	}
 }

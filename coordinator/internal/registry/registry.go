@@ -62,6 +62,11 @@ type Instance struct {
 	Reason      string            `json:"reason,omitempty"`
 	Stats       Counters          `json:"stats"`
 
+	// missed counts the polls in a row the instance did not answer: it is
+	// gone only once it missed two, however long it was silent, since a
+	// poll that comes late (after seconds of confirming a mass start)
+	// makes the silence long without the instance having been asked.
+	missed int
 	// stoppedAt is when the registry heard the instance's stopped event:
 	// a discovery answer to a request sent after it proves the instance
 	// still runs.
@@ -135,9 +140,9 @@ type Config struct {
 	// polled every 5 s instead of every second.
 	PollRate int
 	// GoneAfter is how long an instance may stay silent before it is
-	// marked gone; default 5s. When PollRate spaces the polls further
-	// apart, an instance is gone only once it missed two polls in a row
-	// (see [Registry.pace]).
+	// marked gone, once it also missed two polls in a row; default 5s.
+	// When PollRate spaces the polls further apart, it is longer (see
+	// [Registry.pace]).
 	GoneAfter time.Duration
 	// ForgetAfter is how long stopped and gone instances stay listed;
 	// default 5m.
@@ -657,7 +662,7 @@ func (r *Registry) notify() {
 // poll asks every micro service for its STATS, gathering the answers for
 // up to most (expecting at least as many as answering), updates the
 // instances that answer, confirms new ones by their INFO, and marks gone
-// those silent for longer than goneAfter.
+// those silent for longer than goneAfter and two polls in a row.
 func (r *Registry) poll(ctx context.Context, answering int, most, goneAfter time.Duration) {
 	start := time.Now()
 	r.mu.Lock()
@@ -702,8 +707,13 @@ func (r *Registry) poll(ctx context.Context, answering int, most, goneAfter time
 	r.mu.Lock()
 	for id, in := range r.instances {
 		silent := now.Sub(in.LastSeen)
+		if silent > 0 {
+			in.missed++
+		} else {
+			in.missed = 0 // answered this poll, or listed while it ran
+		}
 		switch {
-		case (in.State == Running || in.State == Incompatible) && silent > goneAfter:
+		case (in.State == Running || in.State == Incompatible) && silent > goneAfter && in.missed >= 2:
 			r.setState(in, Gone, fmt.Sprintf("no answer to discovery for %v", silent.Round(time.Second)))
 		case (in.State == Gone || in.State == Stopped) && silent > r.cfg.ForgetAfter:
 			delete(r.instances, id)
