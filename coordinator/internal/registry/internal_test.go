@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -115,5 +116,26 @@ func TestPollMarksGoneAfterTwoMissedPolls(t *testing.T) {
 	r.poll(ctx, 1, gathering, goneAfter)
 	if got := state(); got != Gone {
 		t.Errorf("after two missed polls the instance is %q, want gone", got)
+	}
+}
+
+// TestPaceCountsEveryAnswerForGone checks the time to gone during a mass
+// start: a poll answered by 10,000 instances of which 100 are listed is
+// still made every PollInterval, but an instance is gone only after what
+// 10,000 instances take (15 s at the defaults), not after GoneAfter.
+func TestPaceCountsEveryAnswerForGone(t *testing.T) {
+	r := New(Config{})
+	for i := range 100 {
+		id := fmt.Sprint("instance-", i)
+		r.instances[id] = &Instance{ID: id, Plugin: "p", State: Running}
+	}
+	every, goneAfter, answering := r.pace()
+	if every != time.Second || goneAfter != 5*time.Second || answering != 100 {
+		t.Errorf("100 listed, none answered yet: every %v, gone after %v, answering %d; want 1s, 5s, 100", every, goneAfter, answering)
+	}
+	r.answered = 10000
+	every, goneAfter, answering = r.pace()
+	if every != time.Second || goneAfter != 15*time.Second || answering != 100 {
+		t.Errorf("100 listed, 10,000 answered: every %v, gone after %v, answering %d; want 1s, 15s, 100", every, goneAfter, answering)
 	}
 }

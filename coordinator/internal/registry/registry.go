@@ -191,8 +191,11 @@ type Registry struct {
 	dropped     bool
 	lastStarted time.Time
 	dropping    chan struct{}
-	ignored     throttle   // log lines about lifecycle events not believed
-	notifyMu    sync.Mutex // held while handing changes to OnChange, in order
+	// answered is how many answers the last poll gathered, listed
+	// instances or not (see pace).
+	answered int
+	ignored  throttle   // log lines about lifecycle events not believed
+	notifyMu sync.Mutex // held while handing changes to OnChange, in order
 }
 
 // announced is an instance a started event named, awaiting its INFO.
@@ -317,7 +320,10 @@ func (r *Registry) waitForPoll(ctx context.Context, d time.Duration) bool {
 // interval, and an instance is gone once it missed two polls in a row and
 // the longest gather after them: GoneAfter, or 3 × the interval when that
 // is longer (10,000 instances at the defaults: polled every 5 s, gone
-// after 15 s).
+// after 15 s). The time to gone counts the instances that answered the
+// last poll, listed or not: during a mass start they run far ahead of
+// those listed, and while their processes start the rest, an instance
+// listed early can miss two quick polls in a row.
 func (r *Registry) pace() (every, goneAfter time.Duration, answering int) {
 	n := 0
 	r.mu.Lock()
@@ -326,12 +332,16 @@ func (r *Registry) pace() (every, goneAfter time.Duration, answering int) {
 			n++ // the instances that answer polls
 		}
 	}
+	answered := r.answered
 	r.mu.Unlock()
-	every = time.Duration(n) * time.Second / time.Duration(r.cfg.PollRate)
-	if every <= r.cfg.PollInterval {
-		return r.cfg.PollInterval, r.cfg.GoneAfter, n
+	spacing := func(instances int) time.Duration {
+		return max(r.cfg.PollInterval, time.Duration(instances)*time.Second/time.Duration(r.cfg.PollRate))
 	}
-	return every, max(r.cfg.GoneAfter, 2*every+max(gatherMost, every)), n
+	every, silence := spacing(n), spacing(max(n, answered))
+	if silence <= r.cfg.PollInterval {
+		return every, r.cfg.GoneAfter, n
+	}
+	return every, max(r.cfg.GoneAfter, 2*silence+max(gatherMost, silence)), n
 }
 
 // Plugins returns the plugins, sorted by name, each with its instances.
@@ -678,6 +688,9 @@ func (r *Registry) poll(ctx context.Context, answering int, most, goneAfter time
 		return
 	}
 	now := time.Now()
+	r.mu.Lock()
+	r.answered = len(replies)
+	r.mu.Unlock()
 	var fresh []micro.Stats
 	defer func() {
 		r.cfg.Logger.Debug("discovery poll", "replies", len(replies), "gathered_in", now.Sub(start), "new", len(fresh), "took", time.Since(start))
