@@ -356,8 +356,10 @@ func (s *server) validate(e *event.Event, what string, pre error, jsonChecked bo
 	if aerr := s.checkData(e, what, jsonChecked); aerr != nil {
 		return aerr
 	}
-	if max := s.cfg.Conn.MaxPayload(); max > 0 && encodedSize(e, false) > max {
-		if size := encodedSize(e, true); size > max {
+	// The bound first: it does not build the source's string, and most
+	// events are far below the limit.
+	if max := s.cfg.Conn.MaxPayload(); max > 0 && encodedSize(e, sourceBound(e)) > max {
+		if size := encodedSize(e, len(e.Source())); size > max {
 			return &apiError{
 				status: http.StatusRequestEntityTooLarge, reason: reasonTooLarge,
 				msg: fmt.Sprintf("%s: the event takes about %d bytes on the bus, more than the NATS server's max_payload of %d bytes; send less data", what, size, max),
@@ -429,11 +431,9 @@ func hasField(err error, field string) bool {
 }
 
 // encodedSize estimates the size of e as a NATS message in binary mode: data
-// plus one "name: value\r\n" line per attribute. Unless exact, the source
-// is counted from its parts as if every byte were percent-encoded, which
-// is never less than its string form and does not build it: most events
-// are far below the limit, and building the string was most of the cost.
-func encodedSize(e *event.Event, exact bool) int64 {
+// plus one "name: value\r\n" line per attribute, with source the length of
+// the source's header value.
+func encodedSize(e *event.Event, source int) int64 {
 	n := int64(len(e.DataEncoded)) + 16
 	add := func(name, v string) {
 		if v != "" {
@@ -442,11 +442,8 @@ func encodedSize(e *event.Event, exact bool) int64 {
 	}
 	add("specversion", e.SpecVersion())
 	add("id", e.ID())
-	if ctx, ok := e.Context.(*event.EventContextV1); ok && !exact {
-		u := ctx.Source.URL
-		n += int64(len("source")+7) + 3*int64(len(u.Scheme)+len(u.Opaque)+len(u.Host)+len(u.Path)+len(u.RawQuery)+len(u.Fragment)+len(u.User.String())) + 8
-	} else {
-		add("source", e.Source())
+	if source > 0 {
+		n += int64(len("source") + source + 7)
 	}
 	add("type", e.Type())
 	add("subject", e.Subject())
@@ -459,6 +456,23 @@ func encodedSize(e *event.Event, exact bool) int64 {
 		add(k, fmt.Sprint(v))
 	}
 	return n
+}
+
+// sourceBound is at least the length of e's source as a string, counted
+// from its parts without building the string: each part as if every byte
+// were percent-encoded, and room for the separators (":", "//", "@", "/",
+// "?", "#").
+func sourceBound(e *event.Event) int {
+	ctx, ok := e.Context.(*event.EventContextV1)
+	if !ok {
+		return len(e.Source())
+	}
+	u := ctx.Source.URL
+	parts := len(u.Scheme) + len(u.Opaque) + len(u.Host) + len(u.Path) + len(u.RawQuery) + len(u.Fragment)
+	if u.User != nil {
+		parts += len(u.User.String())
+	}
+	return 3*parts + 8
 }
 
 // handleEvents is POST /v1/events.
