@@ -727,6 +727,43 @@ func TestSecureModeSupervisedPlugin(t *testing.T) {
 	}
 }
 
+// waitListed polls until GET /v1/plugins lists every named plugin running
+// with the types it handles. The registry takes those types from the
+// instances' STATS replies, sent on the connection that made the
+// endpoints' subscriptions, so a plugin listed with its types receives
+// what is published from then on.
+func (d *secureDeployment) waitListed(names ...string) {
+	d.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, body := d.call("GET", "/v1/plugins", testHTTPToken, nil)
+		var plugins []struct {
+			Name    string
+			Running int
+			Handles []string
+		}
+		_ = json.Unmarshal(body, &plugins)
+		listed := map[string]bool{}
+		for _, p := range plugins {
+			listed[p.Name] = p.Running > 0 && len(p.Handles) > 0
+		}
+		missing := ""
+		for _, n := range names {
+			if !listed[n] {
+				missing = n
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("%s not listed: %s", missing, body)
+		}
+		time.Sleep(100 * time.Millisecond) // polling the registry
+	}
+}
+
 // waitInvoke polls until the plugin answers the greeting through the API.
 func (d *secureDeployment) waitInvoke() {
 	d.t.Helper()

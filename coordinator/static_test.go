@@ -163,6 +163,9 @@ func TestSecureModeStaticPlugins(t *testing.T) {
 		coordinator.PluginSpec{Name: "hello", Static: true, Handles: []string{"com.example.greet.requested"}, Answers: []string{"com.example.greet.requested"}, Emits: []string{"com.example.greet.sent"}},
 	)
 	d.waitInvoke() // hello, static, answers
+	// The three start together, but the registry may list them a poll
+	// apart: an invoke of a type no listed plugin answers is a 404.
+	d.waitListed("static-forger", "static-watcher", "hello")
 
 	// Each static plugin's connections authenticate as its own identity.
 	var ids []struct {
@@ -211,10 +214,19 @@ func TestSecureModeStaticPlugins(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Invoke: static-forger answers; its undeclared event goes nowhere.
-	status, body := d.call("POST", "/v1/invoke/"+forge, testHTTPToken, "x")
-	if status != http.StatusOK || !strings.Contains(string(body), "com.example.forge.done") {
-		t.Fatalf("invoke static-forger: %d %s", status, body)
-	}
+	// A poll may list the forger between its observing endpoint and its
+	// answering one, so the invoke is retried while the type has no
+	// answerer.
+	waitFor(t, "static-forger's answer", 60*time.Second, func() error {
+		status, body := d.call("POST", "/v1/invoke/"+forge, testHTTPToken, "x")
+		if status == http.StatusNotFound {
+			return fmt.Errorf("%d %s", status, body)
+		}
+		if status != http.StatusOK || !strings.Contains(string(body), "com.example.forge.done") {
+			t.Fatalf("invoke static-forger: %d %s", status, body)
+		}
+		return nil
+	})
 	// Fan-out: one event reaches both static plugins, and each publishes
 	// its result under its own name.
 	req, _ := http.NewRequest("POST", d.api+"/v1/events", strings.NewReader(`{"specversion":"1.0","id":"f1","source":"t","type":"`+forge+`","datacontenttype":"application/json","data":"y"}`))
