@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/plugbus/plugbus/bus"
@@ -95,5 +98,19 @@ func BenchmarkHandler(b *testing.B) {
 	})
 	b.Run("invoke", func(b *testing.B) {
 		serve(b, "/v1/invoke/com.example.greet.requested", http.Header{"Content-Type": {"application/json"}}, http.StatusOK)
+	})
+	b.Run("invoke-floor", func(b *testing.B) {
+		b.ReportAllocs()
+		e := event.New()
+		e.SetID("bench")
+		e.SetType("com.example.greet.requested")
+		if err := e.SetData(event.ApplicationJSON, json.RawMessage(data)); err != nil {
+			b.Fatal(err)
+		}
+		for range b.N {
+			if _, err := bus.Request(context.Background(), conn, bus.DefaultPrefix, "bench", &e); err != nil {
+				b.Fatal(err)
+			}
+		}
 	})
 }
