@@ -59,6 +59,11 @@ plugins:
 			t.Fatal(err)
 		}
 		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound && i < 10 {
+			// Listed a moment before its answering endpoint subscribed.
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
 		if resp.StatusCode != http.StatusOK {
 			break
 		}

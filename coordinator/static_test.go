@@ -163,8 +163,8 @@ func TestSecureModeStaticPlugins(t *testing.T) {
 		coordinator.PluginSpec{Name: "hello", Static: true, Handles: []string{"com.example.greet.requested"}, Answers: []string{"com.example.greet.requested"}, Emits: []string{"com.example.greet.sent"}},
 	)
 	d.waitInvoke() // hello, static, answers
-	// The three start together, but the registry may list them a poll
-	// apart: an invoke of a type no listed plugin answers is a 404.
+	// The three start together, but hello may answer before the others
+	// have subscribed.
 	d.waitListed("static-forger", "static-watcher", "hello")
 
 	// Each static plugin's connections authenticate as its own identity.
@@ -215,8 +215,8 @@ func TestSecureModeStaticPlugins(t *testing.T) {
 	}
 	// Invoke: static-forger answers; its undeclared event goes nowhere.
 	// A poll may list the forger between its observing endpoint and its
-	// answering one, so the invoke is retried while the type has no
-	// answerer.
+	// answering one, so the invoke is retried while nothing answers the
+	// type (404).
 	waitFor(t, "static-forger's answer", 60*time.Second, func() error {
 		status, body := d.call("POST", "/v1/invoke/"+forge, testHTTPToken, "x")
 		if status == http.StatusNotFound {

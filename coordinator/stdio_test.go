@@ -65,15 +65,25 @@ func TestStdioExamples(t *testing.T) {
 	}
 
 	// The shell plugin, over HTTP, twice: both replicas share the queue
-	// group, and each answer names the caller.
-	for range 2 {
+	// group, and each answer names the caller. It starts beside hello-py
+	// and may not answer yet when hello-py does: the first invoke is
+	// retried while nothing answers its type (404).
+	for i := range 2 {
 		var out struct {
 			Data struct {
 				Count    int    `json:"count"`
 				Producer string `json:"producer"`
 			} `json:"data"`
 		}
-		status, body := httpInvoke(t, c.HTTPAddr(), "com.example.counter.requested", `{}`)
+		var status int
+		var body string
+		waitFor(t, "counter answering over HTTP", 30*time.Second, func() error {
+			status, body = httpInvoke(t, c.HTTPAddr(), "com.example.counter.requested", `{}`)
+			if i == 0 && status == http.StatusNotFound {
+				return fmt.Errorf("%d %s", status, body)
+			}
+			return nil
+		})
 		if status != http.StatusOK {
 			t.Fatalf("HTTP invoke counter: %d %s", status, body)
 		}
